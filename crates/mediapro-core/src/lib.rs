@@ -1,0 +1,16 @@
+//! MediaPro's domain: what a task is, how requests are validated, how yt-dlp and
+//! ffmpeg are invoked (as argument vectors) and how their output is read, and the
+//! durable task store. Nothing here speaks HTTP or runs a queue: the `api` and
+//! `worker` binaries do, on top of these types.
+
+pub mod error;
+pub mod jobs;
+pub mod requests;
+pub mod settings;
+pub mod storage;
+pub mod store;
+pub mod task;
+pub mod validate;
+pub mod ytdlp;
+
+pub use error::{ErrorClass, HasErrorClass};

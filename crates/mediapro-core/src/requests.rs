@@ -1,0 +1,123 @@
+//! Request bodies as clients send them (the sketch's field names), and the
+//! validated specs they become. Unknown fields are refused.
+
+use serde::{Deserialize, Serialize};
+
+use crate::validate::{AddressPolicy, FormatSelector, SourceUrl, SubtitleLangs, ValidationError};
+
+/// `POST /api/analyze`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeBody {
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl AnalyzeBody {
+    pub async fn validate(self, policy: AddressPolicy) -> Result<SourceUrl, ValidationError> {
+        let url = SourceUrl::parse(self.url.as_deref().unwrap_or_default())?;
+        policy.check(&url).await?;
+        Ok(url)
+    }
+}
+
+/// `POST /api/download`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadBody {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub format_id: Option<String>,
+    #[serde(default)]
+    pub include_subtitles: bool,
+    #[serde(default)]
+    pub subtitle_langs: Option<Vec<String>>,
+}
+
+/// A validated download: what the worker is asked to fetch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownloadSpec {
+    pub url: SourceUrl,
+    /// `None` = yt-dlp's own default selection.
+    #[serde(default)]
+    pub format_id: Option<FormatSelector>,
+    #[serde(default)]
+    pub include_subtitles: bool,
+    #[serde(default)]
+    pub subtitle_langs: SubtitleLangs,
+}
+
+/// The sketch's default when a client asks for subtitles without naming languages.
+const DEFAULT_SUBTITLE_LANGS: [&str; 2] = ["zh-CN", "en"];
+
+impl DownloadBody {
+    pub async fn validate(self, policy: AddressPolicy) -> Result<DownloadSpec, ValidationError> {
+        let url = SourceUrl::parse(self.url.as_deref().unwrap_or_default())?;
+        let format_id = self
+            .format_id
+            .as_deref()
+            .filter(|f| !f.is_empty())
+            .map(FormatSelector::parse)
+            .transpose()?;
+        let langs = match self.subtitle_langs {
+            Some(langs) => langs,
+            None => DEFAULT_SUBTITLE_LANGS.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let subtitle_langs = SubtitleLangs::parse(&langs)?;
+        if self.include_subtitles && subtitle_langs.is_empty() {
+            return Err(ValidationError::new(
+                "subtitle_langs",
+                "invalid_subtitle_lang",
+                "name at least one language when include_subtitles is true",
+            ));
+        }
+        // Last: the only check that may touch the network (DNS).
+        policy.check(&url).await?;
+        Ok(DownloadSpec {
+            url,
+            format_id,
+            include_subtitles: self.include_subtitles,
+            subtitle_langs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPEN: AddressPolicy = AddressPolicy { allow_private_networks: true };
+
+    fn body(json: &str) -> DownloadBody {
+        serde_json::from_str(json).expect("well-formed body")
+    }
+
+    #[tokio::test]
+    async fn the_sketch_client_body_validates() {
+        let spec = body(
+            r#"{"url":"http://127.0.0.1:9/v.mp4","format_id":"18","include_subtitles":false,"subtitle_langs":["zh-CN","en"]}"#,
+        )
+        .validate(OPEN)
+        .await
+        .expect("valid");
+        assert_eq!(spec.format_id.as_ref().map(FormatSelector::as_str), Some("18"));
+        assert_eq!(spec.subtitle_langs.joined(), "zh-CN,en");
+    }
+
+    #[tokio::test]
+    async fn missing_url_and_bad_format_name_their_field() {
+        let err = body(r#"{}"#).validate(OPEN).await.expect_err("no url");
+        assert_eq!(err.field, "url");
+        let err = body(r#"{"url":"https://example.com/v","format_id":"all"}"#)
+            .validate(OPEN)
+            .await
+            .expect_err("all");
+        assert_eq!(err.field, "format_id");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(serde_json::from_str::<DownloadBody>(r#"{"url":"x","exec":"id"}"#).is_err());
+    }
+}

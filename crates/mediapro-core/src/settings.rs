@@ -1,0 +1,393 @@
+//! Typed settings shared by both binaries: built-in defaults → optional TOML file
+//! (`mediapro.toml`, or the path in `MEDIAPRO_CONFIG`) → `MEDIAPRO__SECTION__KEY`
+//! environment variables. The `Default` impls are the one source of defaults; they
+//! are serialised as the first layer so a file or env var only overrides.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct SettingsError(String);
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub redis: RedisSettings,
+    pub database: DatabaseSettings,
+    pub storage: StorageSettings,
+    pub security: SecuritySettings,
+    pub limits: LimitSettings,
+    pub worker: WorkerSettings,
+    pub tools: ToolSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address the API listens on.
+    pub bind: String,
+    /// Origins allowed by CORS; `*` allows any origin (the sketch's behaviour).
+    pub cors_origins: Vec<String>,
+    /// HTTP worker threads of the API; 0 = one per core.
+    pub http_workers: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:5000".into(),
+            cors_origins: vec!["*".into()],
+            http_workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Prefix of every queue key, so several deployments (or tests) can share one Redis.
+    pub namespace: String,
+    /// How often an idle worker asks Redis for a job.
+    pub poll_interval_ms: u64,
+    /// Worker keep-alive period; a worker silent for
+    /// `heartbeat_seconds * missed_heartbeats` is presumed dead and its jobs re-run.
+    pub heartbeat_seconds: u64,
+    pub missed_heartbeats: usize,
+    /// Upper bound on any single Redis command, so an outage is reported promptly.
+    pub command_timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379/0".into(),
+            namespace: "mediapro".into(),
+            poll_interval_ms: 50,
+            heartbeat_seconds: 5,
+            missed_heartbeats: 6,
+            command_timeout_ms: 1500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://path/to/file.db` (default, created on first start) or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/mediapro.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Root of downloaded, uploaded and processed files. Task paths are relative to it.
+    pub root: PathBuf,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("data/media"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// Allow URLs whose host is loopback, private, link-local, … (off by default: SSRF).
+    pub allow_private_networks: bool,
+    /// API keys accepted as `Authorization: Bearer <key>`; empty = no authentication.
+    pub api_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    pub max_file_size_bytes: u64,
+    pub task_timeout_seconds: u64,
+    pub analyze_timeout_seconds: u64,
+    pub max_body_bytes: usize,
+    /// Attempts of a task that fails for a transient reason (network, lost worker).
+    pub max_attempts: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_file_size_bytes: 5 * 1024 * 1024 * 1024,
+            task_timeout_seconds: 3600,
+            analyze_timeout_seconds: 30,
+            max_body_bytes: 64 * 1024,
+            max_attempts: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub download_concurrency: usize,
+    pub process_concurrency: usize,
+    /// On SIGTERM, how long running jobs may take to finish before they are killed
+    /// and handed back to the queue.
+    pub drain_timeout_seconds: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            download_concurrency: 2,
+            process_concurrency: 1,
+            drain_timeout_seconds: 25,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolSettings {
+    pub ytdlp: PathBuf,
+    pub ffmpeg: PathBuf,
+    pub ffprobe: PathBuf,
+}
+
+impl Default for ToolSettings {
+    fn default() -> Self {
+        Self {
+            ytdlp: "yt-dlp".into(),
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+        }
+    }
+}
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &["server.cors_origins", "security.api_keys"];
+
+impl Settings {
+    /// Loads the layered settings from the process environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        let file = std::env::var_os("MEDIAPRO_CONFIG").map(PathBuf::from);
+        Self::load_from(file, None)
+    }
+
+    /// Loads settings from an explicit file (required if given; `mediapro.toml` in
+    /// the working directory is optional otherwise) and, for tests, an explicit
+    /// environment map instead of the process environment.
+    pub fn load_from(
+        file: Option<PathBuf>,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Self, SettingsError> {
+        let defaults = config::Config::try_from(&Settings::default()).map_err(describe)?;
+        let file_source = match file {
+            Some(path) => config::File::from(path).required(true),
+            None => config::File::with_name("mediapro.toml").required(false),
+        };
+        let mut env_source = config::Environment::with_prefix("MEDIAPRO")
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .try_parsing(true);
+        for key in LIST_KEYS {
+            env_source = env_source.with_list_parse_key(key);
+        }
+        if let Some(map) = env {
+            env_source = env_source.source(Some(map));
+        }
+        let mut settings: Settings = config::Config::builder()
+            .add_source(defaults)
+            .add_source(file_source)
+            .add_source(env_source)
+            .build()
+            .map_err(describe)?
+            .try_deserialize()
+            .map_err(describe)?;
+        settings.normalise();
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn normalise(&mut self) {
+        let clean = |list: &mut Vec<String>| {
+            list.iter_mut().for_each(|s| *s = s.trim().to_owned());
+            list.retain(|s| !s.is_empty());
+        };
+        clean(&mut self.server.cors_origins);
+        clean(&mut self.security.api_keys);
+    }
+
+    /// Semantic checks the types alone cannot express; each error names its key.
+    fn check(&self) -> Result<(), SettingsError> {
+        let bad = |key: &str, why: String| Err(SettingsError(format!("{key}: {why}")));
+        if self.server.bind.parse::<SocketAddr>().is_err() {
+            return bad(
+                "server.bind",
+                format!("'{}' is not an address like 127.0.0.1:5000", self.server.bind),
+            );
+        }
+        let redis_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
+            .iter()
+            .any(|p| self.redis.url.starts_with(p));
+        if !redis_ok {
+            return bad("redis.url", "must start with redis:// or rediss://".into());
+        }
+        if self.redis.namespace.is_empty()
+            || !self
+                .redis
+                .namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        {
+            return bad(
+                "redis.namespace",
+                "must be non-empty ASCII letters, digits, '-', '_', '.', ':'".into(),
+            );
+        }
+        if self.redis.poll_interval_ms == 0 || self.redis.heartbeat_seconds == 0 {
+            return bad("redis.poll_interval_ms", "intervals must be positive".into());
+        }
+        if self.redis.missed_heartbeats == 0 {
+            return bad("redis.missed_heartbeats", "must be at least 1".into());
+        }
+        if !(self.database.url.starts_with("sqlite:")
+            || self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
+            return bad("database.url", "must be sqlite://… or postgres://…".into());
+        }
+        if self.database.max_connections == 0 {
+            return bad("database.max_connections", "must be at least 1".into());
+        }
+        if self.storage.root.as_os_str().is_empty() {
+            return bad("storage.root", "must not be empty".into());
+        }
+        if self.limits.task_timeout_seconds == 0 {
+            return bad("limits.task_timeout_seconds", "must be positive".into());
+        }
+        if self.limits.analyze_timeout_seconds == 0 {
+            return bad("limits.analyze_timeout_seconds", "must be positive".into());
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return bad("limits.max_body_bytes", "must be at least 1024".into());
+        }
+        if self.limits.max_attempts == 0 {
+            return bad("limits.max_attempts", "must be at least 1".into());
+        }
+        if self.worker.download_concurrency == 0 || self.worker.process_concurrency == 0 {
+            return bad("worker.download_concurrency", "concurrency must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn task_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.task_timeout_seconds)
+    }
+
+    pub fn analyze_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.analyze_timeout_seconds)
+    }
+}
+
+/// The `config` crate's messages already name the key ("… for key `limits.x`");
+/// keep them on one line.
+fn describe(err: config::ConfigError) -> SettingsError {
+    SettingsError(err.to_string().replace('\n', " "))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let s = Settings::load_from(None, env(&[])).expect("defaults load");
+        assert_eq!(s.server.bind, "127.0.0.1:5000");
+        assert_eq!(s.server.cors_origins, vec!["*"]);
+        assert_eq!(s.redis.url, "redis://127.0.0.1:6379/0");
+        assert_eq!(s.database.url, "sqlite://data/mediapro.db");
+        assert_eq!(s.storage.root, PathBuf::from("data/media"));
+        assert!(!s.security.allow_private_networks);
+        assert!(s.security.api_keys.is_empty());
+        assert_eq!(s.limits.max_file_size_bytes, 5 * 1024 * 1024 * 1024);
+        assert_eq!(s.limits.task_timeout_seconds, 3600);
+        assert_eq!(s.limits.analyze_timeout_seconds, 30);
+    }
+
+    #[test]
+    fn environment_overrides_with_lists_and_bools() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("MEDIAPRO__SERVER__BIND", "0.0.0.0:8080"),
+                ("MEDIAPRO__SERVER__CORS_ORIGINS", "https://a.example, https://b.example"),
+                ("MEDIAPRO__SECURITY__ALLOW_PRIVATE_NETWORKS", "true"),
+                ("MEDIAPRO__SECURITY__API_KEYS", "k1,k2"),
+                ("MEDIAPRO__LIMITS__TASK_TIMEOUT_SECONDS", "60"),
+            ]),
+        )
+        .expect("env loads");
+        assert_eq!(s.server.bind, "0.0.0.0:8080");
+        assert_eq!(
+            s.server.cors_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+        assert!(s.security.allow_private_networks);
+        assert_eq!(s.security.api_keys, vec!["k1", "k2"]);
+        assert_eq!(s.limits.task_timeout_seconds, 60);
+    }
+
+    #[test]
+    fn empty_api_keys_mean_no_auth() {
+        let s = Settings::load_from(None, env(&[("MEDIAPRO__SECURITY__API_KEYS", "")]))
+            .expect("loads");
+        assert!(s.security.api_keys.is_empty());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = Settings::load_from(
+            None,
+            env(&[("MEDIAPRO__LIMITS__TASK_TIMEOUT_SECONDS", "soon")]),
+        )
+        .expect_err("must fail")
+        .to_string();
+        assert!(err.contains("limits.task_timeout_seconds"), "{err}");
+        assert!(!err.contains('\n'));
+
+        let err = Settings::load_from(None, env(&[("MEDIAPRO__SERVER__BIND", "nowhere")]))
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("server.bind"), "{err}");
+
+        let err = Settings::load_from(None, env(&[("MEDIAPRO__DATABASE__URL", "mysql://x")]))
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("database.url"), "{err}");
+    }
+}

@@ -1,0 +1,42 @@
+//! Parse, don't validate: request fields become typed values here, before anything
+//! is stored, queued or turned into an argument vector. Each error names its field.
+
+mod format;
+mod ip_policy;
+mod subtitles;
+mod url;
+
+pub use format::FormatSelector;
+pub use ip_policy::is_public_ip;
+pub use subtitles::{SubtitleLang, SubtitleLangs};
+pub use url::{AddressPolicy, SourceUrl};
+
+use crate::error::{ErrorClass, HasErrorClass};
+
+/// A request field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: &'static str,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl HasErrorClass for ValidationError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::BadRequest
+    }
+    fn code(&self) -> &'static str {
+        self.code
+    }
+}
