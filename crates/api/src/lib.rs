@@ -1,1 +1,14 @@
+//! `mediapro-api`: the HTTP face of MediaPro. It validates requests (through
+//! `mediapro-core`), records tasks in the store, queues jobs and serves results;
+//! it never runs a download or ffmpeg itself (analyze is the one synchronous
+//! yt-dlp call).
 
+mod auth;
+mod error;
+mod routes;
+mod startup;
+mod state;
+mod view;
+
+pub use error::ApiError;
+pub use startup::{Application, StartupError};

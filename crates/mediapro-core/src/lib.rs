@@ -3,8 +3,11 @@
 //! durable task store. Nothing here speaks HTTP or runs a queue: the `api` and
 //! `worker` binaries do, on top of these types.
 
+pub mod analyze;
 pub mod error;
 pub mod jobs;
+pub mod process;
+pub mod telemetry;
 pub mod requests;
 pub mod settings;
 pub mod storage;

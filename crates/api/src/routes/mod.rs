@@ -1,0 +1,39 @@
+//! Routes, one module per endpoint group. Every resource answers unknown methods
+//! with a JSON 405 and the app answers unknown paths with a JSON 404.
+
+mod analyze;
+mod download;
+mod health;
+mod result;
+mod tasks;
+
+use actix_web::{HttpRequest, HttpResponse, ResponseError, http::StatusCode, web};
+
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/analyze").route(web::post().to(analyze::analyze)))
+        .service(resource("/api/download").route(web::post().to(download::create)))
+        .service(resource("/api/tasks/{task_id}").route(web::get().to(tasks::get)))
+        .service(resource("/api/download-result/{task_id}").route(web::get().to(result::download_result)))
+        .service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)));
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    )
+    .error_response()
+}
+
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {}", req.method(), req.path()))
+        .error_response()
+}

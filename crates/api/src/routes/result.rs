@@ -1,0 +1,106 @@
+use actix_files::NamedFile;
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::{
+        StatusCode,
+        header::{self, ContentDisposition, DispositionParam, DispositionType, ExtendedValue},
+    },
+    web,
+};
+use mediapro_core::task::TaskStatus;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::{error::ApiError, state::AppState};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultQuery {
+    /// Index into `downloaded_files` (0 = the media file; subtitles follow).
+    file: Option<usize>,
+}
+
+/// `GET /api/download-result/{task_id}[?file=N]`: the result as an attachment;
+/// Range requests work (resumable downloads, seeking players).
+pub async fn download_result(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    query: web::Query<ResultQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let task = state.store.get(path.into_inner()).await?.ok_or_else(|| ApiError::not_found("task"))?;
+    if task.status != TaskStatus::Completed {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "task_not_completed",
+            format!("task is {}, not completed", task.status),
+        ));
+    }
+    let rel = match query.file {
+        Some(i) => task.downloaded_files.get(i).map(String::as_str),
+        None => task.result_file(),
+    }
+    .ok_or_else(|| ApiError::not_found("result file"))?;
+    let missing = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "result_missing",
+            "the result file is not in this server's storage (expired, deleted, or storage not shared with the worker)",
+        )
+    };
+    let path = state.layout.resolve(rel).ok_or_else(missing)?;
+    // Serve only regular files really inside the root (no symlink escapes).
+    let real = tokio::fs::canonicalize(&path).await.map_err(|_| missing())?;
+    let root = tokio::fs::canonicalize(state.layout.root()).await.map_err(|_| missing())?;
+    if !real.starts_with(&root) {
+        return Err(missing());
+    }
+    let file = NamedFile::open_async(&real).await.map_err(|_| missing())?;
+    if !file.metadata().is_file() {
+        return Err(missing());
+    }
+    let name = real.file_name().and_then(|n| n.to_str()).unwrap_or("result");
+    let file = file.set_content_disposition(attachment(name)).use_etag(true).use_last_modified(true);
+    let mut res = file.into_response(&req);
+    res.headers_mut()
+        .insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    Ok(res)
+}
+
+/// RFC 6266: an ASCII fallback plus the UTF-8 name, both stripped of anything
+/// that could break out of the header or spoof an extension.
+fn attachment(name: &str) -> ContentDisposition {
+    let cleaned: String = name
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(*c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+        .take(200)
+        .collect();
+    let ascii: String = cleaned
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._- ()[]".contains(c) { c } else { '_' })
+        .collect();
+    ContentDisposition {
+        disposition: DispositionType::Attachment,
+        parameters: vec![
+            DispositionParam::Filename(ascii),
+            DispositionParam::FilenameExt(ExtendedValue {
+                charset: header::Charset::Ext("UTF-8".into()),
+                language_tag: None,
+                value: cleaned.into_bytes(),
+            }),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_names_cannot_break_the_header() {
+        let cd = attachment("evil\"\r\nX: y\u{202e}4pm.exe");
+        let rendered = cd.to_string();
+        assert!(!rendered.contains('\r') && !rendered.contains('\n'));
+        assert!(rendered.starts_with("attachment; filename=\"evil_X_ y4pm.exe\""), "{rendered}");
+    }
+}

@@ -1,0 +1,106 @@
+//! Builds the application from settings, on a configured address or port 0 (tests).
+
+use std::{net::TcpListener, sync::Arc};
+
+use actix_cors::Cors;
+use actix_web::{App, HttpServer, dev::Server, middleware, web};
+use mediapro_core::{
+    settings::Settings,
+    storage::StorageLayout,
+    store::{StoreError, TaskStore},
+};
+use mediapro_queue::QueueClient;
+use tokio::sync::Semaphore;
+
+use crate::{auth, error, routes, state::AppState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("storage root {path}: {source}")]
+    Storage { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+/// Concurrent yt-dlp analyze runs per API process.
+const ANALYZE_CONCURRENCY: usize = 4;
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind(&settings.server.bind)
+            .map_err(|source| StartupError::Bind { addr: settings.server.bind.clone(), source })?;
+        Self::build_with_listener(settings, listener).await
+    }
+
+    pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> Result<Self, StartupError> {
+        let storage_err = |source| StartupError::Storage { path: settings.storage.root.display().to_string(), source };
+        std::fs::create_dir_all(&settings.storage.root).map_err(storage_err)?;
+        let layout = StorageLayout::new(&settings.storage.root).map_err(storage_err)?;
+        let store = TaskStore::connect(&settings.database.url, settings.database.max_connections).await?;
+        // The one place migrations run.
+        store.migrate().await?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let state = web::Data::new(AppState {
+            queue: QueueClient::new(settings.redis.clone()),
+            analyze_slots: Arc::new(Semaphore::new(ANALYZE_CONCURRENCY)),
+            store,
+            layout,
+            settings,
+        });
+        let http_workers = state.settings.server.http_workers;
+        let max_body = state.settings.limits.max_body_bytes;
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_body)
+                        .content_type_required(true)
+                        .error_handler(error::json_error),
+                )
+                .app_data(web::QueryConfig::default().error_handler(error::query_error))
+                .app_data(web::PathConfig::default().error_handler(error::path_error))
+                .app_data(web::PayloadConfig::new(max_body))
+                .wrap(middleware::from_fn(auth::require_api_key))
+                .wrap(cors(&app_state.settings.server.cors_origins))
+                .wrap(middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .shutdown_timeout(30);
+        if http_workers > 0 {
+            server = server.workers(http_workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartupError::Bind { addr: "listener".into(), source })?
+            .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs until SIGINT/SIGTERM, then drains in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn cors(origins: &[String]) -> Cors {
+    let base = Cors::default().allow_any_method().allow_any_header().max_age(3600);
+    if origins.iter().any(|o| o == "*") {
+        base.allow_any_origin().send_wildcard()
+    } else {
+        origins.iter().fold(base, |c, o| c.allowed_origin(o))
+    }
+}

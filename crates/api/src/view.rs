@@ -1,0 +1,67 @@
+//! The task as clients see it (DESIGN.md "A task"): the sketch's field names, times
+//! in RFC 3339, request fields flattened back out.
+
+use mediapro_core::task::{Task, TaskKind, TaskRequest, TaskStatus};
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+#[derive(Debug, Serialize)]
+pub struct TaskView {
+    pub task_id: Uuid,
+    pub kind: TaskKind,
+    pub status: TaskStatus,
+    pub progress: f64,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub url: Option<String>,
+    pub format_id: Option<String>,
+    pub include_subtitles: Option<bool>,
+    pub subtitle_langs: Option<Vec<String>>,
+    pub downloaded_files: Vec<String>,
+    pub input_file: Option<String>,
+    pub operations: Option<serde_json::Value>,
+    pub output_file: Option<String>,
+    pub error: Option<String>,
+    pub attempts: i64,
+    pub worker: Option<String>,
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+impl From<&Task> for TaskView {
+    fn from(t: &Task) -> Self {
+        let TaskRequest::Download(spec) = &t.request;
+        TaskView {
+            task_id: t.task_id,
+            kind: t.kind(),
+            status: t.status,
+            progress: (t.progress * 10.0).round() / 10.0,
+            created_at: rfc3339(t.created_at),
+            started_at: t.started_at.map(rfc3339),
+            completed_at: t.completed_at.map(rfc3339),
+            url: Some(spec.url.to_string()),
+            format_id: spec.format_id.as_ref().map(ToString::to_string),
+            include_subtitles: Some(spec.include_subtitles),
+            subtitle_langs: Some(spec.subtitle_langs.iter().map(|l| l.as_str().to_owned()).collect()),
+            downloaded_files: t.downloaded_files.clone(),
+            input_file: None,
+            operations: None,
+            output_file: t.output_file.clone(),
+            error: t.error.clone(),
+            attempts: t.attempts,
+            worker: t.worker.clone(),
+        }
+    }
+}
+
+/// The 202 answer to a submission (the sketch's shape).
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub task_id: Uuid,
+    pub status: TaskStatus,
+    pub message: &'static str,
+}

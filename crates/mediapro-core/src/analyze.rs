@@ -1,0 +1,72 @@
+//! `POST /api/analyze`'s work: one bounded yt-dlp run and the parse of its JSON.
+
+use std::{path::Path, time::Duration};
+
+use crate::{
+    error::{ErrorClass, HasErrorClass},
+    process::{self, ProcessSpec, RunError},
+    validate::SourceUrl,
+    ytdlp::{AnalyzeArgs, MediaInfo, ParseError, classify_failure, parse_info_json},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error("analysis took longer than {} s", .0.as_secs())]
+    TimedOut(Duration),
+    /// yt-dlp could not get media from the URL and retrying will not help.
+    #[error("{0}")]
+    Unusable(String),
+    /// A network or site problem that may pass.
+    #[error("{0}")]
+    Upstream(String),
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("yt-dlp could not be run: {0}")]
+    Tool(RunError),
+}
+
+impl HasErrorClass for AnalyzeError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            AnalyzeError::Unusable(_) | AnalyzeError::Parse(ParseError::Playlist) => ErrorClass::BadRequest,
+            AnalyzeError::TimedOut(_) | AnalyzeError::Upstream(_) | AnalyzeError::Parse(_) => ErrorClass::Upstream,
+            AnalyzeError::Tool(_) => ErrorClass::Internal,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            AnalyzeError::TimedOut(_) => "analyze_timeout",
+            AnalyzeError::Unusable(_) => "unsupported_url",
+            AnalyzeError::Upstream(_) => "upstream_error",
+            AnalyzeError::Parse(ParseError::Playlist) => "playlist_not_supported",
+            AnalyzeError::Parse(_) => "upstream_error",
+            AnalyzeError::Tool(_) => "tool_error",
+        }
+    }
+}
+
+/// Info JSON of even long pages stays far below this.
+const MAX_INFO_JSON: usize = 16 * 1024 * 1024;
+
+pub async fn analyze(ytdlp: &Path, url: &SourceUrl, timeout: Duration) -> Result<MediaInfo, AnalyzeError> {
+    let socket_timeout = u32::try_from(timeout.as_secs().clamp(1, 20)).unwrap_or(20);
+    let args = AnalyzeArgs { url, socket_timeout_secs: socket_timeout }.to_args();
+    let mut spec = ProcessSpec::new(ytdlp, args, timeout);
+    spec.max_stdout_bytes = MAX_INFO_JSON;
+    let mut stdout = String::new();
+    let out = process::run(&spec, |line| stdout.push_str(line), std::future::pending())
+        .await
+        .map_err(|e| match e {
+            RunError::TimedOut(d) => AnalyzeError::TimedOut(d),
+            other => AnalyzeError::Tool(other),
+        })?;
+    if !out.status.success() {
+        let failure = classify_failure(&out.stderr_tail);
+        return Err(if failure.permanent {
+            AnalyzeError::Unusable(failure.reason)
+        } else {
+            AnalyzeError::Upstream(failure.reason)
+        });
+    }
+    Ok(parse_info_json(&stdout)?)
+}
