@@ -1,1 +1,129 @@
+//! `mediapro-worker`: runs jobs from the `download` and `process` queues.
+//!
+//! Each queue gets its own apalis worker (own concurrency, own unique name per
+//! process start) in one Monitor. The task store, not apalis, records what
+//! happened: handlers claim the task with a compare-and-set, run the tool through
+//! `mediapro_core::process`, and finish the task themselves. apalis only decides
+//! *when* a job runs again: a handler returns `Err` only for transient failures it
+//! wants retried.
 
+mod context;
+mod identity;
+mod jobs;
+mod poll;
+
+use std::{sync::Arc, time::Duration};
+
+use apalis::prelude::*;
+use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore};
+use mediapro_queue::{QueueName, Queues};
+
+pub use context::JobContext;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("task store: {0}")]
+    Store(#[from] mediapro_core::store::StoreError),
+    #[error(transparent)]
+    Queue(#[from] mediapro_queue::QueueError),
+    #[error("storage root {0}: {1}")]
+    Storage(String, std::io::Error),
+    #[error("worker monitor: {0}")]
+    Monitor(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub queues: Vec<QueueName>,
+    /// Overrides `worker.download_concurrency` and `worker.process_concurrency`.
+    pub concurrency: Option<usize>,
+}
+
+/// Runs the workers until `shutdown` resolves, then drains: no new jobs are
+/// fetched, running ones get `worker.drain_timeout_seconds` to finish; past that
+/// they are killed (their process groups with them) and come back to the queue.
+pub async fn run(
+    settings: Settings,
+    options: WorkerOptions,
+    shutdown: impl Future<Output = std::io::Result<()>> + Send,
+) -> Result<(), WorkerError> {
+    std::fs::create_dir_all(&settings.storage.root)
+        .map_err(|e| WorkerError::Storage(settings.storage.root.display().to_string(), e))?;
+    let layout = StorageLayout::new(&settings.storage.root)
+        .map_err(|e| WorkerError::Storage(settings.storage.root.display().to_string(), e))?;
+    let store = TaskStore::connect(&settings.database.url, settings.database.max_connections).await?;
+    let conn = connect_with_retry(&settings).await?;
+    let queues = Queues::new(conn, &settings.redis);
+    let poll = Duration::from_millis(settings.redis.poll_interval_ms);
+    let drain = Duration::from_secs(settings.worker.drain_timeout_seconds);
+    let settings = Arc::new(settings);
+    let ctx = JobContext::new(store, layout, settings.clone());
+
+    let mut monitor = Monitor::new()
+        .should_restart(|worker, err| {
+            // A Redis blip ends the worker future; restart it, but not in a hot loop.
+            let n = worker.restarts().min(4) as u32;
+            tracing::warn!(worker = worker.name(), error = %err, "worker stopped; restarting");
+            std::thread::sleep(Duration::from_millis(250 * 2u64.pow(n)));
+            true
+        })
+        .shutdown_timeout(drain);
+
+    for queue in &options.queues {
+        let concurrency = options.concurrency.unwrap_or(match queue {
+            QueueName::Download => settings.worker.download_concurrency,
+            QueueName::Process => settings.worker.process_concurrency,
+        });
+        let timeout = settings.task_timeout() + Duration::from_secs(60);
+        match queue {
+            QueueName::Download => {
+                let storage = queues.download.clone();
+                let ctx = ctx.clone();
+                monitor = monitor.register(move |_restarts| {
+                    WorkerBuilder::new(identity::worker_name(QueueName::Download))
+                        .backend(storage.clone().poll_with_strategy(poll::ArmedInterval::new(poll)))
+                        .data(ctx.clone())
+                        .concurrency(concurrency)
+                        .timeout(timeout)
+                        .catch_panic()
+                        .enable_tracing()
+                        .build(jobs::download::run)
+                });
+            }
+            QueueName::Process => {
+                let storage = queues.process.clone();
+                let ctx = ctx.clone();
+                monitor = monitor.register(move |_restarts| {
+                    WorkerBuilder::new(identity::worker_name(QueueName::Process))
+                        .backend(storage.clone().poll_with_strategy(poll::ArmedInterval::new(poll)))
+                        .data(ctx.clone())
+                        .concurrency(concurrency)
+                        .timeout(timeout)
+                        .catch_panic()
+                        .enable_tracing()
+                        .build(jobs::process::run)
+                });
+            }
+        }
+    }
+    tracing::info!(queues = ?options.queues.iter().map(|q| q.as_str()).collect::<Vec<_>>(), "worker started");
+    monitor.run_with_signal(shutdown).await.map_err(|e| WorkerError::Monitor(e.to_string()))
+}
+
+/// At start-up Redis may still be coming up (supervisor starts everything at
+/// once): wait for it with backoff rather than exiting.
+async fn connect_with_retry(settings: &Settings) -> Result<apalis_redis::ConnectionManager, WorkerError> {
+    let mut delay = Duration::from_millis(250);
+    for attempt in 1.. {
+        match mediapro_queue::connect(&settings.redis).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) if attempt < 20 => {
+                tracing::warn!(error = %e, attempt, "Redis not reachable yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    unreachable!("the loop returns")
+}

@@ -1,1 +1,57 @@
-fn main() {}
+use anyhow::Context;
+use clap::Parser;
+use mediapro_core::settings::Settings;
+use mediapro_queue::QueueName;
+use mediapro_worker::WorkerOptions;
+
+/// MediaPro worker: runs download and process jobs from Redis.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Comma-separated queues to consume: download, process.
+    #[arg(long, default_value = "download,process", value_delimiter = ',', value_parser = parse_queue)]
+    queues: Vec<QueueName>,
+    /// Jobs run at once per queue (overrides worker.*_concurrency).
+    #[arg(long)]
+    concurrency: Option<usize>,
+}
+
+fn parse_queue(s: &str) -> Result<QueueName, String> {
+    match s.trim() {
+        "download" => Ok(QueueName::Download),
+        "process" => Ok(QueueName::Process),
+        other => Err(format!("unknown queue '{other}'; valid: download, process")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    mediapro_core::telemetry::init();
+    let cli = Cli::parse();
+    if cli.concurrency == Some(0) {
+        eprintln!("mediapro-worker: --concurrency must be at least 1");
+        std::process::exit(2);
+    }
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mediapro-worker: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut queues = cli.queues;
+    queues.dedup();
+    let options = WorkerOptions { queues, concurrency: cli.concurrency };
+    mediapro_worker::run(settings, options, shutdown_signal()).await.context("worker failed")
+}
+
+async fn shutdown_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        r = tokio::signal::ctrl_c() => r?,
+    }
+    tracing::info!("shutting down: finishing running jobs");
+    Ok(())
+}

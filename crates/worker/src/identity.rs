@@ -1,0 +1,13 @@
+//! Worker names: unique per process start (and per restart), so a restarted
+//! worker never collides with its dead predecessor's registration and orphan
+//! recovery can tell them apart (APALIS.md §5).
+
+use mediapro_queue::QueueName;
+
+pub fn worker_name(queue: QueueName) -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}-{}-{}-{}", std::process::id(), queue.as_str(), ulid::Ulid::generate())
+}

@@ -1,0 +1,143 @@
+//! Download jobs: yt-dlp into `downloads/<task_id>/`, success decided from the
+//! path yt-dlp printed (checked to be a non-empty regular file inside the task's
+//! folder), never from the exit code alone and never by listing a shared folder.
+
+use std::path::{Path, PathBuf};
+
+use apalis::prelude::{BoxDynError, Data, WorkerContext};
+use mediapro_core::{
+    jobs::DownloadJob,
+    process::{self, ProcessSpec, RunError},
+    requests::DownloadSpec,
+    task::{TaskRequest, TaskStatus},
+    ytdlp::{DownloadArgs, DownloadOutput, ProgressTracker, classify_failure, parse_output_line},
+};
+use uuid::Uuid;
+
+use super::{
+    outcome::{Outcome, settle, store_error},
+    progress,
+};
+use crate::context::JobContext;
+
+#[tracing::instrument(skip_all, fields(task_id = %job.task_id))]
+pub async fn run(job: DownloadJob, ctx: Data<JobContext>, worker: WorkerContext) -> Result<(), BoxDynError> {
+    let task_id = job.task_id;
+    let Some(attempt) = ctx.store.claim(task_id, TaskStatus::Downloading, worker.name()).await.map_err(store_error)?
+    else {
+        tracing::info!("task is final or unknown; job skipped");
+        return Ok(());
+    };
+    let task = ctx.store.get(task_id).await.map_err(store_error)?;
+    let Some(TaskRequest::Download(spec)) = task.map(|t| t.request) else {
+        return settle(&ctx, task_id, attempt, Outcome::Failed("task is not a download".into())).await;
+    };
+    let outcome = download(&ctx, task_id, attempt, &spec).await;
+    settle(&ctx, task_id, attempt, outcome).await
+}
+
+async fn download(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &DownloadSpec) -> Outcome {
+    let dir = ctx.layout.download_dir(task_id);
+    // Every attempt starts from an empty folder: a re-run after a crash must not
+    // pick up (or list) a previous attempt's partial files.
+    if let Err(e) = reset_dir(&dir).await {
+        return Outcome::Transient(format!("cannot prepare the task folder: {e}"));
+    }
+    let settings = &ctx.settings;
+    let args = DownloadArgs {
+        spec,
+        output_dir: &dir,
+        max_filesize_bytes: settings.limits.max_file_size_bytes,
+        socket_timeout_secs: 20,
+    };
+    let temp_dir = args.temp_dir();
+    let mut process_spec = ProcessSpec::new(&settings.tools.ytdlp, args.to_args(), settings.task_timeout());
+    process_spec.working_dir = Some(dir.clone());
+
+    let (sink, writer) = progress::channel(ctx, task_id, attempt);
+    let mut tracker = ProgressTracker::default();
+    let mut output = DownloadOutput::default();
+    let run = async {
+        let result = process::run(
+            &process_spec,
+            |line| {
+                if let Some(parsed) = parse_output_line(line) {
+                    if let Some(p) = tracker.update(&parsed) {
+                        sink.report(p);
+                    }
+                    output.record(&parsed);
+                }
+            },
+            std::future::pending(),
+        )
+        .await;
+        drop(sink);
+        result
+    };
+    let (result, ()) = tokio::join!(run, writer);
+    let _ = tokio::fs::remove_dir_all(&temp_dir).await;
+
+    let outcome = match result {
+        Err(RunError::TimedOut(d)) => Outcome::Failed(format!("timed out after {} s", d.as_secs())),
+        Err(RunError::Cancelled) => Outcome::Failed("cancelled".into()),
+        Err(e @ RunError::Spawn { .. }) => Outcome::Transient(e.to_string()),
+        Err(e) => Outcome::Transient(format!("yt-dlp output could not be read: {e}")),
+        Ok(out) if !out.status.success() => {
+            let failure = classify_failure(&out.stderr_tail);
+            if failure.permanent { Outcome::Failed(failure.reason) } else { Outcome::Transient(failure.reason) }
+        }
+        Ok(out) => match collect_files(ctx, &dir, &output).await {
+            Some(files) => Outcome::Completed { files, output: None },
+            // Exit 0 without a file: e.g. over --max-filesize, or filtered out.
+            None => Outcome::Failed(format!(
+                "yt-dlp produced no file: {}",
+                classify_failure(&out.stderr_tail).reason
+            )),
+        },
+    };
+    if !matches!(outcome, Outcome::Completed { .. }) {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
+    outcome
+}
+
+async fn reset_dir(dir: &Path) -> std::io::Result<()> {
+    match tokio::fs::remove_dir_all(dir).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    tokio::fs::create_dir_all(dir).await
+}
+
+/// The media file first, then subtitles; each a storage-relative path of a
+/// non-empty regular file that really lies inside `dir`.
+async fn collect_files(ctx: &JobContext, dir: &Path, output: &DownloadOutput) -> Option<Vec<String>> {
+    let media = output.media_file.as_deref()?;
+    let mut files = vec![checked(ctx, dir, Path::new(media)).await?];
+    for reported in output.subtitle_files.values() {
+        // yt-dlp reports the subtitle's temp path; it is moved next to the media
+        // file under the same name.
+        let Some(name) = Path::new(reported).file_name() else { continue };
+        if let Some(rel) = checked(ctx, dir, &dir.join(name)).await {
+            files.push(rel);
+        }
+    }
+    Some(files)
+}
+
+async fn checked(ctx: &JobContext, dir: &Path, path: &Path) -> Option<String> {
+    let real: PathBuf = tokio::fs::canonicalize(path).await.ok()?;
+    let real_dir = tokio::fs::canonicalize(dir).await.ok()?;
+    if !real.starts_with(&real_dir) {
+        tracing::warn!(path = %path.display(), "yt-dlp reported a file outside the task folder");
+        return None;
+    }
+    let meta = tokio::fs::symlink_metadata(&real).await.ok()?;
+    if !meta.is_file() || meta.len() == 0 {
+        return None;
+    }
+    // Record the path under the configured root (not the canonical one), so the
+    // API on another host with the same mount path resolves it too.
+    ctx.layout.relative(&dir.join(real.strip_prefix(&real_dir).ok()?))
+}
