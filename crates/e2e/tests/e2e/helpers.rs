@@ -1,0 +1,258 @@
+//! Test harness: `TestApp::spawn` starts an isolated API + worker; `Fixtures`
+//! serves generated media over HTTP on 127.0.0.1 and counts requests.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use mediapro_api::Application;
+use mediapro_core::{settings::Settings, store::TaskStore};
+use mediapro_queue::QueueName;
+use mediapro_worker::WorkerOptions;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub fn redis_url() -> String {
+    std::env::var("MEDIAPRO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/15".into())
+}
+
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    pub allow_private_networks: bool,
+    pub start_worker: bool,
+    pub redis_url: String,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self { allow_private_networks: true, start_worker: true, redis_url: redis_url() }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    pub store: TaskStore,
+    _dir: TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(AppOptions::default()).await
+    }
+
+    pub async fn spawn_with(opts: AppOptions) -> Self {
+        mediapro_core::telemetry::init();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = Settings::default();
+        settings.server.bind = "127.0.0.1:0".into();
+        settings.server.http_workers = 2;
+        settings.database.url = format!("sqlite://{}", dir.path().join("tasks.db").display());
+        settings.storage.root = dir.path().join("media");
+        settings.redis.url = opts.redis_url.clone();
+        settings.redis.namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
+        settings.security.allow_private_networks = opts.allow_private_networks;
+        settings.limits.task_timeout_seconds = 120;
+
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        let app = Application::build_with_listener(settings.clone(), listener).await.expect("app builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        if opts.start_worker {
+            let worker_settings = settings.clone();
+            tokio::spawn(async move {
+                let options = WorkerOptions { queues: vec![QueueName::Download, QueueName::Process], concurrency: Some(2) };
+                if let Err(e) = mediapro_worker::run(worker_settings, options, std::future::pending()).await {
+                    eprintln!("worker stopped: {e}");
+                }
+            });
+        }
+        let store = TaskStore::connect(&settings.database.url, 2).await.expect("store");
+        TestApp { address, client: reqwest::Client::new(), settings, store, _dir: dir }
+    }
+
+    pub fn storage_root(&self) -> &Path {
+        &self.settings.storage.root
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(format!("{}{path}", self.address)).json(body).send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.address)).send().await.expect("request sent")
+    }
+
+    pub async fn analyze(&self, url: &str) -> reqwest::Response {
+        self.post_json("/api/analyze", &json!({ "url": url })).await
+    }
+
+    pub async fn download(&self, body: Value) -> reqwest::Response {
+        self.post_json("/api/download", &body).await
+    }
+
+    /// Submits a download that must be accepted; returns its task id.
+    pub async fn submit_download(&self, body: Value) -> String {
+        let res = self.download(body).await;
+        assert_eq!(res.status(), 202, "download refused: {}", res.text().await.unwrap_or_default());
+        let v: Value = res.json().await.expect("json");
+        assert_eq!(v["status"], "pending");
+        v["task_id"].as_str().expect("task_id").to_owned()
+    }
+
+    pub async fn task(&self, id: &str) -> Value {
+        let res = self.get(&format!("/api/tasks/{id}")).await;
+        assert_eq!(res.status(), 200);
+        res.json().await.expect("task json")
+    }
+
+    /// Polls until the task is final; panics with the last state after `limit`.
+    pub async fn wait_final(&self, id: &str, limit: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let t = self.task(id).await;
+            if matches!(t["status"].as_str(), Some("completed" | "failed" | "cancelled")) {
+                return t;
+            }
+            assert!(start.elapsed() < limit, "task {id} not final after {limit:?}: {t}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn task_count(&self) -> i64 {
+        self.store.count().await.expect("count")
+    }
+
+    /// Jobs waiting in the download queue's Redis keys (scheduled + active).
+    pub async fn queued_download_jobs(&self) -> i64 {
+        let client = redis::Client::open(self.settings.redis.url.as_str()).expect("redis url");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+        let ns = format!("{}:download", self.settings.redis.namespace);
+        let scheduled: i64 = redis::cmd("ZCARD").arg(format!("{ns}:scheduled")).query_async(&mut conn).await.expect("zcard");
+        let active: i64 = redis::cmd("LLEN").arg(format!("{ns}:active")).query_async(&mut conn).await.expect("llen");
+        scheduled + active
+    }
+}
+
+/// Media made once per test binary with ffmpeg: 4 s clips at two sizes, a WebVTT
+/// file, a page offering both clips plus the subtitle track, and a page with
+/// JSON-LD metadata (title, duration) pointing at the small clip.
+pub struct Media {
+    pub dir: PathBuf,
+}
+
+static MEDIA: OnceLock<Media> = OnceLock::new();
+
+pub fn media() -> &'static Media {
+    MEDIA.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("mediapro-e2e-media-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("media dir");
+        make_clip(&dir.join("small.mp4"), "320x180", 4);
+        make_clip(&dir.join("big.mp4"), "640x360", 4);
+        std::fs::write(dir.join("en.vtt"), "WEBVTT\n\n00:00.000 --> 00:02.000\nHello from the test\n").expect("vtt");
+        std::fs::write(
+            dir.join("page.html"),
+            r#"<!DOCTYPE html><html><head><title>Two Sources</title></head><body>
+<video controls>
+<source src="big.mp4" type="video/mp4" res="360" label="360p">
+<source src="small.mp4" type="video/mp4" res="180" label="180p">
+<track kind="subtitles" src="en.vtt" srclang="en" label="English">
+</video></body></html>"#,
+        )
+        .expect("page");
+        Media { dir }
+    })
+}
+
+pub fn make_clip(path: &Path, size: &str, seconds: u32) {
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=25"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t"])
+        .arg(seconds.to_string())
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+        .arg(path)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg failed to make {}", path.display());
+}
+
+/// A static file server on 127.0.0.1 (Range requests, 404s) that counts requests.
+pub struct Fixtures {
+    pub base: String,
+    pub port: u16,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Fixtures {
+    pub async fn serve() -> Self {
+        let dir = media().dir.clone();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let base = format!("http://127.0.0.1:{port}");
+        let counter = hits.clone();
+        let json_ld_page = format!(
+            r#"<!DOCTYPE html><html><head><title>Clip page</title>
+<script type="application/ld+json">{{"@context":"https://schema.org","@type":"VideoObject","name":"Test Clip","duration":"PT4S","contentUrl":"{base}/small.mp4","uploadDate":"2026-11-28"}}</script>
+</head><body></body></html>"#
+        );
+        let server = actix_web::HttpServer::new(move || {
+            let counter = counter.clone();
+            let page = json_ld_page.clone();
+            actix_web::App::new()
+                .wrap_fn(move |req, srv| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    actix_web::dev::Service::call(srv, req)
+                })
+                .route(
+                    "/clip.html",
+                    actix_web::web::get().to(move || {
+                        let page = page.clone();
+                        async move { actix_web::HttpResponse::Ok().content_type("text/html").body(page) }
+                    }),
+                )
+                .service(actix_files::Files::new("/", dir.clone()))
+        })
+        .workers(1)
+        .listen(listener)
+        .expect("listen")
+        .run();
+        tokio::spawn(server);
+        Fixtures { base, port, hits }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// Duration in seconds and the first video stream's size, read with ffprobe.
+pub fn probe(path: &Path) -> (f64, Option<(u64, u64)>) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration:stream=codec_type,width,height", "-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "ffprobe failed on {}", path.display());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let duration = v["format"]["duration"].as_str().and_then(|d| d.parse().ok()).expect("duration");
+    let video = v["streams"].as_array().and_then(|s| {
+        s.iter().find(|s| s["codec_type"] == "video").map(|s| {
+            (s["width"].as_u64().unwrap_or_default(), s["height"].as_u64().unwrap_or_default())
+        })
+    });
+    (duration, video)
+}
