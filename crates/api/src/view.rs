@@ -46,7 +46,12 @@ impl From<&Task> for TaskView {
             url: Some(spec.url.to_string()),
             format_id: spec.format_id.as_ref().map(ToString::to_string),
             include_subtitles: Some(spec.include_subtitles),
-            subtitle_langs: Some(spec.subtitle_langs.iter().map(|l| l.as_str().to_owned()).collect()),
+            subtitle_langs: Some(
+                spec.subtitle_langs
+                    .iter()
+                    .map(|l| l.as_str().to_owned())
+                    .collect(),
+            ),
             downloaded_files: t.downloaded_files.clone(),
             input_file: None,
             operations: None,

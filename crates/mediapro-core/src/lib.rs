@@ -7,12 +7,12 @@ pub mod analyze;
 pub mod error;
 pub mod jobs;
 pub mod process;
-pub mod telemetry;
 pub mod requests;
 pub mod settings;
 pub mod storage;
 pub mod store;
 pub mod task;
+pub mod telemetry;
 pub mod validate;
 pub mod ytdlp;
 

@@ -62,7 +62,10 @@ impl DownloadBody {
             .transpose()?;
         let langs = match self.subtitle_langs {
             Some(langs) => langs,
-            None => DEFAULT_SUBTITLE_LANGS.iter().map(|s| (*s).to_owned()).collect(),
+            None => DEFAULT_SUBTITLE_LANGS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         };
         let subtitle_langs = SubtitleLangs::parse(&langs)?;
         if self.include_subtitles && subtitle_langs.is_empty() {
@@ -87,7 +90,9 @@ impl DownloadBody {
 mod tests {
     use super::*;
 
-    const OPEN: AddressPolicy = AddressPolicy { allow_private_networks: true };
+    const OPEN: AddressPolicy = AddressPolicy {
+        allow_private_networks: true,
+    };
 
     fn body(json: &str) -> DownloadBody {
         serde_json::from_str(json).expect("well-formed body")
@@ -101,7 +106,10 @@ mod tests {
         .validate(OPEN)
         .await
         .expect("valid");
-        assert_eq!(spec.format_id.as_ref().map(FormatSelector::as_str), Some("18"));
+        assert_eq!(
+            spec.format_id.as_ref().map(FormatSelector::as_str),
+            Some("18")
+        );
         assert_eq!(spec.subtitle_langs.joined(), "zh-CN,en");
     }
 

@@ -237,7 +237,10 @@ impl Settings {
         if self.server.bind.parse::<SocketAddr>().is_err() {
             return bad(
                 "server.bind",
-                format!("'{}' is not an address like 127.0.0.1:5000", self.server.bind),
+                format!(
+                    "'{}' is not an address like 127.0.0.1:5000",
+                    self.server.bind
+                ),
             );
         }
         let redis_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
@@ -259,7 +262,10 @@ impl Settings {
             );
         }
         if self.redis.poll_interval_ms == 0 || self.redis.heartbeat_seconds == 0 {
-            return bad("redis.poll_interval_ms", "intervals must be positive".into());
+            return bad(
+                "redis.poll_interval_ms",
+                "intervals must be positive".into(),
+            );
         }
         if self.redis.missed_heartbeats == 0 {
             return bad("redis.missed_heartbeats", "must be at least 1".into());
@@ -289,7 +295,10 @@ impl Settings {
             return bad("limits.max_attempts", "must be at least 1".into());
         }
         if self.worker.download_concurrency == 0 || self.worker.process_concurrency == 0 {
-            return bad("worker.download_concurrency", "concurrency must be at least 1".into());
+            return bad(
+                "worker.download_concurrency",
+                "concurrency must be at least 1".into(),
+            );
         }
         Ok(())
     }
@@ -345,7 +354,10 @@ mod tests {
             None,
             env(&[
                 ("MEDIAPRO__SERVER__BIND", "0.0.0.0:8080"),
-                ("MEDIAPRO__SERVER__CORS_ORIGINS", "https://a.example, https://b.example"),
+                (
+                    "MEDIAPRO__SERVER__CORS_ORIGINS",
+                    "https://a.example, https://b.example",
+                ),
                 ("MEDIAPRO__SECURITY__ALLOW_PRIVATE_NETWORKS", "true"),
                 ("MEDIAPRO__SECURITY__API_KEYS", "k1,k2"),
                 ("MEDIAPRO__LIMITS__TASK_TIMEOUT_SECONDS", "60"),
@@ -364,8 +376,8 @@ mod tests {
 
     #[test]
     fn empty_api_keys_mean_no_auth() {
-        let s = Settings::load_from(None, env(&[("MEDIAPRO__SECURITY__API_KEYS", "")]))
-            .expect("loads");
+        let s =
+            Settings::load_from(None, env(&[("MEDIAPRO__SECURITY__API_KEYS", "")])).expect("loads");
         assert!(s.security.api_keys.is_empty());
     }
 

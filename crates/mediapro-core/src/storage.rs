@@ -71,6 +71,9 @@ mod tests {
         assert_eq!(layout.relative(Path::new("/srv/media/../etc/passwd")), None);
         assert_eq!(layout.resolve("../x"), None);
         assert_eq!(layout.resolve("/etc/passwd"), None);
-        assert_eq!(layout.resolve("downloads/x/a.mp4"), Some(PathBuf::from("/srv/media/downloads/x/a.mp4")));
+        assert_eq!(
+            layout.resolve("downloads/x/a.mp4"),
+            Some(PathBuf::from("/srv/media/downloads/x/a.mp4"))
+        );
     }
 }

@@ -187,7 +187,8 @@ impl Task {
 /// Wall-clock now, truncated to microseconds (what the store keeps).
 pub fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
-    t.replace_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
+    t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
+        .unwrap_or(t)
 }
 
 #[cfg(test)]
@@ -199,7 +200,10 @@ mod tests {
         for s in TaskStatus::ALL {
             assert_eq!(s.as_str().parse::<TaskStatus>().ok(), Some(s));
         }
-        let err = "done".parse::<TaskStatus>().expect_err("unknown").to_string();
+        let err = "done"
+            .parse::<TaskStatus>()
+            .expect_err("unknown")
+            .to_string();
         assert!(err.contains("pending, downloading, processing, completed, failed, cancelled"));
         assert!(TaskStatus::Cancelled.is_final() && !TaskStatus::Downloading.is_final());
     }

@@ -69,7 +69,8 @@ pub async fn connect(settings: &RedisSettings) -> Result<ConnectionManager, Queu
         .set_connection_timeout(Some(timeout))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_secs(2));
-    let client = apalis_redis::Client::open(settings.url.as_str()).map_err(|e| QueueError::Unavailable(e.to_string()))?;
+    let client = apalis_redis::Client::open(settings.url.as_str())
+        .map_err(|e| QueueError::Unavailable(e.to_string()))?;
     tokio::time::timeout(timeout * 2, client.get_connection_manager_with_config(cfg))
         .await
         .map_err(|_| QueueError::Unavailable("connection timed out".into()))?
@@ -87,8 +88,10 @@ pub struct Queues {
 impl Queues {
     pub fn new(conn: ConnectionManager, settings: &RedisSettings) -> Self {
         Self {
-            download: RedisStorage::new(conn.clone()).with_config(queue_config(settings, QueueName::Download)),
-            process: RedisStorage::new(conn.clone()).with_config(queue_config(settings, QueueName::Process)),
+            download: RedisStorage::new(conn.clone())
+                .with_config(queue_config(settings, QueueName::Download)),
+            process: RedisStorage::new(conn.clone())
+                .with_config(queue_config(settings, QueueName::Process)),
             conn,
         }
     }
@@ -108,7 +111,10 @@ pub struct QueueClient {
 
 impl QueueClient {
     pub fn new(settings: RedisSettings) -> Self {
-        Self { settings, queues: OnceCell::new() }
+        Self {
+            settings,
+            queues: OnceCell::new(),
+        }
     }
 
     async fn queues(&self) -> Result<&Queues, QueueError> {
@@ -126,20 +132,29 @@ impl QueueClient {
 
     pub async fn push_download(&self, task_id: Uuid) -> Result<(), QueueError> {
         let mut storage = self.queues().await?.download.clone();
-        let task = TaskBuilder::new(DownloadJob { task_id }).task_id(job_id(task_id)).build();
+        let task = TaskBuilder::new(DownloadJob { task_id })
+            .task_id(job_id(task_id))
+            .build();
         bounded(self.deadline(), storage.push_task(task)).await
     }
 
     pub async fn push_process(&self, task_id: Uuid) -> Result<(), QueueError> {
         let mut storage = self.queues().await?.process.clone();
-        let task = TaskBuilder::new(ProcessJob { task_id }).task_id(job_id(task_id)).build();
+        let task = TaskBuilder::new(ProcessJob { task_id })
+            .task_id(job_id(task_id))
+            .build();
         bounded(self.deadline(), storage.push_task(task)).await
     }
 
     /// `PING`, for readiness checks.
     pub async fn ping(&self) -> Result<(), QueueError> {
         let mut conn = self.queues().await?.conn.clone();
-        bounded(self.deadline(), redis::cmd("PING").query_async::<String>(&mut conn)).await.map(|_| ())
+        bounded(
+            self.deadline(),
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -150,6 +165,8 @@ async fn bounded<T, E: std::fmt::Display>(
     match tokio::time::timeout(deadline, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(QueueError::Unavailable(e.to_string())),
-        Err(_) => Err(QueueError::Unavailable("Redis did not answer in time".into())),
+        Err(_) => Err(QueueError::Unavailable(
+            "Redis did not answer in time".into(),
+        )),
     }
 }

@@ -13,6 +13,10 @@ pub struct JobContext {
 
 impl JobContext {
     pub fn new(store: TaskStore, layout: StorageLayout, settings: Arc<Settings>) -> Self {
-        Self { store, layout, settings }
+        Self {
+            store,
+            layout,
+            settings,
+        }
     }
 }

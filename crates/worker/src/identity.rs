@@ -9,5 +9,10 @@ pub fn worker_name(queue: QueueName) -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "host".into());
-    format!("{host}-{}-{}-{}", std::process::id(), queue.as_str(), ulid::Ulid::generate())
+    format!(
+        "{host}-{}-{}-{}",
+        std::process::id(),
+        queue.as_str(),
+        ulid::Ulid::generate()
+    )
 }

@@ -12,7 +12,10 @@ use crate::{error::ApiError, state::AppState, view::Accepted};
 /// if Redis refuses the job, the row is removed again and the client gets a 503:
 /// an accepted task is always queued, a refused one leaves nothing behind.
 #[tracing::instrument(skip_all, fields(task_id))]
-pub async fn create(state: web::Data<AppState>, body: web::Json<DownloadBody>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    body: web::Json<DownloadBody>,
+) -> Result<HttpResponse, ApiError> {
     let spec = body.into_inner().validate(state.address_policy()).await?;
     let task = Task::new_pending(TaskRequest::Download(spec));
     tracing::Span::current().record("task_id", tracing::field::display(task.task_id));

@@ -15,7 +15,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/analyze").route(web::post().to(analyze::analyze)))
         .service(resource("/api/download").route(web::post().to(download::create)))
         .service(resource("/api/tasks/{task_id}").route(web::get().to(tasks::get)))
-        .service(resource("/api/download-result/{task_id}").route(web::get().to(result::download_result)))
+        .service(
+            resource("/api/download-result/{task_id}")
+                .route(web::get().to(result::download_result)),
+        )
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)));
 }
@@ -34,6 +37,10 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {}", req.method(), req.path()))
-        .error_response()
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {} {}", req.method(), req.path()),
+    )
+    .error_response()
 }

@@ -70,7 +70,11 @@ impl TaskStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         install_default_drivers();
         let is_sqlite = url.starts_with("sqlite:");
-        let url = if is_sqlite { prepare_sqlite_url(url)? } else { url.to_owned() };
+        let url = if is_sqlite {
+            prepare_sqlite_url(url)?
+        } else {
+            url.to_owned()
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -128,10 +132,12 @@ impl TaskStore {
     }
 
     pub async fn get(&self, task_id: Uuid) -> Result<Option<Task>, StoreError> {
-        let row = sqlx::query_as::<_, row::TaskRow>(&format!("SELECT {COLUMNS} FROM tasks WHERE task_id = $1"))
-            .bind(task_id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query_as::<_, row::TaskRow>(&format!(
+            "SELECT {COLUMNS} FROM tasks WHERE task_id = $1"
+        ))
+        .bind(task_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(row::TaskRow::into_task).transpose()
     }
 
@@ -169,7 +175,12 @@ impl TaskStore {
     }
 
     /// Progress of the running attempt; ignored if that attempt is no longer current.
-    pub async fn set_progress(&self, task_id: Uuid, attempt: i64, progress: f64) -> Result<bool, StoreError> {
+    pub async fn set_progress(
+        &self,
+        task_id: Uuid,
+        attempt: i64,
+        progress: f64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE tasks SET progress = $3, updated_at = $4 \
              WHERE task_id = $1 AND attempts = $2 AND status IN ('downloading', 'processing')",
@@ -212,7 +223,12 @@ impl TaskStore {
     }
 
     /// The running attempt failed for good.
-    pub async fn fail(&self, task_id: Uuid, attempt: i64, reason: &str) -> Result<bool, StoreError> {
+    pub async fn fail(
+        &self,
+        task_id: Uuid,
+        attempt: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
         let t = micros(now());
         let done = sqlx::query(
             "UPDATE tasks SET status = 'failed', completed_at = $3, updated_at = $3, error = $4 \
@@ -229,7 +245,12 @@ impl TaskStore {
 
     /// The running attempt failed transiently and the job will run again: back to
     /// `pending`, keeping the reason visible meanwhile.
-    pub async fn requeue(&self, task_id: Uuid, attempt: i64, reason: &str) -> Result<bool, StoreError> {
+    pub async fn requeue(
+        &self,
+        task_id: Uuid,
+        attempt: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE tasks SET status = 'pending', progress = 0, updated_at = $3, error = $4 \
              WHERE task_id = $1 AND attempts = $2 AND status IN ('downloading', 'processing')",
@@ -261,7 +282,9 @@ impl TaskStore {
 
     /// Number of tasks (for tests and metrics).
     pub async fn count(&self) -> Result<i64, StoreError> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM tasks").fetch_one(&self.pool).await?;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM tasks")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n)
     }
 }
@@ -274,12 +297,9 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
         .split('?')
         .next()
         .unwrap_or_default();
-    if !path_part.is_empty() && path_part != ":memory:" {
-        if let Some(parent) = std::path::Path::new(path_part).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)?;
-            }
-        }
+    let parent = std::path::Path::new(path_part).parent();
+    if let Some(parent) = parent.filter(|p| !p.as_os_str().is_empty() && path_part != ":memory:") {
+        std::fs::create_dir_all(parent)?;
     }
     Ok(if url.contains("mode=") {
         url.to_owned()
@@ -289,4 +309,3 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
         format!("{url}?mode=rwc")
     })
 }
-

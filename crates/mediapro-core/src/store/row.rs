@@ -33,7 +33,10 @@ fn from_micros(m: i64) -> Option<OffsetDateTime> {
 
 impl TaskRow {
     pub fn from_task(t: &Task) -> Result<Self, StoreError> {
-        let corrupt = |e: serde_json::Error| StoreError::Corrupt { task_id: t.task_id.to_string(), why: e.to_string() };
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+            task_id: t.task_id.to_string(),
+            why: e.to_string(),
+        };
         Ok(TaskRow {
             task_id: t.task_id.to_string(),
             kind: t.kind().as_str().to_owned(),
@@ -52,17 +55,28 @@ impl TaskRow {
     }
 
     pub fn into_task(self) -> Result<Task, StoreError> {
-        let corrupt = |why: String| StoreError::Corrupt { task_id: self.task_id.clone(), why };
-        let request: TaskRequest = serde_json::from_str(&self.request).map_err(|e| corrupt(e.to_string()))?;
+        let corrupt = |why: String| StoreError::Corrupt {
+            task_id: self.task_id.clone(),
+            why,
+        };
+        let request: TaskRequest =
+            serde_json::from_str(&self.request).map_err(|e| corrupt(e.to_string()))?;
         Ok(Task {
-            task_id: self.task_id.parse().map_err(|e: uuid::Error| corrupt(e.to_string()))?,
-            status: self.status.parse().map_err(|e: crate::task::UnknownVariant| corrupt(e.to_string()))?,
+            task_id: self
+                .task_id
+                .parse()
+                .map_err(|e: uuid::Error| corrupt(e.to_string()))?,
+            status: self
+                .status
+                .parse()
+                .map_err(|e: crate::task::UnknownVariant| corrupt(e.to_string()))?,
             progress: self.progress,
             created_at: from_micros(self.created_at).ok_or_else(|| corrupt("created_at".into()))?,
             started_at: self.started_at.and_then(from_micros),
             completed_at: self.completed_at.and_then(from_micros),
             request,
-            downloaded_files: serde_json::from_str(&self.downloaded_files).map_err(|e| corrupt(e.to_string()))?,
+            downloaded_files: serde_json::from_str(&self.downloaded_files)
+                .map_err(|e| corrupt(e.to_string()))?,
             output_file: self.output_file.clone(),
             error: self.error.clone(),
             attempts: self.attempts,

@@ -32,7 +32,9 @@ impl FormatSelector {
             return Err(bad("must not start with '-'".into()));
         }
         if let Some(c) = raw.chars().find(|c| c.is_whitespace() || c.is_control()) {
-            return Err(bad(format!("must not contain whitespace or control characters ({c:?})")));
+            return Err(bad(format!(
+                "must not contain whitespace or control characters ({c:?})"
+            )));
         }
         for alternative in raw.split('/') {
             for atom in alternative.split('+') {
@@ -56,7 +58,10 @@ fn check_atom(atom: &str) -> Result<(), String> {
     if base.is_empty() && filters.is_empty() {
         return Err("empty format".into());
     }
-    if !base.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+    if !base
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
         return Err("format ids use letters, digits, '_', '.', '-'".into());
     }
     if base.starts_with('-') {
@@ -94,7 +99,11 @@ fn check_filter(filter: &str) -> Result<(), String> {
         .ok_or("unknown filter operator")?;
     let value = &rest[op.len()..];
     let value = value.strip_prefix('?').unwrap_or(value);
-    if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+    if value.is_empty()
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
         return Err("filter values use letters, digits, '_', '.', '-'".into());
     }
     Ok(())
@@ -126,9 +135,18 @@ mod tests {
     #[test]
     fn common_selectors_are_accepted() {
         for ok in [
-            "best", "137+140", "bv*+ba/b", "bestvideo[height<=720]+bestaudio/best", "18",
-            "hls-1080p", "180p", "b[ext=mp4]", "bv[height<=?1080][fps>30]+ba", "dash-video_1.2",
-            "worst", "ba[acodec^=mp4a]",
+            "best",
+            "137+140",
+            "bv*+ba/b",
+            "bestvideo[height<=720]+bestaudio/best",
+            "18",
+            "hls-1080p",
+            "180p",
+            "b[ext=mp4]",
+            "bv[height<=?1080][fps>30]+ba",
+            "dash-video_1.2",
+            "worst",
+            "ba[acodec^=mp4a]",
         ] {
             assert!(FormatSelector::parse(ok).is_ok(), "{ok} should be accepted");
         }
@@ -137,8 +155,22 @@ mod tests {
     #[test]
     fn dangerous_or_malformed_selectors_are_refused() {
         for bad in [
-            "all", "mergeall", "bv+all", "ALL", "-f", "--exec=touch", "best /x", "b[height<=720",
-            "b[height<=720]x", "b[height<=$(id)]", "b;id", "a,b", "", "b[]", "+", "b//",
+            "all",
+            "mergeall",
+            "bv+all",
+            "ALL",
+            "-f",
+            "--exec=touch",
+            "best /x",
+            "b[height<=720",
+            "b[height<=720]x",
+            "b[height<=$(id)]",
+            "b;id",
+            "a,b",
+            "",
+            "b[]",
+            "+",
+            "b//",
             &"1".repeat(129),
         ] {
             let err = FormatSelector::parse(bad).expect_err(bad);

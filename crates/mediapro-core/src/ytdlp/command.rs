@@ -3,10 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{
-    requests::DownloadSpec,
-    validate::SourceUrl,
-};
+use crate::{requests::DownloadSpec, validate::SourceUrl};
 
 /// Machine-readable progress: one line per update, fields separated by spaces.
 /// `info.format_id` is `NA` for subtitle files, which lets progress ignore them.
@@ -48,8 +45,15 @@ impl AnalyzeArgs<'_> {
         let mut args = Vec::with_capacity(24);
         hardening(&mut args, self.socket_timeout_secs);
         args.extend(
-            ["--dump-single-json", "--skip-download", "--flat-playlist", "--playlist-items", "1:50", "--no-warnings"]
-                .map(String::from),
+            [
+                "--dump-single-json",
+                "--skip-download",
+                "--flat-playlist",
+                "--playlist-items",
+                "1:50",
+                "--no-warnings",
+            ]
+            .map(String::from),
         );
         args.push("--".into());
         args.push(self.url.as_str().into());
@@ -79,23 +83,33 @@ impl DownloadArgs<'_> {
         let temp = format!("temp:{}", self.temp_dir().display());
         args.extend(
             [
-                "--retries", "3",
-                "--fragment-retries", "3",
-                "--playlist-items", "1",
+                "--retries",
+                "3",
+                "--fragment-retries",
+                "3",
+                "--playlist-items",
+                "1",
                 "--restrict-filenames",
-                "--trim-filenames", "120",
+                "--trim-filenames",
+                "120",
                 "--no-mtime",
                 "--no-part",
-                "-P", &home,
-                "-P", &temp,
+                "-P",
+                &home,
+                "-P",
+                &temp,
                 // Relative template under -P home; field values cannot contain '/'.
-                "-o", "%(title).100B.%(ext)s",
-                "--max-filesize", &self.max_filesize_bytes.to_string(),
+                "-o",
+                "%(title).100B.%(ext)s",
+                "--max-filesize",
+                &self.max_filesize_bytes.to_string(),
                 "--no-simulate",
-                "--print", "after_move:MPFILE %(filepath)s",
+                "--print",
+                "after_move:MPFILE %(filepath)s",
                 "--progress",
                 "--newline",
-                "--progress-template", PROGRESS_TEMPLATE,
+                "--progress-template",
+                PROGRESS_TEMPLATE,
             ]
             .map(String::from),
         );
@@ -136,42 +150,82 @@ mod tests {
     #[test]
     fn analyze_is_hardened_and_ends_with_separator_and_url() {
         let url = SourceUrl::parse("https://example.com/v").expect("url");
-        let args = AnalyzeArgs { url: &url, socket_timeout_secs: 15 }.to_args();
-        for flag in ["--ignore-config", "--no-plugin-dirs", "--no-exec", "--no-playlist", "--dump-single-json", "--skip-download"] {
+        let args = AnalyzeArgs {
+            url: &url,
+            socket_timeout_secs: 15,
+        }
+        .to_args();
+        for flag in [
+            "--ignore-config",
+            "--no-plugin-dirs",
+            "--no-exec",
+            "--no-playlist",
+            "--dump-single-json",
+            "--skip-download",
+        ] {
             assert!(args.iter().any(|a| a == flag), "{flag} missing");
         }
         assert!(has_pair(&args, "--default-search", "error"));
         assert!(has_pair(&args, "--socket-timeout", "15"));
-        assert_eq!(args[args.len() - 2..], ["--".to_owned(), "https://example.com/v".to_owned()]);
+        assert_eq!(
+            args[args.len() - 2..],
+            ["--".to_owned(), "https://example.com/v".to_owned()]
+        );
     }
 
     #[test]
     fn download_writes_only_into_the_task_folder() {
         let s = spec(Some("137+140"), false);
         let dir = Path::new("/srv/media/downloads/abc");
-        let args = DownloadArgs { spec: &s, output_dir: dir, max_filesize_bytes: 1000, socket_timeout_secs: 20 }.to_args();
+        let args = DownloadArgs {
+            spec: &s,
+            output_dir: dir,
+            max_filesize_bytes: 1000,
+            socket_timeout_secs: 20,
+        }
+        .to_args();
         assert!(has_pair(&args, "-P", "home:/srv/media/downloads/abc"));
         assert!(has_pair(&args, "-P", "temp:/srv/media/downloads/abc/.part"));
         assert!(has_pair(&args, "-o", "%(title).100B.%(ext)s"));
         assert!(has_pair(&args, "--max-filesize", "1000"));
         assert!(has_pair(&args, "--print", "after_move:MPFILE %(filepath)s"));
         assert!(has_pair(&args, "--socket-timeout", "20"));
-        for flag in ["--ignore-config", "--no-plugin-dirs", "--no-exec", "--no-playlist", "--newline", "--restrict-filenames"] {
+        for flag in [
+            "--ignore-config",
+            "--no-plugin-dirs",
+            "--no-exec",
+            "--no-playlist",
+            "--newline",
+            "--restrict-filenames",
+        ] {
             assert!(args.iter().any(|a| a == flag), "{flag} missing");
         }
         assert!(args.iter().any(|a| a.starts_with("download:MPPROG ")));
         assert!(args.iter().any(|a| a == "--format=137+140"));
         assert!(!args.iter().any(|a| a.starts_with("--write-subs")));
-        assert_eq!(args[args.len() - 2..], ["--".to_owned(), "https://example.com/watch?v=1".to_owned()]);
+        assert_eq!(
+            args[args.len() - 2..],
+            ["--".to_owned(), "https://example.com/watch?v=1".to_owned()]
+        );
     }
 
     #[test]
     fn default_format_is_left_to_yt_dlp_and_subtitles_are_opt_in() {
         let s = spec(None, true);
-        let args = DownloadArgs { spec: &s, output_dir: Path::new("/d"), max_filesize_bytes: 1, socket_timeout_secs: 20 }.to_args();
+        let args = DownloadArgs {
+            spec: &s,
+            output_dir: Path::new("/d"),
+            max_filesize_bytes: 1,
+            socket_timeout_secs: 20,
+        }
+        .to_args();
         assert!(!args.iter().any(|a| a.starts_with("--format")));
         assert!(args.iter().any(|a| a == "--write-subs"));
         assert!(args.iter().any(|a| a == "--sub-langs=en,zh-CN"));
-        assert!(has_pair(&args, "--print", "after_move:MPSUBS %(requested_subtitles)j"));
+        assert!(has_pair(
+            &args,
+            "--print",
+            "after_move:MPSUBS %(requested_subtitles)j"
+        ));
     }
 }

@@ -21,16 +21,30 @@ use super::{
 use crate::context::JobContext;
 
 #[tracing::instrument(skip_all, fields(task_id = %job.task_id))]
-pub async fn run(job: DownloadJob, ctx: Data<JobContext>, worker: WorkerContext) -> Result<(), BoxDynError> {
+pub async fn run(
+    job: DownloadJob,
+    ctx: Data<JobContext>,
+    worker: WorkerContext,
+) -> Result<(), BoxDynError> {
     let task_id = job.task_id;
-    let Some(attempt) = ctx.store.claim(task_id, TaskStatus::Downloading, worker.name()).await.map_err(store_error)?
+    let Some(attempt) = ctx
+        .store
+        .claim(task_id, TaskStatus::Downloading, worker.name())
+        .await
+        .map_err(store_error)?
     else {
         tracing::info!("task is final or unknown; job skipped");
         return Ok(());
     };
     let task = ctx.store.get(task_id).await.map_err(store_error)?;
     let Some(TaskRequest::Download(spec)) = task.map(|t| t.request) else {
-        return settle(&ctx, task_id, attempt, Outcome::Failed("task is not a download".into())).await;
+        return settle(
+            &ctx,
+            task_id,
+            attempt,
+            Outcome::Failed("task is not a download".into()),
+        )
+        .await;
     };
     let outcome = download(&ctx, task_id, attempt, &spec).await;
     settle(&ctx, task_id, attempt, outcome).await
@@ -51,7 +65,11 @@ async fn download(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &Download
         socket_timeout_secs: 20,
     };
     let temp_dir = args.temp_dir();
-    let mut process_spec = ProcessSpec::new(&settings.tools.ytdlp, args.to_args(), settings.task_timeout());
+    let mut process_spec = ProcessSpec::new(
+        &settings.tools.ytdlp,
+        args.to_args(),
+        settings.task_timeout(),
+    );
     process_spec.working_dir = Some(dir.clone());
 
     let (sink, writer) = progress::channel(ctx, task_id, attempt);
@@ -84,10 +102,17 @@ async fn download(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &Download
         Err(e) => Outcome::Transient(format!("yt-dlp output could not be read: {e}")),
         Ok(out) if !out.status.success() => {
             let failure = classify_failure(&out.stderr_tail);
-            if failure.permanent { Outcome::Failed(failure.reason) } else { Outcome::Transient(failure.reason) }
+            if failure.permanent {
+                Outcome::Failed(failure.reason)
+            } else {
+                Outcome::Transient(failure.reason)
+            }
         }
         Ok(out) => match collect_files(ctx, &dir, &output).await {
-            Some(files) => Outcome::Completed { files, output: None },
+            Some(files) => Outcome::Completed {
+                files,
+                output: None,
+            },
             // Exit 0 without a file: e.g. over --max-filesize, or filtered out.
             None => Outcome::Failed(format!(
                 "yt-dlp produced no file: {}",
@@ -112,13 +137,19 @@ async fn reset_dir(dir: &Path) -> std::io::Result<()> {
 
 /// The media file first, then subtitles; each a storage-relative path of a
 /// non-empty regular file that really lies inside `dir`.
-async fn collect_files(ctx: &JobContext, dir: &Path, output: &DownloadOutput) -> Option<Vec<String>> {
+async fn collect_files(
+    ctx: &JobContext,
+    dir: &Path,
+    output: &DownloadOutput,
+) -> Option<Vec<String>> {
     let media = output.media_file.as_deref()?;
     let mut files = vec![checked(ctx, dir, Path::new(media)).await?];
     for reported in output.subtitle_files.values() {
         // yt-dlp reports the subtitle's temp path; it is moved next to the media
         // file under the same name.
-        let Some(name) = Path::new(reported).file_name() else { continue };
+        let Some(name) = Path::new(reported).file_name() else {
+            continue;
+        };
         if let Some(rel) = checked(ctx, dir, &dir.join(name)).await {
             files.push(rel);
         }
@@ -139,5 +170,6 @@ async fn checked(ctx: &JobContext, dir: &Path, path: &Path) -> Option<String> {
     }
     // Record the path under the configured root (not the canonical one), so the
     // API on another host with the same mount path resolves it too.
-    ctx.layout.relative(&dir.join(real.strip_prefix(&real_dir).ok()?))
+    ctx.layout
+        .relative(&dir.join(real.strip_prefix(&real_dir).ok()?))
 }

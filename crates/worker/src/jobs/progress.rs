@@ -28,7 +28,11 @@ impl ProgressSink {
 }
 
 /// Returns the sink and the future that writes progress until the sink is dropped.
-pub fn channel(ctx: &JobContext, task_id: Uuid, attempt: i64) -> (ProgressSink, impl Future<Output = ()> + use<>) {
+pub fn channel(
+    ctx: &JobContext,
+    task_id: Uuid,
+    attempt: i64,
+) -> (ProgressSink, impl Future<Output = ()> + use<>) {
     let (tx, mut rx) = watch::channel(0.0);
     let store = ctx.store.clone();
     let writer = async move {
