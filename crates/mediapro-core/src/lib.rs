@@ -5,6 +5,7 @@
 
 pub mod analyze;
 pub mod error;
+pub mod ffmpeg;
 pub mod jobs;
 pub mod process;
 pub mod requests;
