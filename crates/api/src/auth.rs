@@ -20,9 +20,7 @@ pub async fn require_api_key(
         .app_data::<web::Data<AppState>>()
         .map(|s| s.settings.security.api_keys.clone())
         .unwrap_or_default();
-    if keys.is_empty()
-        || !req.path().starts_with("/api/")
-        || req.method() == actix_web::http::Method::OPTIONS
+    if keys.is_empty() || !req.path().starts_with("/api/") || req.method() == actix_web::http::Method::OPTIONS
     {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
@@ -33,18 +31,11 @@ pub async fn require_api_key(
         .and_then(|v| v.strip_prefix("Bearer "))
         .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim);
-    let ok = presented.is_some_and(|p| {
-        keys.iter()
-            .any(|k| constant_time_eq(k.as_bytes(), p.as_bytes()))
-    });
+    let ok = presented.is_some_and(|p| keys.iter().any(|k| constant_time_eq(k.as_bytes(), p.as_bytes())));
     if ok {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
-    let err = ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "a valid API key is required",
-    );
+    let err = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required");
     let res: HttpResponse = err.error_response();
     Ok(req.into_response(res).map_into_boxed_body())
 }

@@ -26,20 +26,11 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
+        Self { status, code, message: message.into(), retry_after: None }
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
     /// Any typed library error, classified once here.
@@ -55,9 +46,7 @@ impl ApiError {
         let message = if status.is_server_error() {
             tracing::error!(error = %error_chain(err), code = err.code(), "request failed");
             match err.class() {
-                ErrorClass::Unavailable => {
-                    "a backing service is unavailable; try again shortly".to_owned()
-                }
+                ErrorClass::Unavailable => "a backing service is unavailable; try again shortly".to_owned(),
                 _ => "internal error".to_owned(),
             }
         } else {
@@ -98,10 +87,7 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        res.json(Body {
-            error: &self.message,
-            code: self.code,
-        })
+        res.json(Body { error: &self.message, code: self.code })
     }
 }
 
@@ -114,42 +100,33 @@ impl<E: HasErrorClass + std::error::Error> From<E> for ApiError {
 /// Malformed, oversized or mistyped JSON bodies.
 pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let api = match &err {
-        JsonPayloadError::OverflowKnownLength { limit, .. }
-        | JsonPayloadError::Overflow { limit } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("request body is larger than {limit} bytes"),
-        ),
+        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body is larger than {limit} bytes"),
+            )
+        }
         JsonPayloadError::ContentType => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send the body as JSON with Content-Type: application/json",
         ),
-        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("invalid request body: {e}"),
-        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid request body: {e}"))
+        }
         JsonPayloadError::Deserialize(e) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             format!("request body is not valid JSON: {e}"),
         ),
-        _ => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "could not read the request body",
-        ),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "could not read the request body"),
     };
     actix_web::error::InternalError::from_response(err, api.error_response()).into()
 }
 
 pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let api = ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
-        format!("invalid query string: {err}"),
-    );
+    let api = ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("invalid query string: {err}"));
     actix_web::error::InternalError::from_response(err, api.error_response()).into()
 }
 

@@ -27,9 +27,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(bind) = cli.bind {
         settings.server.bind = bind;
     }
-    let app = Application::build(settings)
-        .await
-        .context("start-up failed")?;
+    let app = Application::build(settings).await.context("start-up failed")?;
     tracing::info!(port = app.port(), "mediapro-api listening");
     app.run_until_stopped().await.context("server error")
 }

@@ -17,15 +17,9 @@ use crate::{auth, error, routes, state::AppState};
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    Bind { addr: String, source: std::io::Error },
     #[error("storage root {path}: {source}")]
-    Storage {
-        path: String,
-        source: std::io::Error,
-    },
+    Storage { path: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -40,11 +34,8 @@ const ANALYZE_CONCURRENCY: usize = 4;
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let listener =
-            TcpListener::bind(&settings.server.bind).map_err(|source| StartupError::Bind {
-                addr: settings.server.bind.clone(),
-                source,
-            })?;
+        let listener = TcpListener::bind(&settings.server.bind)
+            .map_err(|source| StartupError::Bind { addr: settings.server.bind.clone(), source })?;
         Self::build_with_listener(settings, listener).await
     }
 
@@ -52,14 +43,11 @@ impl Application {
         settings: Settings,
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
-        let storage_err = |source| StartupError::Storage {
-            path: settings.storage.root.display().to_string(),
-            source,
-        };
+        let storage_err =
+            |source| StartupError::Storage { path: settings.storage.root.display().to_string(), source };
         std::fs::create_dir_all(&settings.storage.root).map_err(storage_err)?;
         let layout = StorageLayout::new(&settings.storage.root).map_err(storage_err)?;
-        let store =
-            TaskStore::connect(&settings.database.url, settings.database.max_connections).await?;
+        let store = TaskStore::connect(&settings.database.url, settings.database.max_connections).await?;
         // The one place migrations run.
         store.migrate().await?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
@@ -97,10 +85,7 @@ impl Application {
         }
         let server = server
             .listen(listener)
-            .map_err(|source| StartupError::Bind {
-                addr: "listener".into(),
-                source,
-            })?
+            .map_err(|source| StartupError::Bind { addr: "listener".into(), source })?
             .run();
         Ok(Self { port, server })
     }
@@ -116,10 +101,7 @@ impl Application {
 }
 
 fn cors(origins: &[String]) -> Cors {
-    let base = Cors::default()
-        .allow_any_method()
-        .allow_any_header()
-        .max_age(3600);
+    let base = Cors::default().allow_any_method().allow_any_header().max_age(3600);
     if origins.iter().any(|o| o == "*") {
         base.allow_any_origin().send_wildcard()
     } else {

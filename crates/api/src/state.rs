@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use mediapro_core::{
-    settings::Settings, storage::StorageLayout, store::TaskStore, validate::AddressPolicy,
-};
+use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore, validate::AddressPolicy};
 use mediapro_queue::QueueClient;
 use tokio::sync::Semaphore;
 
@@ -19,8 +17,6 @@ pub struct AppState {
 
 impl AppState {
     pub fn address_policy(&self) -> AddressPolicy {
-        AddressPolicy {
-            allow_private_networks: self.settings.security.allow_private_networks,
-        }
+        AddressPolicy { allow_private_networks: self.settings.security.allow_private_networks }
     }
 }

@@ -26,6 +26,8 @@ pub struct TaskView {
     pub error: Option<String>,
     pub attempts: i64,
     pub worker: Option<String>,
+    pub parent_task_id: Option<Uuid>,
+    pub next_task_id: Option<Uuid>,
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -34,8 +36,7 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 
 impl From<&Task> for TaskView {
     fn from(t: &Task) -> Self {
-        let TaskRequest::Download(spec) = &t.request;
-        TaskView {
+        let mut view = TaskView {
             task_id: t.task_id,
             kind: t.kind(),
             status: t.status,
@@ -43,15 +44,10 @@ impl From<&Task> for TaskView {
             created_at: rfc3339(t.created_at),
             started_at: t.started_at.map(rfc3339),
             completed_at: t.completed_at.map(rfc3339),
-            url: Some(spec.url.to_string()),
-            format_id: spec.format_id.as_ref().map(ToString::to_string),
-            include_subtitles: Some(spec.include_subtitles),
-            subtitle_langs: Some(
-                spec.subtitle_langs
-                    .iter()
-                    .map(|l| l.as_str().to_owned())
-                    .collect(),
-            ),
+            url: None,
+            format_id: None,
+            include_subtitles: None,
+            subtitle_langs: None,
             downloaded_files: t.downloaded_files.clone(),
             input_file: None,
             operations: None,
@@ -59,7 +55,24 @@ impl From<&Task> for TaskView {
             error: t.error.clone(),
             attempts: t.attempts,
             worker: t.worker.clone(),
+            parent_task_id: t.parent_task_id,
+            next_task_id: t.next_task_id,
+        };
+        match &t.request {
+            TaskRequest::Download(spec) => {
+                view.url = Some(spec.url.to_string());
+                view.format_id = spec.format_id.as_ref().map(ToString::to_string);
+                view.include_subtitles = Some(spec.include_subtitles);
+                view.subtitle_langs =
+                    Some(spec.subtitle_langs.iter().map(|l| l.as_str().to_owned()).collect());
+                view.operations = spec.process.as_ref().and_then(|o| serde_json::to_value(o).ok());
+            }
+            TaskRequest::Process(spec) => {
+                view.input_file = Some(spec.input_file.clone());
+                view.operations = serde_json::to_value(&spec.operations).ok();
+            }
         }
+        view
     }
 }
 

@@ -28,9 +28,7 @@ pub enum AnalyzeError {
 impl HasErrorClass for AnalyzeError {
     fn class(&self) -> ErrorClass {
         match self {
-            AnalyzeError::Unusable(_) | AnalyzeError::Parse(ParseError::Playlist) => {
-                ErrorClass::BadRequest
-            }
+            AnalyzeError::Unusable(_) | AnalyzeError::Parse(ParseError::Playlist) => ErrorClass::BadRequest,
             AnalyzeError::TimedOut(_) | AnalyzeError::Upstream(_) | AnalyzeError::Parse(_) => {
                 ErrorClass::Upstream
             }
@@ -52,26 +50,18 @@ impl HasErrorClass for AnalyzeError {
 /// Info JSON of even long pages stays far below this.
 const MAX_INFO_JSON: usize = 16 * 1024 * 1024;
 
-pub async fn analyze(
-    ytdlp: &Path,
-    url: &SourceUrl,
-    timeout: Duration,
-) -> Result<MediaInfo, AnalyzeError> {
+pub async fn analyze(ytdlp: &Path, url: &SourceUrl, timeout: Duration) -> Result<MediaInfo, AnalyzeError> {
     let socket_timeout = u32::try_from(timeout.as_secs().clamp(1, 20)).unwrap_or(20);
-    let args = AnalyzeArgs {
-        url,
-        socket_timeout_secs: socket_timeout,
-    }
-    .to_args();
+    let args = AnalyzeArgs { url, socket_timeout_secs: socket_timeout }.to_args();
     let mut spec = ProcessSpec::new(ytdlp, args, timeout);
     spec.max_stdout_bytes = MAX_INFO_JSON;
     let mut stdout = String::new();
-    let out = process::run(&spec, |line| stdout.push_str(line), std::future::pending())
-        .await
-        .map_err(|e| match e {
+    let out = process::run(&spec, |line| stdout.push_str(line), std::future::pending()).await.map_err(
+        |e| match e {
             RunError::TimedOut(d) => AnalyzeError::TimedOut(d),
             other => AnalyzeError::Tool(other),
-        })?;
+        },
+    )?;
     if !out.status.success() {
         let failure = classify_failure(&out.stderr_tail);
         return Err(if failure.permanent {

@@ -34,13 +34,7 @@ pub struct ProcessSpec {
 
 impl ProcessSpec {
     pub fn new(program: impl Into<PathBuf>, args: Vec<String>, timeout: Duration) -> Self {
-        Self {
-            program: program.into(),
-            args,
-            timeout,
-            working_dir: None,
-            max_stdout_bytes: 64 * 1024 * 1024,
-        }
+        Self { program: program.into(), args, timeout, working_dir: None, max_stdout_bytes: 64 * 1024 * 1024 }
     }
 }
 
@@ -54,10 +48,7 @@ pub struct ProcessOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("cannot start {program}: {source}")]
-    Spawn {
-        program: String,
-        source: std::io::Error,
-    },
+    Spawn { program: String, source: std::io::Error },
     #[error("timed out after {} s", .0.as_secs())]
     TimedOut(Duration),
     #[error("cancelled")]
@@ -111,24 +102,16 @@ pub async fn run(
     if let Some(dir) = &spec.working_dir {
         cmd.current_dir(dir);
     }
-    let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
-        program: spec.program.display().to_string(),
-        source,
-    })?;
-    let mut guard = GroupGuard {
-        pgid: child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .map(Pid::from_raw),
-    };
+    let mut child = cmd
+        .spawn()
+        .map_err(|source| RunError::Spawn { program: spec.program.display().to_string(), source })?;
+    let mut guard = GroupGuard { pgid: child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw) };
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
 
     let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
     let work = async {
-        let out = read_lines(stdout, spec.max_stdout_bytes, spec.max_stdout_bytes, |l| {
-            on_stdout_line(l)
-        });
+        let out = read_lines(stdout, spec.max_stdout_bytes, spec.max_stdout_bytes, |l| on_stdout_line(l));
         let err = read_lines(stderr, usize::MAX, MAX_STDERR_LINE, |l| {
             if tail.len() == STDERR_TAIL_LINES {
                 tail.pop_front();
@@ -149,10 +132,7 @@ pub async fn run(
         Ok(status) => {
             // The leader exited; anything it left in its group goes too.
             guard.kill();
-            Ok(ProcessOutput {
-                status,
-                stderr_tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
-            })
+            Ok(ProcessOutput { status, stderr_tail: tail.into_iter().collect::<Vec<_>>().join("\n") })
         }
         Err(e) => {
             guard.kill();
@@ -163,12 +143,7 @@ pub async fn run(
 
 fn minimal_env(spec: &ProcessSpec) -> Vec<(String, String)> {
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-    let home = spec
-        .working_dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir)
-        .display()
-        .to_string();
+    let home = spec.working_dir.clone().unwrap_or_else(std::env::temp_dir).display().to_string();
     vec![
         ("PATH".into(), path),
         ("HOME".into(), home),
@@ -200,11 +175,7 @@ async fn read_lines(
         }
         for chunk in buf[..n].split_inclusive(|b| *b == b'\n') {
             let complete = chunk.ends_with(b"\n");
-            let body = if complete {
-                &chunk[..chunk.len() - 1]
-            } else {
-                chunk
-            };
+            let body = if complete { &chunk[..chunk.len() - 1] } else { chunk };
             let room = max_line.saturating_sub(line.len());
             line.extend_from_slice(&body[..body.len().min(room)]);
             if complete {
@@ -236,7 +207,10 @@ mod tests {
     async fn lines_are_streamed_and_stderr_tail_is_kept() {
         let mut lines = Vec::new();
         let out = run(
-            &sh("echo one; echo two; i=0; while [ $i -lt 30 ]; do echo err$i >&2; i=$((i+1)); done; exit 3", Duration::from_secs(10)),
+            &sh(
+                "echo one; echo two; i=0; while [ $i -lt 30 ]; do echo err$i >&2; i=$((i+1)); done; exit 3",
+                Duration::from_secs(10),
+            ),
             |l| lines.push(l.to_owned()),
             std::future::pending(),
         )
@@ -250,14 +224,9 @@ mod tests {
     #[tokio::test]
     async fn a_chatty_stderr_does_not_deadlock() {
         // 1 MiB on stderr before anything on stdout: fills any pipe buffer.
-        let spec = sh(
-            "head -c 1048576 /dev/zero | tr '\\0' 'x' >&2; echo done",
-            Duration::from_secs(20),
-        );
+        let spec = sh("head -c 1048576 /dev/zero | tr '\\0' 'x' >&2; echo done", Duration::from_secs(20));
         let mut lines = Vec::new();
-        run(&spec, |l| lines.push(l.to_owned()), std::future::pending())
-            .await
-            .expect("runs");
+        run(&spec, |l| lines.push(l.to_owned()), std::future::pending()).await.expect("runs");
         assert_eq!(lines, ["done"]);
     }
 
@@ -265,38 +234,22 @@ mod tests {
     async fn timeout_kills_the_whole_group() {
         let dir = tempfile_dir();
         let marker = dir.join("child.pid");
-        let spec = sh(
-            &format!("sleep 30 & echo $! > {}; wait", marker.display()),
-            Duration::from_millis(500),
-        );
-        let err = run(&spec, |_| {}, std::future::pending())
-            .await
-            .expect_err("times out");
+        let spec =
+            sh(&format!("sleep 30 & echo $! > {}; wait", marker.display()), Duration::from_millis(500));
+        let err = run(&spec, |_| {}, std::future::pending()).await.expect_err("times out");
         assert!(matches!(err, RunError::TimedOut(_)));
-        let pid: i32 = std::fs::read_to_string(&marker)
-            .expect("pid written")
-            .trim()
-            .parse()
-            .expect("pid");
+        let pid: i32 = std::fs::read_to_string(&marker).expect("pid written").trim().parse().expect("pid");
         tokio::time::sleep(Duration::from_millis(200)).await;
         // The grandchild `sleep` is gone (or a zombie about to be reaped by init).
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(
-            stat.is_empty() || stat.contains(") Z "),
-            "sleep survived: {stat}"
-        );
+        assert!(stat.is_empty() || stat.contains(") Z "), "sleep survived: {stat}");
     }
 
     #[tokio::test]
     async fn cancellation_is_reported() {
         let spec = sh("sleep 30", Duration::from_secs(60));
-        let err = run(
-            &spec,
-            |_| {},
-            tokio::time::sleep(Duration::from_millis(100)),
-        )
-        .await
-        .expect_err("cancelled");
+        let err =
+            run(&spec, |_| {}, tokio::time::sleep(Duration::from_millis(100))).await.expect_err("cancelled");
         assert!(matches!(err, RunError::Cancelled));
     }
 
@@ -304,9 +257,7 @@ mod tests {
     async fn stdout_is_capped() {
         let mut spec = sh("head -c 100000 /dev/zero", Duration::from_secs(10));
         spec.max_stdout_bytes = 1000;
-        let err = run(&spec, |_| {}, std::future::pending())
-            .await
-            .expect_err("too large");
+        let err = run(&spec, |_| {}, std::future::pending()).await.expect_err("too large");
         assert!(matches!(err, RunError::OutputTooLarge(1000)));
     }
 

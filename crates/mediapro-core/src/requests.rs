@@ -3,7 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::validate::{AddressPolicy, FormatSelector, SourceUrl, SubtitleLangs, ValidationError};
+use std::path::Path;
+
+use crate::{
+    ffmpeg::{self, MediaProbe, Operations, OperationsBody, ProbeRunError, ProcessPlan},
+    storage::StorageLayout,
+    validate::{AddressPolicy, FormatSelector, MediaPath, SourceUrl, SubtitleLangs, ValidationError},
+};
 
 /// `POST /api/analyze`
 #[derive(Debug, Deserialize)]
@@ -33,6 +39,15 @@ pub struct DownloadBody {
     pub include_subtitles: bool,
     #[serde(default)]
     pub subtitle_langs: Option<Vec<String>>,
+    /// Process the downloaded file next (a pipeline).
+    #[serde(default)]
+    pub process: Option<PipelineBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineBody {
+    pub operations: OperationsBody,
 }
 
 /// A validated download: what the worker is asked to fetch.
@@ -46,6 +61,9 @@ pub struct DownloadSpec {
     pub include_subtitles: bool,
     #[serde(default)]
     pub subtitle_langs: SubtitleLangs,
+    /// Operations to run on the downloaded media file once it is complete.
+    #[serde(default)]
+    pub process: Option<Operations>,
 }
 
 /// The sketch's default when a client asks for subtitles without naming languages.
@@ -54,18 +72,11 @@ const DEFAULT_SUBTITLE_LANGS: [&str; 2] = ["zh-CN", "en"];
 impl DownloadBody {
     pub async fn validate(self, policy: AddressPolicy) -> Result<DownloadSpec, ValidationError> {
         let url = SourceUrl::parse(self.url.as_deref().unwrap_or_default())?;
-        let format_id = self
-            .format_id
-            .as_deref()
-            .filter(|f| !f.is_empty())
-            .map(FormatSelector::parse)
-            .transpose()?;
+        let format_id =
+            self.format_id.as_deref().filter(|f| !f.is_empty()).map(FormatSelector::parse).transpose()?;
         let langs = match self.subtitle_langs {
             Some(langs) => langs,
-            None => DEFAULT_SUBTITLE_LANGS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            None => DEFAULT_SUBTITLE_LANGS.iter().map(|s| (*s).to_owned()).collect(),
         };
         let subtitle_langs = SubtitleLangs::parse(&langs)?;
         if self.include_subtitles && subtitle_langs.is_empty() {
@@ -75,6 +86,8 @@ impl DownloadBody {
                 "name at least one language when include_subtitles is true",
             ));
         }
+        // Checked against the real file once it is downloaded.
+        let process = self.process.map(|p| Operations::parse(&p.operations)).transpose()?;
         // Last: the only check that may touch the network (DNS).
         policy.check(&url).await?;
         Ok(DownloadSpec {
@@ -82,7 +95,69 @@ impl DownloadBody {
             format_id,
             include_subtitles: self.include_subtitles,
             subtitle_langs,
+            process,
         })
+    }
+}
+
+/// `POST /api/process`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessBody {
+    #[serde(default)]
+    pub input_file: Option<String>,
+    #[serde(default)]
+    pub operations: Option<OperationsBody>,
+}
+
+/// A validated processing request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// Relative to the storage root.
+    pub input_file: String,
+    pub operations: Operations,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessRequestError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    Probe(#[from] ProbeRunError),
+}
+
+impl crate::HasErrorClass for ProcessRequestError {
+    fn class(&self) -> crate::ErrorClass {
+        match self {
+            ProcessRequestError::Invalid(e) => e.class(),
+            ProcessRequestError::Probe(e) => e.class(),
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            ProcessRequestError::Invalid(e) => e.code(),
+            ProcessRequestError::Probe(e) => e.code(),
+        }
+    }
+}
+
+impl ProcessBody {
+    /// Syntax and ranges first (cheap), then the file: inside the root, regular,
+    /// probing as media under the whitelists, and the operations possible on it.
+    pub async fn validate(
+        self,
+        layout: &StorageLayout,
+        ffprobe: &Path,
+    ) -> Result<(ProcessSpec, MediaProbe), ProcessRequestError> {
+        let operations = self
+            .operations
+            .as_ref()
+            .ok_or_else(|| ValidationError::new("operations", "invalid_operation", "is required"))
+            .and_then(Operations::parse)?;
+        let path = MediaPath::resolve(layout, self.input_file.as_deref().unwrap_or_default()).await?;
+        let probe = ffmpeg::probe(ffprobe, &path.absolute).await?;
+        ProcessPlan::new(&operations, &probe)?;
+        Ok((ProcessSpec { input_file: path.relative, operations }, probe))
     }
 }
 
@@ -90,9 +165,7 @@ impl DownloadBody {
 mod tests {
     use super::*;
 
-    const OPEN: AddressPolicy = AddressPolicy {
-        allow_private_networks: true,
-    };
+    const OPEN: AddressPolicy = AddressPolicy { allow_private_networks: true };
 
     fn body(json: &str) -> DownloadBody {
         serde_json::from_str(json).expect("well-formed body")
@@ -106,10 +179,7 @@ mod tests {
         .validate(OPEN)
         .await
         .expect("valid");
-        assert_eq!(
-            spec.format_id.as_ref().map(FormatSelector::as_str),
-            Some("18")
-        );
+        assert_eq!(spec.format_id.as_ref().map(FormatSelector::as_str), Some("18"));
         assert_eq!(spec.subtitle_langs.joined(), "zh-CN,en");
     }
 

@@ -37,11 +37,7 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self {
-            bind: "127.0.0.1:5000".into(),
-            cors_origins: vec!["*".into()],
-            http_workers: 0,
-        }
+        Self { bind: "127.0.0.1:5000".into(), cors_origins: vec!["*".into()], http_workers: 0 }
     }
 }
 
@@ -84,10 +80,7 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self {
-            url: "sqlite://data/mediapro.db".into(),
-            max_connections: 8,
-        }
+        Self { url: "sqlite://data/mediapro.db".into(), max_connections: 8 }
     }
 }
 
@@ -100,9 +93,7 @@ pub struct StorageSettings {
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self {
-            root: PathBuf::from("data/media"),
-        }
+        Self { root: PathBuf::from("data/media") }
     }
 }
 
@@ -150,11 +141,7 @@ pub struct WorkerSettings {
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self {
-            download_concurrency: 2,
-            process_concurrency: 1,
-            drain_timeout_seconds: 25,
-        }
+        Self { download_concurrency: 2, process_concurrency: 1, drain_timeout_seconds: 25 }
     }
 }
 
@@ -168,11 +155,7 @@ pub struct ToolSettings {
 
 impl Default for ToolSettings {
     fn default() -> Self {
-        Self {
-            ytdlp: "yt-dlp".into(),
-            ffmpeg: "ffmpeg".into(),
-            ffprobe: "ffprobe".into(),
-        }
+        Self { ytdlp: "yt-dlp".into(), ffmpeg: "ffmpeg".into(), ffprobe: "ffprobe".into() }
     }
 }
 
@@ -237,10 +220,7 @@ impl Settings {
         if self.server.bind.parse::<SocketAddr>().is_err() {
             return bad(
                 "server.bind",
-                format!(
-                    "'{}' is not an address like 127.0.0.1:5000",
-                    self.server.bind
-                ),
+                format!("'{}' is not an address like 127.0.0.1:5000", self.server.bind),
             );
         }
         let redis_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
@@ -250,11 +230,7 @@ impl Settings {
             return bad("redis.url", "must start with redis:// or rediss://".into());
         }
         if self.redis.namespace.is_empty()
-            || !self
-                .redis
-                .namespace
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+            || !self.redis.namespace.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
         {
             return bad(
                 "redis.namespace",
@@ -262,10 +238,7 @@ impl Settings {
             );
         }
         if self.redis.poll_interval_ms == 0 || self.redis.heartbeat_seconds == 0 {
-            return bad(
-                "redis.poll_interval_ms",
-                "intervals must be positive".into(),
-            );
+            return bad("redis.poll_interval_ms", "intervals must be positive".into());
         }
         if self.redis.missed_heartbeats == 0 {
             return bad("redis.missed_heartbeats", "must be at least 1".into());
@@ -295,10 +268,7 @@ impl Settings {
             return bad("limits.max_attempts", "must be at least 1".into());
         }
         if self.worker.download_concurrency == 0 || self.worker.process_concurrency == 0 {
-            return bad(
-                "worker.download_concurrency",
-                "concurrency must be at least 1".into(),
-            );
+            return bad("worker.download_concurrency", "concurrency must be at least 1".into());
         }
         Ok(())
     }
@@ -325,12 +295,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
-        Some(
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        )
+        Some(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
     }
 
     #[test]
@@ -354,10 +319,7 @@ mod tests {
             None,
             env(&[
                 ("MEDIAPRO__SERVER__BIND", "0.0.0.0:8080"),
-                (
-                    "MEDIAPRO__SERVER__CORS_ORIGINS",
-                    "https://a.example, https://b.example",
-                ),
+                ("MEDIAPRO__SERVER__CORS_ORIGINS", "https://a.example, https://b.example"),
                 ("MEDIAPRO__SECURITY__ALLOW_PRIVATE_NETWORKS", "true"),
                 ("MEDIAPRO__SECURITY__API_KEYS", "k1,k2"),
                 ("MEDIAPRO__LIMITS__TASK_TIMEOUT_SECONDS", "60"),
@@ -365,10 +327,7 @@ mod tests {
         )
         .expect("env loads");
         assert_eq!(s.server.bind, "0.0.0.0:8080");
-        assert_eq!(
-            s.server.cors_origins,
-            vec!["https://a.example", "https://b.example"]
-        );
+        assert_eq!(s.server.cors_origins, vec!["https://a.example", "https://b.example"]);
         assert!(s.security.allow_private_networks);
         assert_eq!(s.security.api_keys, vec!["k1", "k2"]);
         assert_eq!(s.limits.task_timeout_seconds, 60);
@@ -376,19 +335,15 @@ mod tests {
 
     #[test]
     fn empty_api_keys_mean_no_auth() {
-        let s =
-            Settings::load_from(None, env(&[("MEDIAPRO__SECURITY__API_KEYS", "")])).expect("loads");
+        let s = Settings::load_from(None, env(&[("MEDIAPRO__SECURITY__API_KEYS", "")])).expect("loads");
         assert!(s.security.api_keys.is_empty());
     }
 
     #[test]
     fn bad_values_name_their_key() {
-        let err = Settings::load_from(
-            None,
-            env(&[("MEDIAPRO__LIMITS__TASK_TIMEOUT_SECONDS", "soon")]),
-        )
-        .expect_err("must fail")
-        .to_string();
+        let err = Settings::load_from(None, env(&[("MEDIAPRO__LIMITS__TASK_TIMEOUT_SECONDS", "soon")]))
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("limits.task_timeout_seconds"), "{err}");
         assert!(!err.contains('\n'));
 

@@ -32,6 +32,11 @@ impl StorageLayout {
         self.root.join(Self::download_dir_rel(task_id))
     }
 
+    /// `processed/<task_id>` under the root.
+    pub fn processed_dir(&self, task_id: Uuid) -> PathBuf {
+        self.root.join("processed").join(task_id.to_string())
+    }
+
     /// The storage-relative form of `path`, if it lies inside the root (lexically;
     /// callers pass paths they created or canonicalised).
     pub fn relative(&self, path: &Path) -> Option<String> {
@@ -71,9 +76,6 @@ mod tests {
         assert_eq!(layout.relative(Path::new("/srv/media/../etc/passwd")), None);
         assert_eq!(layout.resolve("../x"), None);
         assert_eq!(layout.resolve("/etc/passwd"), None);
-        assert_eq!(
-            layout.resolve("downloads/x/a.mp4"),
-            Some(PathBuf::from("/srv/media/downloads/x/a.mp4"))
-        );
+        assert_eq!(layout.resolve("downloads/x/a.mp4"), Some(PathBuf::from("/srv/media/downloads/x/a.mp4")));
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::requests::DownloadSpec;
+use crate::requests::{DownloadSpec, ProcessSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -69,10 +69,7 @@ impl TaskStatus {
 
     /// A final task never changes status again.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
-        )
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled)
     }
 }
 
@@ -90,14 +87,11 @@ fn parse_variant<T: Copy>(
     all: &[T],
     name: fn(T) -> &'static str,
 ) -> Result<T, UnknownVariant> {
-    all.iter()
-        .copied()
-        .find(|v| name(*v) == value)
-        .ok_or_else(|| UnknownVariant {
-            what,
-            value: value.to_owned(),
-            valid: all.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", "),
-        })
+    all.iter().copied().find(|v| name(*v) == value).ok_or_else(|| UnknownVariant {
+        what,
+        value: value.to_owned(),
+        valid: all.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", "),
+    })
 }
 
 impl FromStr for TaskStatus {
@@ -125,12 +119,14 @@ impl fmt::Display for TaskStatus {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TaskRequest {
     Download(DownloadSpec),
+    Process(ProcessSpec),
 }
 
 impl TaskRequest {
     pub fn kind(&self) -> TaskKind {
         match self {
             TaskRequest::Download(_) => TaskKind::Download,
+            TaskRequest::Process(_) => TaskKind::Process,
         }
     }
 }
@@ -150,6 +146,10 @@ pub struct Task {
     pub error: Option<String>,
     pub attempts: i64,
     pub worker: Option<String>,
+    /// The download this processing task was chained after.
+    pub parent_task_id: Option<Uuid>,
+    /// The processing task chained after this download.
+    pub next_task_id: Option<Uuid>,
 }
 
 impl Task {
@@ -168,6 +168,8 @@ impl Task {
             error: None,
             attempts: 0,
             worker: None,
+            parent_task_id: None,
+            next_task_id: None,
         }
     }
 
@@ -178,17 +180,14 @@ impl Task {
     /// The file `download-result` serves: the processed output, else the first
     /// downloaded media file.
     pub fn result_file(&self) -> Option<&str> {
-        self.output_file
-            .as_deref()
-            .or_else(|| self.downloaded_files.first().map(String::as_str))
+        self.output_file.as_deref().or_else(|| self.downloaded_files.first().map(String::as_str))
     }
 }
 
 /// Wall-clock now, truncated to microseconds (what the store keeps).
 pub fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
-    t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
-        .unwrap_or(t)
+    t.replace_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
 }
 
 #[cfg(test)]
@@ -200,10 +199,7 @@ mod tests {
         for s in TaskStatus::ALL {
             assert_eq!(s.as_str().parse::<TaskStatus>().ok(), Some(s));
         }
-        let err = "done"
-            .parse::<TaskStatus>()
-            .expect_err("unknown")
-            .to_string();
+        let err = "done".parse::<TaskStatus>().expect_err("unknown").to_string();
         assert!(err.contains("pending, downloading, processing, completed, failed, cancelled"));
         assert!(TaskStatus::Cancelled.is_final() && !TaskStatus::Downloading.is_final());
     }

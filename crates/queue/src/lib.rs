@@ -90,8 +90,7 @@ impl Queues {
         Self {
             download: RedisStorage::new(conn.clone())
                 .with_config(queue_config(settings, QueueName::Download)),
-            process: RedisStorage::new(conn.clone())
-                .with_config(queue_config(settings, QueueName::Process)),
+            process: RedisStorage::new(conn.clone()).with_config(queue_config(settings, QueueName::Process)),
             conn,
         }
     }
@@ -111,10 +110,12 @@ pub struct QueueClient {
 
 impl QueueClient {
     pub fn new(settings: RedisSettings) -> Self {
-        Self {
-            settings,
-            queues: OnceCell::new(),
-        }
+        Self { settings, queues: OnceCell::new() }
+    }
+
+    /// A client over queues that are already connected (the worker's).
+    pub fn with_queues(settings: RedisSettings, queues: Queues) -> Self {
+        Self { settings, queues: OnceCell::new_with(Some(queues)) }
     }
 
     async fn queues(&self) -> Result<&Queues, QueueError> {
@@ -132,29 +133,20 @@ impl QueueClient {
 
     pub async fn push_download(&self, task_id: Uuid) -> Result<(), QueueError> {
         let mut storage = self.queues().await?.download.clone();
-        let task = TaskBuilder::new(DownloadJob { task_id })
-            .task_id(job_id(task_id))
-            .build();
+        let task = TaskBuilder::new(DownloadJob { task_id }).task_id(job_id(task_id)).build();
         bounded(self.deadline(), storage.push_task(task)).await
     }
 
     pub async fn push_process(&self, task_id: Uuid) -> Result<(), QueueError> {
         let mut storage = self.queues().await?.process.clone();
-        let task = TaskBuilder::new(ProcessJob { task_id })
-            .task_id(job_id(task_id))
-            .build();
+        let task = TaskBuilder::new(ProcessJob { task_id }).task_id(job_id(task_id)).build();
         bounded(self.deadline(), storage.push_task(task)).await
     }
 
     /// `PING`, for readiness checks.
     pub async fn ping(&self) -> Result<(), QueueError> {
         let mut conn = self.queues().await?.conn.clone();
-        bounded(
-            self.deadline(),
-            redis::cmd("PING").query_async::<String>(&mut conn),
-        )
-        .await
-        .map(|_| ())
+        bounded(self.deadline(), redis::cmd("PING").query_async::<String>(&mut conn)).await.map(|_| ())
     }
 }
 
@@ -165,8 +157,6 @@ async fn bounded<T, E: std::fmt::Display>(
     match tokio::time::timeout(deadline, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(QueueError::Unavailable(e.to_string())),
-        Err(_) => Err(QueueError::Unavailable(
-            "Redis did not answer in time".into(),
-        )),
+        Err(_) => Err(QueueError::Unavailable("Redis did not answer in time".into())),
     }
 }

@@ -5,14 +5,7 @@
 use mediapro_queue::QueueName;
 
 pub fn worker_name(queue: QueueName) -> String {
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "host".into());
-    format!(
-        "{host}-{}-{}-{}",
-        std::process::id(),
-        queue.as_str(),
-        ulid::Ulid::generate()
-    )
+    let host =
+        nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "host".into());
+    format!("{host}-{}-{}-{}", std::process::id(), queue.as_str(), ulid::Ulid::generate())
 }

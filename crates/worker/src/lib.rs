@@ -51,14 +51,14 @@ pub async fn run(
         .map_err(|e| WorkerError::Storage(settings.storage.root.display().to_string(), e))?;
     let layout = StorageLayout::new(&settings.storage.root)
         .map_err(|e| WorkerError::Storage(settings.storage.root.display().to_string(), e))?;
-    let store =
-        TaskStore::connect(&settings.database.url, settings.database.max_connections).await?;
+    let store = TaskStore::connect(&settings.database.url, settings.database.max_connections).await?;
     let conn = connect_with_retry(&settings).await?;
     let queues = Queues::new(conn, &settings.redis);
     let poll = Duration::from_millis(settings.redis.poll_interval_ms);
     let drain = Duration::from_secs(settings.worker.drain_timeout_seconds);
     let settings = Arc::new(settings);
-    let ctx = JobContext::new(store, layout, settings.clone());
+    let queue = Arc::new(mediapro_queue::QueueClient::with_queues(settings.redis.clone(), queues.clone()));
+    let ctx = JobContext { store, layout, settings: settings.clone(), queue };
 
     let mut monitor = Monitor::new()
         .should_restart(|worker, err| {
@@ -82,11 +82,7 @@ pub async fn run(
                 let ctx = ctx.clone();
                 monitor = monitor.register(move |_restarts| {
                     WorkerBuilder::new(identity::worker_name(QueueName::Download))
-                        .backend(
-                            storage
-                                .clone()
-                                .poll_with_strategy(poll::ArmedInterval::new(poll)),
-                        )
+                        .backend(storage.clone().poll_with_strategy(poll::ArmedInterval::new(poll)))
                         .data(ctx.clone())
                         .concurrency(concurrency)
                         .timeout(timeout)
@@ -100,11 +96,7 @@ pub async fn run(
                 let ctx = ctx.clone();
                 monitor = monitor.register(move |_restarts| {
                     WorkerBuilder::new(identity::worker_name(QueueName::Process))
-                        .backend(
-                            storage
-                                .clone()
-                                .poll_with_strategy(poll::ArmedInterval::new(poll)),
-                        )
+                        .backend(storage.clone().poll_with_strategy(poll::ArmedInterval::new(poll)))
                         .data(ctx.clone())
                         .concurrency(concurrency)
                         .timeout(timeout)
@@ -116,17 +108,12 @@ pub async fn run(
         }
     }
     tracing::info!(queues = ?options.queues.iter().map(|q| q.as_str()).collect::<Vec<_>>(), "worker started");
-    monitor
-        .run_with_signal(shutdown)
-        .await
-        .map_err(|e| WorkerError::Monitor(e.to_string()))
+    monitor.run_with_signal(shutdown).await.map_err(|e| WorkerError::Monitor(e.to_string()))
 }
 
 /// At start-up Redis may still be coming up (supervisor starts everything at
 /// once): wait for it with backoff rather than exiting.
-async fn connect_with_retry(
-    settings: &Settings,
-) -> Result<apalis_redis::ConnectionManager, WorkerError> {
+async fn connect_with_retry(settings: &Settings) -> Result<apalis_redis::ConnectionManager, WorkerError> {
     let mut delay = Duration::from_millis(250);
     for attempt in 1.. {
         match mediapro_queue::connect(&settings.redis).await {

@@ -41,13 +41,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut queues = cli.queues;
     queues.dedup();
-    let options = WorkerOptions {
-        queues,
-        concurrency: cli.concurrency,
-    };
-    mediapro_worker::run(settings, options, shutdown_signal())
-        .await
-        .context("worker failed")
+    let options = WorkerOptions { queues, concurrency: cli.concurrency };
+    mediapro_worker::run(settings, options, shutdown_signal()).await.context("worker failed")
 }
 
 async fn shutdown_signal() -> std::io::Result<()> {

@@ -21,10 +21,7 @@ pub struct ArmedInterval {
 
 impl ArmedInterval {
     pub fn new(every: Duration) -> Self {
-        Self {
-            every,
-            timer: Box::pin(sleep_until(Instant::now() + every)),
-        }
+        Self { every, timer: Box::pin(sleep_until(Instant::now() + every)) }
     }
 }
 
@@ -37,10 +34,6 @@ impl PollStrategy for ArmedInterval {
             self.timer.as_mut().reset(next);
         }
         // The loop ends with the timer pending, i.e. with our waker registered.
-        if fired {
-            Poll::Ready(Some(()))
-        } else {
-            Poll::Pending
-        }
+        if fired { Poll::Ready(Some(())) } else { Poll::Pending }
     }
 }

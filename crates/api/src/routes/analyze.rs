@@ -10,16 +10,7 @@ pub async fn analyze(
     body: web::Json<AnalyzeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let url = body.into_inner().validate(state.address_policy()).await?;
-    let _slot = state
-        .analyze_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::not_found("analyze"))?;
-    let info = analyze::analyze(
-        &state.settings.tools.ytdlp,
-        &url,
-        state.settings.analyze_timeout(),
-    )
-    .await?;
+    let _slot = state.analyze_slots.acquire().await.map_err(|_| ApiError::not_found("analyze"))?;
+    let info = analyze::analyze(&state.settings.tools.ytdlp, &url, state.settings.analyze_timeout()).await?;
     Ok(HttpResponse::Ok().json(info))
 }

@@ -1,16 +1,12 @@
 use actix_web::{HttpResponse, web};
 use mediapro_core::{
     requests::DownloadBody,
-    task::{Task, TaskRequest},
+    task::{Task, TaskKind, TaskRequest},
 };
 
 use crate::{error::ApiError, state::AppState, view::Accepted};
 
 /// `POST /api/download` → 202 `{task_id, status: "pending", message}`.
-///
-/// The task row is written before the job is queued, so a worker always finds it;
-/// if Redis refuses the job, the row is removed again and the client gets a 503:
-/// an accepted task is always queued, a refused one leaves nothing behind.
 #[tracing::instrument(skip_all, fields(task_id))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -19,16 +15,29 @@ pub async fn create(
     let spec = body.into_inner().validate(state.address_policy()).await?;
     let task = Task::new_pending(TaskRequest::Download(spec));
     tracing::Span::current().record("task_id", tracing::field::display(task.task_id));
-    state.store.insert(&task).await?;
-    if let Err(err) = state.queue.push_download(task.task_id).await {
-        if let Err(cleanup) = state.store.delete_pending(task.task_id).await {
-            tracing::error!(error = %cleanup, task_id = %task.task_id, "could not remove unqueued task");
-        }
-        return Err(err.into());
-    }
+    enqueue(&state, &task).await?;
     Ok(HttpResponse::Accepted().json(Accepted {
         task_id: task.task_id,
         status: task.status,
         message: "Download task created",
     }))
+}
+
+/// Stores a new task and queues its job. The row is written first, so a worker
+/// always finds it; if Redis refuses the job, the row is removed again and the
+/// client gets a 503: an accepted task is always queued, a refused one leaves
+/// nothing behind.
+pub async fn enqueue(state: &AppState, task: &Task) -> Result<(), ApiError> {
+    state.store.insert(task).await?;
+    let pushed = match task.kind() {
+        TaskKind::Download => state.queue.push_download(task.task_id).await,
+        TaskKind::Process => state.queue.push_process(task.task_id).await,
+    };
+    if let Err(err) = pushed {
+        if let Err(cleanup) = state.store.delete_pending(task.task_id).await {
+            tracing::error!(error = %cleanup, task_id = %task.task_id, "could not remove unqueued task");
+        }
+        return Err(err.into());
+    }
+    Ok(())
 }

@@ -4,8 +4,10 @@
 mod analyze;
 mod download;
 mod health;
+mod process;
 mod result;
 mod tasks;
+mod uploads;
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, http::StatusCode, web};
 
@@ -14,11 +16,10 @@ use crate::error::ApiError;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/analyze").route(web::post().to(analyze::analyze)))
         .service(resource("/api/download").route(web::post().to(download::create)))
+        .service(resource("/api/process").route(web::post().to(process::create)))
+        .service(resource("/api/uploads").route(web::post().to(uploads::upload)))
         .service(resource("/api/tasks/{task_id}").route(web::get().to(tasks::get)))
-        .service(
-            resource("/api/download-result/{task_id}")
-                .route(web::get().to(result::download_result)),
-        )
+        .service(resource("/api/download-result/{task_id}").route(web::get().to(result::download_result)))
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)));
 }
@@ -37,10 +38,6 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no route for {} {}", req.method(), req.path()),
-    )
-    .error_response()
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {}", req.method(), req.path()))
+        .error_response()
 }

@@ -28,11 +28,7 @@ pub async fn download_result(
     path: web::Path<Uuid>,
     query: web::Query<ResultQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let task = state
-        .store
-        .get(path.into_inner())
-        .await?
-        .ok_or_else(|| ApiError::not_found("task"))?;
+    let task = state.store.get(path.into_inner()).await?.ok_or_else(|| ApiError::not_found("task"))?;
     if task.status != TaskStatus::Completed {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -54,12 +50,8 @@ pub async fn download_result(
     };
     let path = state.layout.resolve(rel).ok_or_else(missing)?;
     // Serve only regular files really inside the root (no symlink escapes).
-    let real = tokio::fs::canonicalize(&path)
-        .await
-        .map_err(|_| missing())?;
-    let root = tokio::fs::canonicalize(state.layout.root())
-        .await
-        .map_err(|_| missing())?;
+    let real = tokio::fs::canonicalize(&path).await.map_err(|_| missing())?;
+    let root = tokio::fs::canonicalize(state.layout.root()).await.map_err(|_| missing())?;
     if !real.starts_with(&root) {
         return Err(missing());
     }
@@ -67,19 +59,10 @@ pub async fn download_result(
     if !file.metadata().is_file() {
         return Err(missing());
     }
-    let name = real
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("result");
-    let file = file
-        .set_content_disposition(attachment(name))
-        .use_etag(true)
-        .use_last_modified(true);
+    let name = real.file_name().and_then(|n| n.to_str()).unwrap_or("result");
+    let file = file.set_content_disposition(attachment(name)).use_etag(true).use_last_modified(true);
     let mut res = file.into_response(&req);
-    res.headers_mut().insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        header::HeaderValue::from_static("nosniff"),
-    );
+    res.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
     Ok(res)
 }
 
@@ -88,18 +71,15 @@ pub async fn download_result(
 fn attachment(name: &str) -> ContentDisposition {
     let cleaned: String = name
         .chars()
-        .filter(|c| !c.is_control() && !matches!(*c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(*c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
         .take(200)
         .collect();
     let ascii: String = cleaned
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._- ()[]".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || "._- ()[]".contains(c) { c } else { '_' })
         .collect();
     ContentDisposition {
         disposition: DispositionType::Attachment,
@@ -123,9 +103,6 @@ mod tests {
         let cd = attachment("evil\"\r\nX: y\u{202e}4pm.exe");
         let rendered = cd.to_string();
         assert!(!rendered.contains('\r') && !rendered.contains('\n'));
-        assert!(
-            rendered.starts_with("attachment; filename=\"evil_X_ y4pm.exe\""),
-            "{rendered}"
-        );
+        assert!(rendered.starts_with("attachment; filename=\"evil_X_ y4pm.exe\""), "{rendered}");
     }
 }

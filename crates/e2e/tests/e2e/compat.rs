@@ -40,10 +40,7 @@ async fn the_sketch_client_requests_work() {
     assert_eq!(res.headers()["access-control-allow-origin"], "*");
     let analysis: Value = res.json().await.expect("json");
     assert!(analysis.get("error").is_none(), "{analysis}");
-    let format_id = analysis["formats"][0]["format_id"]
-        .as_str()
-        .expect("format")
-        .to_owned();
+    let format_id = analysis["formats"][0]["format_id"].as_str().expect("format").to_owned();
     assert!(analysis["title"].is_string());
 
     // downloadVideo(url, formatId, {}) — the client always sends these four fields.
@@ -81,18 +78,13 @@ async fn the_sketch_client_requests_work() {
             .json()
             .await
             .expect("json");
-        if !matches!(
-            status["status"].as_str(),
-            Some("pending" | "downloading" | "processing")
-        ) {
+        if !matches!(status["status"].as_str(), Some("pending" | "downloading" | "processing")) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status["status"], "completed", "{status}");
     assert!(status["progress"].is_number());
-    let files = status["downloaded_files"]
-        .as_array()
-        .expect("showDownloadLinks(status.downloaded_files)");
+    let files = status["downloaded_files"].as_array().expect("showDownloadLinks(status.downloaded_files)");
     assert_eq!(files.len(), 1);
 }

@@ -30,9 +30,7 @@ async fn analyze_then_download_a_served_clip_and_fetch_the_result_with_ranges() 
     assert!(!info["formats"].as_array().expect("formats").is_empty());
     assert!(info.get("http_headers").is_none() && !info.to_string().contains("User-Agent"));
 
-    let id = app
-        .submit_download(json!({ "url": fx.url("small.mp4") }))
-        .await;
+    let id = app.submit_download(json!({ "url": fx.url("small.mp4") })).await;
     let task = app.wait_final(&id, LIMIT).await;
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(task["progress"].as_f64(), Some(100.0));
@@ -41,10 +39,7 @@ async fn analyze_then_download_a_served_clip_and_fetch_the_result_with_ranges() 
 
     let files = files(&task);
     assert_eq!(files.len(), 1);
-    assert!(
-        files[0].starts_with(&format!("downloads/{id}/")),
-        "{files:?}"
-    );
+    assert!(files[0].starts_with(&format!("downloads/{id}/")), "{files:?}");
     let stored = app.storage_root().join(&files[0]);
     let served = std::fs::read(media().dir.join("small.mp4")).expect("clip");
     assert_eq!(std::fs::read(&stored).expect("downloaded file"), served);
@@ -54,18 +49,9 @@ async fn analyze_then_download_a_served_clip_and_fetch_the_result_with_ranges() 
 
     let res = app.get(&format!("/api/download-result/{id}")).await;
     assert_eq!(res.status(), 200);
-    let disposition = res.headers()["content-disposition"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
-    assert!(
-        disposition.starts_with("attachment;") && disposition.contains("small.mp4"),
-        "{disposition}"
-    );
-    assert_eq!(
-        res.headers()["content-length"].to_str().ok(),
-        Some(served.len().to_string().as_str())
-    );
+    let disposition = res.headers()["content-disposition"].to_str().expect("ascii").to_owned();
+    assert!(disposition.starts_with("attachment;") && disposition.contains("small.mp4"), "{disposition}");
+    assert_eq!(res.headers()["content-length"].to_str().ok(), Some(served.len().to_string().as_str()));
     assert_eq!(res.bytes().await.expect("body").as_ref(), served.as_slice());
 
     let res = app
@@ -88,30 +74,15 @@ async fn a_page_with_two_sources_lists_both_and_downloads_the_smaller_with_subti
     let app = TestApp::spawn().await;
     let fx = Fixtures::serve().await;
 
-    let info: Value = app
-        .analyze(&fx.url("page.html"))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let info: Value = app.analyze(&fx.url("page.html")).await.json().await.expect("json");
     let formats = info["formats"].as_array().expect("formats");
     let heights: Vec<(String, u64)> = formats
         .iter()
-        .map(|f| {
-            (
-                f["format_id"].as_str().expect("id").to_owned(),
-                f["height"].as_u64().expect("height"),
-            )
-        })
+        .map(|f| (f["format_id"].as_str().expect("id").to_owned(), f["height"].as_u64().expect("height")))
         .collect();
     assert_eq!(heights.len(), 2, "{info}");
     assert_eq!(info["subtitles"], json!(["en"]));
-    let smaller = heights
-        .iter()
-        .min_by_key(|(_, h)| *h)
-        .expect("a format")
-        .0
-        .clone();
+    let smaller = heights.iter().min_by_key(|(_, h)| *h).expect("a format").0.clone();
 
     let id = app
         .submit_download(json!({
@@ -136,12 +107,7 @@ async fn a_page_with_two_sources_lists_both_and_downloads_the_smaller_with_subti
     // The subtitle file is served too, by index.
     let res = app.get(&format!("/api/download-result/{id}?file=1")).await;
     assert_eq!(res.status(), 200);
-    assert!(
-        res.text()
-            .await
-            .expect("text")
-            .contains("Hello from the test")
-    );
+    assert!(res.text().await.expect("text").contains("Hello from the test"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,15 +135,9 @@ async fn a_url_that_404s_fails_at_once_with_a_one_line_reason() {
     let app = TestApp::spawn().await;
     let fx = Fixtures::serve().await;
     let started = std::time::Instant::now();
-    let id = app
-        .submit_download(json!({ "url": fx.url("missing.mp4") }))
-        .await;
+    let id = app.submit_download(json!({ "url": fx.url("missing.mp4") })).await;
     let task = app.wait_final(&id, Duration::from_secs(30)).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
     assert_eq!(task["status"], "failed");
     let error = task["error"].as_str().expect("reason");
     assert!(error.contains("404"), "{error}");
@@ -186,10 +146,7 @@ async fn a_url_that_404s_fails_at_once_with_a_one_line_reason() {
     // Not retried behind our back: still one attempt, and nothing left queued.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let task = app.task(&id).await;
-    assert_eq!(
-        (task["status"].as_str(), task["attempts"].as_i64()),
-        (Some("failed"), Some(1))
-    );
+    assert_eq!((task["status"].as_str(), task["attempts"].as_i64()), (Some("failed"), Some(1)));
     assert_eq!(app.queued_download_jobs().await, 0);
     assert!(!Path::new(&app.storage_root().join(format!("downloads/{id}"))).exists());
     let res = app.get(&format!("/api/download-result/{id}")).await;

@@ -9,58 +9,28 @@ use crate::helpers::{AppOptions, TestApp};
 async fn error_of(res: reqwest::Response, status: u16) -> Value {
     assert_eq!(res.status().as_u16(), status);
     let body: Value = res.json().await.expect("error body is JSON");
-    assert!(
-        body["error"].is_string() && body["code"].is_string(),
-        "{body}"
-    );
+    assert!(body["error"].is_string() && body["code"].is_string(), "{body}");
     body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_json_errors() {
-    let app = TestApp::spawn_with(AppOptions {
-        start_worker: false,
-        ..AppOptions::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(AppOptions { start_worker: false, ..AppOptions::default() }).await;
     let url = format!("{}/api/download", app.address);
     let post = |body: &'static str, ctype: &'static str| {
-        app.client
-            .post(&url)
-            .header("content-type", ctype)
-            .body(body)
-            .send()
+        app.client.post(&url).header("content-type", ctype).body(body).send()
     };
-    let e = error_of(
-        post("{not json", "application/json").await.expect("sent"),
-        400,
-    )
-    .await;
+    let e = error_of(post("{not json", "application/json").await.expect("sent"), 400).await;
     assert_eq!(e["code"], "invalid_json");
-    let e = error_of(
-        post(r#"{"url":"x"}"#, "text/plain").await.expect("sent"),
-        415,
-    )
-    .await;
+    let e = error_of(post(r#"{"url":"x"}"#, "text/plain").await.expect("sent"), 415).await;
     assert_eq!(e["code"], "unsupported_media_type");
     let e = error_of(
-        post(
-            r#"{"url":"http://example.com/","exec":"id"}"#,
-            "application/json",
-        )
-        .await
-        .expect("sent"),
+        post(r#"{"url":"http://example.com/","exec":"id"}"#, "application/json").await.expect("sent"),
         400,
     )
     .await;
     assert!(e["error"].as_str().expect("msg").contains("exec"), "{e}");
-    let e = error_of(
-        post(r#"{"url": 5}"#, "application/json")
-            .await
-            .expect("sent"),
-        400,
-    )
-    .await;
+    let e = error_of(post(r#"{"url": 5}"#, "application/json").await.expect("sent"), 400).await;
     assert_eq!(e["code"], "invalid_request");
 
     let big = json!({ "url": format!("http://example.com/{}", "a".repeat(70 * 1024)) });
@@ -69,18 +39,8 @@ async fn malformed_requests_get_json_errors() {
 
     error_of(app.get("/nope").await, 404).await;
     error_of(app.get("/api/tasks/not-a-uuid").await, 404).await;
-    error_of(
-        app.get(&format!("/api/tasks/{}", uuid::Uuid::new_v4()))
-            .await,
-        404,
-    )
-    .await;
-    error_of(
-        app.get(&format!("/api/download-result/{}", uuid::Uuid::new_v4()))
-            .await,
-        404,
-    )
-    .await;
+    error_of(app.get(&format!("/api/tasks/{}", uuid::Uuid::new_v4())).await, 404).await;
+    error_of(app.get(&format!("/api/download-result/{}", uuid::Uuid::new_v4())).await, 404).await;
     let e = error_of(app.get("/api/download").await, 405).await;
     assert_eq!(e["code"], "method_not_allowed");
     assert_eq!(app.task_count().await, 0);
@@ -88,19 +48,12 @@ async fn malformed_requests_get_json_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness() {
-    let app = TestApp::spawn_with(AppOptions {
-        start_worker: false,
-        ..AppOptions::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(AppOptions { start_worker: false, ..AppOptions::default() }).await;
     assert_eq!(app.get("/healthz").await.status(), 200);
     let res = app.get("/readyz").await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.expect("json");
-    assert_eq!(
-        body,
-        json!({"status": "ready", "redis": "ok", "database": "ok"})
-    );
+    assert_eq!(body, json!({"status": "ready", "redis": "ok", "database": "ok"}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,14 +66,8 @@ async fn without_redis_submissions_get_a_prompt_503_and_leave_no_task() {
     })
     .await;
     let started = Instant::now();
-    let res = app
-        .download(json!({ "url": "http://127.0.0.1:9/v.mp4" }))
-        .await;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
+    let res = app.download(json!({ "url": "http://127.0.0.1:9/v.mp4" })).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     assert!(res.headers().contains_key("retry-after"));
     let e = error_of(res, 503).await;
     assert_eq!(e["code"], "queue_unavailable");

@@ -32,11 +32,7 @@ pub struct AppOptions {
 
 impl Default for AppOptions {
     fn default() -> Self {
-        Self {
-            allow_private_networks: true,
-            start_worker: true,
-            redis_url: redis_url(),
-        }
+        Self { allow_private_networks: true, start_worker: true, redis_url: redis_url() }
     }
 }
 
@@ -67,9 +63,7 @@ impl TestApp {
         settings.limits.task_timeout_seconds = 120;
 
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-        let app = Application::build_with_listener(settings.clone(), listener)
-            .await
-            .expect("app builds");
+        let app = Application::build_with_listener(settings.clone(), listener).await.expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         if opts.start_worker {
@@ -79,23 +73,13 @@ impl TestApp {
                     queues: vec![QueueName::Download, QueueName::Process],
                     concurrency: Some(2),
                 };
-                if let Err(e) =
-                    mediapro_worker::run(worker_settings, options, std::future::pending()).await
-                {
+                if let Err(e) = mediapro_worker::run(worker_settings, options, std::future::pending()).await {
                     eprintln!("worker stopped: {e}");
                 }
             });
         }
-        let store = TaskStore::connect(&settings.database.url, 2)
-            .await
-            .expect("store");
-        TestApp {
-            address,
-            client: reqwest::Client::new(),
-            settings,
-            store,
-            _dir: dir,
-        }
+        let store = TaskStore::connect(&settings.database.url, 2).await.expect("store");
+        TestApp { address, client: reqwest::Client::new(), settings, store, _dir: dir }
     }
 
     pub fn storage_root(&self) -> &Path {
@@ -103,20 +87,11 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .post(format!("{}{path}", self.address))
-            .json(body)
-            .send()
-            .await
-            .expect("request sent")
+        self.client.post(format!("{}{path}", self.address)).json(body).send().await.expect("request sent")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.address))
-            .send()
-            .await
-            .expect("request sent")
+        self.client.get(format!("{}{path}", self.address)).send().await.expect("request sent")
     }
 
     pub async fn analyze(&self, url: &str) -> reqwest::Response {
@@ -130,12 +105,7 @@ impl TestApp {
     /// Submits a download that must be accepted; returns its task id.
     pub async fn submit_download(&self, body: Value) -> String {
         let res = self.download(body).await;
-        assert_eq!(
-            res.status(),
-            202,
-            "download refused: {}",
-            res.text().await.unwrap_or_default()
-        );
+        assert_eq!(res.status(), 202, "download refused: {}", res.text().await.unwrap_or_default());
         let v: Value = res.json().await.expect("json");
         assert_eq!(v["status"], "pending");
         v["task_id"].as_str().expect("task_id").to_owned()
@@ -152,16 +122,10 @@ impl TestApp {
         let start = Instant::now();
         loop {
             let t = self.task(id).await;
-            if matches!(
-                t["status"].as_str(),
-                Some("completed" | "failed" | "cancelled")
-            ) {
+            if matches!(t["status"].as_str(), Some("completed" | "failed" | "cancelled")) {
                 return t;
             }
-            assert!(
-                start.elapsed() < limit,
-                "task {id} not final after {limit:?}: {t}"
-            );
+            assert!(start.elapsed() < limit, "task {id} not final after {limit:?}: {t}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -173,21 +137,12 @@ impl TestApp {
     /// Jobs waiting in the download queue's Redis keys (scheduled + active).
     pub async fn queued_download_jobs(&self) -> i64 {
         let client = redis::Client::open(self.settings.redis.url.as_str()).expect("redis url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
         let ns = format!("{}:download", self.settings.redis.namespace);
-        let scheduled: i64 = redis::cmd("ZCARD")
-            .arg(format!("{ns}:scheduled"))
-            .query_async(&mut conn)
-            .await
-            .expect("zcard");
-        let active: i64 = redis::cmd("LLEN")
-            .arg(format!("{ns}:active"))
-            .query_async(&mut conn)
-            .await
-            .expect("llen");
+        let scheduled: i64 =
+            redis::cmd("ZCARD").arg(format!("{ns}:scheduled")).query_async(&mut conn).await.expect("zcard");
+        let active: i64 =
+            redis::cmd("LLEN").arg(format!("{ns}:active")).query_async(&mut conn).await.expect("llen");
         scheduled + active
     }
 }
@@ -207,11 +162,8 @@ pub fn media() -> &'static Media {
         std::fs::create_dir_all(&dir).expect("media dir");
         make_clip(&dir.join("small.mp4"), "320x180", 4);
         make_clip(&dir.join("big.mp4"), "640x360", 4);
-        std::fs::write(
-            dir.join("en.vtt"),
-            "WEBVTT\n\n00:00.000 --> 00:02.000\nHello from the test\n",
-        )
-        .expect("vtt");
+        std::fs::write(dir.join("en.vtt"), "WEBVTT\n\n00:00.000 --> 00:02.000\nHello from the test\n")
+            .expect("vtt");
         std::fs::write(
             dir.join("page.html"),
             r#"<!DOCTYPE html><html><head><title>Two Sources</title></head><body>
@@ -228,36 +180,11 @@ pub fn media() -> &'static Media {
 
 pub fn make_clip(path: &Path, size: &str, seconds: u32) {
     let status = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size={size}:rate=25"))
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=44100",
-            "-t",
-        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t"])
         .arg(seconds.to_string())
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-        ])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
         .arg(path)
         .status()
         .expect("ffmpeg runs");
@@ -296,11 +223,7 @@ impl Fixtures {
                     "/clip.html",
                     actix_web::web::get().to(move || {
                         let page = page.clone();
-                        async move {
-                            actix_web::HttpResponse::Ok()
-                                .content_type("text/html")
-                                .body(page)
-                        }
+                        async move { actix_web::HttpResponse::Ok().content_type("text/html").body(page) }
                     }),
                 )
                 .service(actix_files::Files::new("/", dir.clone()))
@@ -338,17 +261,11 @@ pub fn probe(path: &Path) -> (f64, Option<(u64, u64)>) {
         .expect("ffprobe runs");
     assert!(out.status.success(), "ffprobe failed on {}", path.display());
     let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
-    let duration = v["format"]["duration"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .expect("duration");
+    let duration = v["format"]["duration"].as_str().and_then(|d| d.parse().ok()).expect("duration");
     let video = v["streams"].as_array().and_then(|s| {
-        s.iter().find(|s| s["codec_type"] == "video").map(|s| {
-            (
-                s["width"].as_u64().unwrap_or_default(),
-                s["height"].as_u64().unwrap_or_default(),
-            )
-        })
+        s.iter()
+            .find(|s| s["codec_type"] == "video")
+            .map(|s| (s["width"].as_u64().unwrap_or_default(), s["height"].as_u64().unwrap_or_default()))
     });
     (duration, video)
 }

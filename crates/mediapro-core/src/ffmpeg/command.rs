@@ -66,7 +66,9 @@ impl ProcessPlan {
             (src_w.map(|w| w as u32), src_h.map(|h| h as u32), 0);
         if let Some(r) = ops.resize {
             let scaled = |given: u32, from: Option<u64>, to: Option<u64>| match (from, to) {
-                (Some(f), Some(t)) if f > 0 => Some(((f64::from(given) * t as f64 / f as f64) / 2.0).round() as u32 * 2),
+                (Some(f), Some(t)) if f > 0 => {
+                    Some(((f64::from(given) * t as f64 / f as f64) / 2.0).round() as u32 * 2)
+                }
                 _ => None,
             };
             (expected_width, expected_height, size_slack) = match (r.width, r.height) {
@@ -152,10 +154,24 @@ impl ProcessArgs<'_> {
                 let crf = ops.quality.unwrap_or(23).to_string();
                 match plan.container {
                     Container::Webm => push(&[
-                        "-c:v", "libvpx-vp9", "-crf", &crf, "-b:v", "0", "-deadline", "realtime", "-cpu-used", "8",
-                        "-row-mt", "1", "-pix_fmt", "yuv420p",
+                        "-c:v",
+                        "libvpx-vp9",
+                        "-crf",
+                        &crf,
+                        "-b:v",
+                        "0",
+                        "-deadline",
+                        "realtime",
+                        "-cpu-used",
+                        "8",
+                        "-row-mt",
+                        "1",
+                        "-pix_fmt",
+                        "yuv420p",
                     ]),
-                    _ => push(&["-c:v", "libx264", "-preset", "veryfast", "-crf", &crf, "-pix_fmt", "yuv420p"]),
+                    _ => {
+                        push(&["-c:v", "libx264", "-preset", "veryfast", "-crf", &crf, "-pix_fmt", "yuv420p"])
+                    }
                 }
             }
             match plan.container {
@@ -198,7 +214,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::ffmpeg::{parse_probe_json, operations::OperationsBody};
+    use crate::ffmpeg::{operations::OperationsBody, parse_probe_json};
 
     fn probe() -> MediaProbe {
         parse_probe_json(include_str!("../../tests/fixtures/ffprobe-5.1.9-small-mp4.json")).expect("fixture")
@@ -211,8 +227,13 @@ mod tests {
 
     fn args(json: &str) -> Vec<String> {
         let p = plan(json).expect("plan");
-        ProcessArgs { input: Path::new("/m/in.mp4"), output: Path::new("/m/p/.out.tmp.mp4"), plan: &p, max_output_bytes: 99 }
-            .to_args()
+        ProcessArgs {
+            input: Path::new("/m/in.mp4"),
+            output: Path::new("/m/p/.out.tmp.mp4"),
+            plan: &p,
+            max_output_bytes: 99,
+        }
+        .to_args()
     }
 
     fn pos(a: &[String], s: &str) -> usize {
@@ -245,7 +266,10 @@ mod tests {
         let a = args(r#"{"trim":{"start":"2","duration":"3"}}"#);
         assert!(pair(&a, "-ss", "2.000") && pair(&a, "-t", "3.000"));
         assert!(pos(&a, "-ss") < pos(&a, "-i") && pos(&a, "-t") < pos(&a, "-i"));
-        assert_eq!(plan(r#"{"trim":{"start":"1","duration":"3"}}"#).expect("plan").expected_duration, Some(3.0));
+        assert_eq!(
+            plan(r#"{"trim":{"start":"1","duration":"3"}}"#).expect("plan").expected_duration,
+            Some(3.0)
+        );
         // Asking past the end is clamped to what is there.
         assert_eq!(plan(r#"{"trim":{"start":3,"duration":30}}"#).expect("plan").expected_duration, Some(1.0));
     }
@@ -264,7 +288,9 @@ mod tests {
 
     #[test]
     fn the_sketch_combination() {
-        let a = args(r#"{"trim":{"start":2,"duration":3},"resize":{"width":320,"height":180},"quality":30,"fps":15}"#);
+        let a = args(
+            r#"{"trim":{"start":2,"duration":3},"resize":{"width":320,"height":180},"quality":30,"fps":15}"#,
+        );
         assert!(pair(&a, "-vf", "scale=320:180,setsar=1,fps=15"));
         assert!(pair(&a, "-c:v", "libx264") && pair(&a, "-crf", "30") && pair(&a, "-c:a", "aac"));
         assert!(pair(&a, "-map", "0:v:0?") && pair(&a, "-map", "0:a:0?"));
@@ -294,9 +320,14 @@ mod tests {
     #[test]
     fn plans_are_checked_against_the_input() {
         assert_eq!(plan(r#"{"trim":{"start":4}}"#).expect_err("past end").field, "operations.trim.start");
-        assert_eq!(plan(r#"{"trim":{"start":"00:01:00","duration":1}}"#).expect_err("past end").field, "operations.trim.start");
-        let audio = parse_probe_json(include_str!("../../tests/fixtures/ffprobe-5.1.9-audio-opus.json")).expect("fixture");
-        let ops = Operations::parse(&serde_json::from_str(r#"{"resize":{"width":320}}"#).expect("body")).expect("ops");
+        assert_eq!(
+            plan(r#"{"trim":{"start":"00:01:00","duration":1}}"#).expect_err("past end").field,
+            "operations.trim.start"
+        );
+        let audio = parse_probe_json(include_str!("../../tests/fixtures/ffprobe-5.1.9-audio-opus.json"))
+            .expect("fixture");
+        let ops = Operations::parse(&serde_json::from_str(r#"{"resize":{"width":320}}"#).expect("body"))
+            .expect("ops");
         assert_eq!(ProcessPlan::new(&ops, &audio).expect_err("no video").field, "input_file");
     }
 }

@@ -10,12 +10,14 @@ mod command;
 mod operations;
 mod probe;
 mod progress;
+mod run;
 mod verify;
 
 pub use command::{ProcessArgs, ProcessPlan};
 pub use operations::{Container, Operations, OperationsBody, Resize, Trim, TrimBody, parse_timestamp};
 pub use probe::{MediaProbe, ProbeArgs, ProbeError, StreamInfo, StreamKind, parse_probe_json};
 pub use progress::parse_progress_line;
+pub use run::{PROBE_TIMEOUT, ProbeRunError, ffmpeg_reason, probe};
 pub use verify::{VerifyError, verify_output};
 
 /// Demuxers an input may be opened with (SECURITY.md T14). No playlist, concat,

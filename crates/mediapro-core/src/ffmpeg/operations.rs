@@ -71,8 +71,15 @@ pub enum Container {
 }
 
 impl Container {
-    const ALL: [Container; 7] =
-        [Container::Mp4, Container::Webm, Container::Mkv, Container::Mov, Container::Mp3, Container::M4a, Container::Opus];
+    const ALL: [Container; 7] = [
+        Container::Mp4,
+        Container::Webm,
+        Container::Mkv,
+        Container::Mov,
+        Container::Mp3,
+        Container::M4a,
+        Container::Opus,
+    ];
 
     pub fn ext(self) -> &'static str {
         match self {
@@ -106,7 +113,11 @@ impl Container {
     fn parse(s: &str) -> Result<Self, ValidationError> {
         Container::ALL.into_iter().find(|c| c.ext() == s.to_ascii_lowercase()).ok_or_else(|| {
             let valid: Vec<_> = Container::ALL.iter().map(|c| c.ext()).collect();
-            ValidationError::new("operations.format", "invalid_format", format!("'{s}' is not one of {}", valid.join(", ")))
+            ValidationError::new(
+                "operations.format",
+                "invalid_format",
+                format!("'{s}' is not one of {}", valid.join(", ")),
+            )
         })
     }
 
@@ -195,8 +206,13 @@ impl Operations {
             .trim
             .as_ref()
             .map(|t| {
-                let start = t.start.as_ref().map(|s| parse_timestamp("operations.trim.start", s)).transpose()?;
-                let duration = t.duration.as_ref().map(|d| parse_timestamp("operations.trim.duration", d)).transpose()?;
+                let start =
+                    t.start.as_ref().map(|s| parse_timestamp("operations.trim.start", s)).transpose()?;
+                let duration = t
+                    .duration
+                    .as_ref()
+                    .map(|d| parse_timestamp("operations.trim.duration", d))
+                    .transpose()?;
                 if duration == Some(0.0) {
                     return Err(bad("operations.trim.duration", "must be more than 0 seconds"));
                 }
@@ -215,7 +231,8 @@ impl Operations {
                     Ok(n)
                 };
                 let width = r.width.as_ref().map(|w| even("operations.resize.width", w, 7680)).transpose()?;
-                let height = r.height.as_ref().map(|h| even("operations.resize.height", h, 4320)).transpose()?;
+                let height =
+                    r.height.as_ref().map(|h| even("operations.resize.height", h, 4320)).transpose()?;
                 if width.is_none() && height.is_none() {
                     return Err(bad("operations.resize", "give width, height or both"));
                 }
@@ -241,13 +258,28 @@ impl Operations {
         let format = body.format.as_deref().map(Container::parse).transpose()?;
         let audio_only = body.audio_only || format.is_some_and(Container::audio_only);
         if body.copy && (resize.is_some() || quality.is_some() || fps.is_some() || audio_only) {
-            return Err(bad("operations.copy", "only a trim (and a container change) can be done without re-encoding"));
+            return Err(bad(
+                "operations.copy",
+                "only a trim (and a container change) can be done without re-encoding",
+            ));
         }
         if audio_only && (resize.is_some() || fps.is_some() || quality.is_some()) {
-            return Err(bad("operations.audio_only", "resize, fps and quality apply to video; drop them or audio_only"));
+            return Err(bad(
+                "operations.audio_only",
+                "resize, fps and quality apply to video; drop them or audio_only",
+            ));
         }
-        if trim.is_none() && resize.is_none() && quality.is_none() && fps.is_none() && format.is_none() && !audio_only {
-            return Err(bad("operations", "ask for at least one operation (trim, resize, quality, fps, format, audio_only)"));
+        if trim.is_none()
+            && resize.is_none()
+            && quality.is_none()
+            && fps.is_none()
+            && format.is_none()
+            && !audio_only
+        {
+            return Err(bad(
+                "operations",
+                "ask for at least one operation (trim, resize, quality, fps, format, audio_only)",
+            ));
         }
         Ok(Operations { trim, resize, quality, fps, format, audio_only, copy: body.copy })
     }
@@ -285,7 +317,10 @@ mod tests {
             .expect("valid");
         assert_eq!(o.trim, Some(Trim { start: 2.0, duration: Some(3.0) }));
         assert_eq!(o.resize, Some(Resize { width: Some(320), height: Some(180) }));
-        assert_eq!((o.quality, o.fps, o.format, o.audio_only, o.copy), (Some(30), Some(15.0), None, false, false));
+        assert_eq!(
+            (o.quality, o.fps, o.format, o.audio_only, o.copy),
+            (Some(30), Some(15.0), None, false, false)
+        );
     }
 
     #[test]

@@ -17,11 +17,21 @@ pub struct ProbeArgs<'a> {
 impl ProbeArgs<'_> {
     pub fn to_args(&self) -> Vec<String> {
         let mut args: Vec<String> = [
-            "-v", "error", "-hide_banner",
-            "-protocol_whitelist", "file",
-            "-format_whitelist", INPUT_FORMAT_WHITELIST,
-            "-probesize", "10M", "-analyzeduration", "10M",
-            "-show_format", "-show_streams", "-of", "json",
+            "-v",
+            "error",
+            "-hide_banner",
+            "-protocol_whitelist",
+            "file",
+            "-format_whitelist",
+            INPUT_FORMAT_WHITELIST,
+            "-probesize",
+            "10M",
+            "-analyzeduration",
+            "10M",
+            "-show_format",
+            "-show_streams",
+            "-of",
+            "json",
         ]
         .map(String::from)
         .to_vec();
@@ -105,7 +115,8 @@ pub fn parse_probe_json(stdout: &str) -> Result<MediaProbe, ProbeError> {
                         _ => StreamKind::Other,
                     };
                     // Cover art is a one-frame "video" stream; it is not video.
-                    let attached_pic = s.pointer("/disposition/attached_pic").and_then(Value::as_u64) == Some(1);
+                    let attached_pic =
+                        s.pointer("/disposition/attached_pic").and_then(Value::as_u64) == Some(1);
                     StreamInfo {
                         index: s.get("index").and_then(Value::as_u64).unwrap_or_default(),
                         kind: if attached_pic { StreamKind::Other } else { kind },
@@ -138,24 +149,32 @@ mod tests {
     fn probe_args_are_whitelisted_and_use_the_file_protocol() {
         let args = ProbeArgs { path: Path::new("/srv/media/a b.mp4") }.to_args();
         assert!(args.windows(2).any(|w| w == ["-protocol_whitelist", "file"]));
-        assert!(args.windows(2).any(|w| w[0] == "-format_whitelist" && !w[1].contains("hls") && !w[1].contains("concat")));
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "-format_whitelist" && !w[1].contains("hls") && !w[1].contains("concat"))
+        );
         assert_eq!(args.last().map(String::as_str), Some("file:/srv/media/a b.mp4"));
     }
 
     #[test]
     fn captured_mp4_probe_is_parsed() {
-        let p = parse_probe_json(include_str!("../../tests/fixtures/ffprobe-5.1.9-small-mp4.json")).expect("parses");
+        let p = parse_probe_json(include_str!("../../tests/fixtures/ffprobe-5.1.9-small-mp4.json"))
+            .expect("parses");
         assert_eq!(p.container, "mov,mp4,m4a,3gp,3g2,mj2");
         assert_eq!(p.duration, Some(4.0));
         let v = p.first(StreamKind::Video).expect("video");
-        assert_eq!((v.codec.as_deref(), v.width, v.height, v.fps), (Some("h264"), Some(320), Some(180), Some(25.0)));
+        assert_eq!(
+            (v.codec.as_deref(), v.width, v.height, v.fps),
+            (Some("h264"), Some(320), Some(180), Some(25.0))
+        );
         let a = p.first(StreamKind::Audio).expect("audio");
         assert_eq!((a.codec.as_deref(), a.channels, a.fps), (Some("aac"), Some(1), None));
     }
 
     #[test]
     fn captured_audio_probe_has_no_video() {
-        let p = parse_probe_json(include_str!("../../tests/fixtures/ffprobe-5.1.9-audio-opus.json")).expect("parses");
+        let p = parse_probe_json(include_str!("../../tests/fixtures/ffprobe-5.1.9-audio-opus.json"))
+            .expect("parses");
         assert_eq!(p.container, "ogg");
         assert!(!p.has(StreamKind::Video) && p.has(StreamKind::Audio));
         assert!((p.duration.expect("duration") - 3.0065).abs() < 1e-6);

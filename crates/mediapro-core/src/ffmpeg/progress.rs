@@ -5,7 +5,9 @@
 pub fn parse_progress_line(line: &str) -> Option<f64> {
     let (key, value) = line.trim().split_once('=')?;
     match key {
-        "out_time_us" | "out_time_ms" => value.parse::<i64>().ok().filter(|v| *v >= 0).map(|us| us as f64 / 1e6),
+        "out_time_us" | "out_time_ms" => {
+            value.parse::<i64>().ok().filter(|v| *v >= 0).map(|us| us as f64 / 1e6)
+        }
         _ => None,
     }
 }

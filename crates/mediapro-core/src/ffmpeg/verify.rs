@@ -52,7 +52,8 @@ pub fn verify_output(plan: &ProcessPlan, out: &MediaProbe) -> Result<(), VerifyE
     if let (Some(v), true) = (video, plan.output_has_video) {
         let (w, h) = (v.width.unwrap_or(0) as i64, v.height.unwrap_or(0) as i64);
         let slack = i64::from(plan.size_slack);
-        let off = |got: i64, want: Option<u32>| want.is_some_and(|want| (got - i64::from(want)).abs() > slack);
+        let off =
+            |got: i64, want: Option<u32>| want.is_some_and(|want| (got - i64::from(want)).abs() > slack);
         if off(w, plan.expected_width) || off(h, plan.expected_height) {
             let show = |d: Option<u32>| d.map_or("?".to_owned(), |d| d.to_string());
             return Err(VerifyError::Size {
@@ -100,10 +101,19 @@ mod tests {
             verify_output(&plan(r#"{"resize":{"width":640,"height":360}}"#), &input()),
             Err(VerifyError::Size { .. })
         ));
-        assert!(matches!(verify_output(&plan(r#"{"fps":10}"#), &input()), Err(VerifyError::FrameRate { .. })));
-        assert_eq!(verify_output(&plan(r#"{"audio_only":true}"#), &input()), Err(VerifyError::UnexpectedVideo));
+        assert!(matches!(
+            verify_output(&plan(r#"{"fps":10}"#), &input()),
+            Err(VerifyError::FrameRate { .. })
+        ));
+        assert_eq!(
+            verify_output(&plan(r#"{"audio_only":true}"#), &input()),
+            Err(VerifyError::UnexpectedVideo)
+        );
         let mut no_video = input();
         no_video.streams.retain(|s| s.kind != StreamKind::Video);
-        assert_eq!(verify_output(&plan(r#"{"quality":30}"#), &no_video), Err(VerifyError::MissingStream("video")));
+        assert_eq!(
+            verify_output(&plan(r#"{"quality":30}"#), &no_video),
+            Err(VerifyError::MissingStream("video"))
+        );
     }
 }

@@ -63,18 +63,14 @@ pub struct TaskStore {
 }
 
 const COLUMNS: &str = "task_id, kind, status, progress, created_at, started_at, completed_at, \
-    request, downloaded_files, output_file, error, attempts, worker";
+    request, downloaded_files, output_file, error, attempts, worker, parent_task_id, next_task_id";
 
 impl TaskStore {
     /// Connects (creating an SQLite file and its folder if needed). Does not migrate.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         install_default_drivers();
         let is_sqlite = url.starts_with("sqlite:");
-        let url = if is_sqlite {
-            prepare_sqlite_url(url)?
-        } else {
-            url.to_owned()
-        };
+        let url = if is_sqlite { prepare_sqlite_url(url)? } else { url.to_owned() };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -83,8 +79,10 @@ impl TaskStore {
                     if is_sqlite {
                         // WAL lets the API and worker processes read and write the same
                         // file; busy_timeout makes writers wait instead of failing.
-                        conn.execute("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=10000; PRAGMA synchronous=NORMAL;")
-                            .await?;
+                        conn.execute(
+                            "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=10000; PRAGMA synchronous=NORMAL;",
+                        )
+                        .await?;
                     }
                     Ok(())
                 })
@@ -106,38 +104,50 @@ impl TaskStore {
     }
 
     pub async fn insert(&self, task: &Task) -> Result<(), StoreError> {
-        let r = row::TaskRow::from_task(task)?;
-        sqlx::query(
-            "INSERT INTO tasks (task_id, kind, status, progress, created_at, started_at, completed_at, \
-             updated_at, request, downloaded_files, output_file, error, attempts, worker) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        let mut conn = self.pool.acquire().await?;
+        insert_row(&mut conn, task).await
+    }
+
+    /// Completes a download and, in the same transaction, records the processing
+    /// task chained after it (pending, to be queued by the caller), so a chain is
+    /// never half-written.
+    pub async fn complete_and_chain(
+        &self,
+        task_id: Uuid,
+        attempt: i64,
+        downloaded_files: &[String],
+        next: &Task,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let files = serde_json::to_string(downloaded_files)
+            .map_err(|e| StoreError::Corrupt { task_id: task_id.to_string(), why: e.to_string() })?;
+        let t = micros(now());
+        let done = sqlx::query(
+            "UPDATE tasks SET status = 'completed', progress = 100, completed_at = $3, updated_at = $3, \
+             downloaded_files = $4, error = NULL, next_task_id = $5 \
+             WHERE task_id = $1 AND attempts = $2 AND status = 'downloading'",
         )
-        .bind(r.task_id)
-        .bind(r.kind)
-        .bind(r.status)
-        .bind(r.progress)
-        .bind(r.created_at)
-        .bind(r.started_at)
-        .bind(r.completed_at)
-        .bind(r.created_at)
-        .bind(r.request)
-        .bind(r.downloaded_files)
-        .bind(r.output_file)
-        .bind(r.error)
-        .bind(r.attempts)
-        .bind(r.worker)
-        .execute(&self.pool)
+        .bind(task_id.to_string())
+        .bind(attempt)
+        .bind(t)
+        .bind(files)
+        .bind(next.task_id.to_string())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_row(&mut tx, next).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn get(&self, task_id: Uuid) -> Result<Option<Task>, StoreError> {
-        let row = sqlx::query_as::<_, row::TaskRow>(&format!(
-            "SELECT {COLUMNS} FROM tasks WHERE task_id = $1"
-        ))
-        .bind(task_id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query_as::<_, row::TaskRow>(&format!("SELECT {COLUMNS} FROM tasks WHERE task_id = $1"))
+                .bind(task_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(row::TaskRow::into_task).transpose()
     }
 
@@ -175,12 +185,7 @@ impl TaskStore {
     }
 
     /// Progress of the running attempt; ignored if that attempt is no longer current.
-    pub async fn set_progress(
-        &self,
-        task_id: Uuid,
-        attempt: i64,
-        progress: f64,
-    ) -> Result<bool, StoreError> {
+    pub async fn set_progress(&self, task_id: Uuid, attempt: i64, progress: f64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE tasks SET progress = $3, updated_at = $4 \
              WHERE task_id = $1 AND attempts = $2 AND status IN ('downloading', 'processing')",
@@ -203,10 +208,8 @@ impl TaskStore {
         output_file: Option<&str>,
     ) -> Result<bool, StoreError> {
         let t = micros(now());
-        let files = serde_json::to_string(downloaded_files).map_err(|e| StoreError::Corrupt {
-            task_id: task_id.to_string(),
-            why: e.to_string(),
-        })?;
+        let files = serde_json::to_string(downloaded_files)
+            .map_err(|e| StoreError::Corrupt { task_id: task_id.to_string(), why: e.to_string() })?;
         let done = sqlx::query(
             "UPDATE tasks SET status = 'completed', progress = 100, completed_at = $3, updated_at = $3, \
              downloaded_files = $4, output_file = $5, error = NULL \
@@ -223,12 +226,7 @@ impl TaskStore {
     }
 
     /// The running attempt failed for good.
-    pub async fn fail(
-        &self,
-        task_id: Uuid,
-        attempt: i64,
-        reason: &str,
-    ) -> Result<bool, StoreError> {
+    pub async fn fail(&self, task_id: Uuid, attempt: i64, reason: &str) -> Result<bool, StoreError> {
         let t = micros(now());
         let done = sqlx::query(
             "UPDATE tasks SET status = 'failed', completed_at = $3, updated_at = $3, error = $4 \
@@ -245,12 +243,7 @@ impl TaskStore {
 
     /// The running attempt failed transiently and the job will run again: back to
     /// `pending`, keeping the reason visible meanwhile.
-    pub async fn requeue(
-        &self,
-        task_id: Uuid,
-        attempt: i64,
-        reason: &str,
-    ) -> Result<bool, StoreError> {
+    pub async fn requeue(&self, task_id: Uuid, attempt: i64, reason: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE tasks SET status = 'pending', progress = 0, updated_at = $3, error = $4 \
              WHERE task_id = $1 AND attempts = $2 AND status IN ('downloading', 'processing')",
@@ -282,11 +275,37 @@ impl TaskStore {
 
     /// Number of tasks (for tests and metrics).
     pub async fn count(&self) -> Result<i64, StoreError> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM tasks")
-            .fetch_one(&self.pool)
-            .await?;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM tasks").fetch_one(&self.pool).await?;
         Ok(n)
     }
+}
+
+async fn insert_row(conn: &mut sqlx::AnyConnection, task: &Task) -> Result<(), StoreError> {
+    let r = row::TaskRow::from_task(task)?;
+    sqlx::query(
+        "INSERT INTO tasks (task_id, kind, status, progress, created_at, started_at, completed_at, \
+         updated_at, request, downloaded_files, output_file, error, attempts, worker, parent_task_id, \
+         next_task_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(r.task_id)
+    .bind(r.kind)
+    .bind(r.status)
+    .bind(r.progress)
+    .bind(r.created_at)
+    .bind(r.started_at)
+    .bind(r.completed_at)
+    .bind(r.created_at)
+    .bind(r.request)
+    .bind(r.downloaded_files)
+    .bind(r.output_file)
+    .bind(r.error)
+    .bind(r.attempts)
+    .bind(r.worker)
+    .bind(r.parent_task_id)
+    .bind(r.next_task_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// `sqlite://data/x.db` → make sure `data/` exists and the file is created on first use.

@@ -21,6 +21,8 @@ pub(super) struct TaskRow {
     pub error: Option<String>,
     pub attempts: i64,
     pub worker: Option<String>,
+    pub parent_task_id: Option<String>,
+    pub next_task_id: Option<String>,
 }
 
 pub fn micros(t: OffsetDateTime) -> i64 {
@@ -33,10 +35,8 @@ fn from_micros(m: i64) -> Option<OffsetDateTime> {
 
 impl TaskRow {
     pub fn from_task(t: &Task) -> Result<Self, StoreError> {
-        let corrupt = |e: serde_json::Error| StoreError::Corrupt {
-            task_id: t.task_id.to_string(),
-            why: e.to_string(),
-        };
+        let corrupt =
+            |e: serde_json::Error| StoreError::Corrupt { task_id: t.task_id.to_string(), why: e.to_string() };
         Ok(TaskRow {
             task_id: t.task_id.to_string(),
             kind: t.kind().as_str().to_owned(),
@@ -51,25 +51,17 @@ impl TaskRow {
             error: t.error.clone(),
             attempts: t.attempts,
             worker: t.worker.clone(),
+            parent_task_id: t.parent_task_id.map(|u| u.to_string()),
+            next_task_id: t.next_task_id.map(|u| u.to_string()),
         })
     }
 
     pub fn into_task(self) -> Result<Task, StoreError> {
-        let corrupt = |why: String| StoreError::Corrupt {
-            task_id: self.task_id.clone(),
-            why,
-        };
-        let request: TaskRequest =
-            serde_json::from_str(&self.request).map_err(|e| corrupt(e.to_string()))?;
+        let corrupt = |why: String| StoreError::Corrupt { task_id: self.task_id.clone(), why };
+        let request: TaskRequest = serde_json::from_str(&self.request).map_err(|e| corrupt(e.to_string()))?;
         Ok(Task {
-            task_id: self
-                .task_id
-                .parse()
-                .map_err(|e: uuid::Error| corrupt(e.to_string()))?,
-            status: self
-                .status
-                .parse()
-                .map_err(|e: crate::task::UnknownVariant| corrupt(e.to_string()))?,
+            task_id: self.task_id.parse().map_err(|e: uuid::Error| corrupt(e.to_string()))?,
+            status: self.status.parse().map_err(|e: crate::task::UnknownVariant| corrupt(e.to_string()))?,
             progress: self.progress,
             created_at: from_micros(self.created_at).ok_or_else(|| corrupt("created_at".into()))?,
             started_at: self.started_at.and_then(from_micros),
@@ -81,6 +73,8 @@ impl TaskRow {
             error: self.error.clone(),
             attempts: self.attempts,
             worker: self.worker.clone(),
+            parent_task_id: self.parent_task_id.as_deref().and_then(|u| u.parse().ok()),
+            next_task_id: self.next_task_id.as_deref().and_then(|u| u.parse().ok()),
         })
     }
 }

@@ -32,9 +32,7 @@ impl FormatSelector {
             return Err(bad("must not start with '-'".into()));
         }
         if let Some(c) = raw.chars().find(|c| c.is_whitespace() || c.is_control()) {
-            return Err(bad(format!(
-                "must not contain whitespace or control characters ({c:?})"
-            )));
+            return Err(bad(format!("must not contain whitespace or control characters ({c:?})")));
         }
         for alternative in raw.split('/') {
             for atom in alternative.split('+') {
@@ -58,10 +56,7 @@ fn check_atom(atom: &str) -> Result<(), String> {
     if base.is_empty() && filters.is_empty() {
         return Err("empty format".into());
     }
-    if !base
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    {
+    if !base.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
         return Err("format ids use letters, digits, '_', '.', '-'".into());
     }
     if base.starts_with('-') {
@@ -85,25 +80,17 @@ fn check_atom(atom: &str) -> Result<(), String> {
 
 /// `key<op>value`, e.g. `height<=720`, `ext=mp4`, `filesize<?50M`.
 fn check_filter(filter: &str) -> Result<(), String> {
-    let key_end = filter
-        .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
-        .ok_or("filter needs an operator")?;
+    let key_end =
+        filter.find(|c: char| !(c.is_ascii_lowercase() || c == '_')).ok_or("filter needs an operator")?;
     let (key, rest) = filter.split_at(key_end);
     if key.is_empty() {
         return Err("filter needs a field name".into());
     }
     let rest = rest.strip_prefix('!').unwrap_or(rest);
-    let op = OPERATORS
-        .iter()
-        .find(|op| rest.starts_with(*op))
-        .ok_or("unknown filter operator")?;
+    let op = OPERATORS.iter().find(|op| rest.starts_with(*op)).ok_or("unknown filter operator")?;
     let value = &rest[op.len()..];
     let value = value.strip_prefix('?').unwrap_or(value);
-    if value.is_empty()
-        || !value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    {
+    if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
         return Err("filter values use letters, digits, '_', '.', '-'".into());
     }
     Ok(())

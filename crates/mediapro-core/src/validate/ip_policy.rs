@@ -51,14 +51,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 /// (`::a.b.c.d`) or NAT64 (`64:ff9b::a.b.c.d`) address.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let seg = ip.segments();
-    let tail = || {
-        Ipv4Addr::new(
-            (seg[6] >> 8) as u8,
-            seg[6] as u8,
-            (seg[7] >> 8) as u8,
-            seg[7] as u8,
-        )
-    };
+    let tail = || Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
     if seg[0..5] == [0, 0, 0, 0, 0] && (seg[5] == 0xffff || (seg[5] == 0 && seg[6] != 0)) {
         return Some(tail());
     }
@@ -149,12 +142,7 @@ mod tests {
 
     #[test]
     fn public_ipv6_and_mapped_public_ipv4_are_allowed() {
-        for ip in [
-            "2606:4700:4700::1111",
-            "2a00:1450:4001::200e",
-            "::ffff:8.8.8.8",
-            "64:ff9b::8.8.8.8",
-        ] {
+        for ip in ["2606:4700:4700::1111", "2a00:1450:4001::200e", "::ffff:8.8.8.8", "64:ff9b::8.8.8.8"] {
             assert!(public(ip), "{ip} must be allowed");
         }
     }

@@ -3,11 +3,13 @@
 
 mod format;
 mod ip_policy;
+mod media_path;
 mod subtitles;
 mod url;
 
 pub use format::FormatSelector;
 pub use ip_policy::is_public_ip;
+pub use media_path::MediaPath;
 pub use subtitles::{SubtitleLang, SubtitleLangs};
 pub use url::{AddressPolicy, SourceUrl};
 
@@ -24,11 +26,7 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            code,
-            message: message.into(),
-        }
+        Self { field, code, message: message.into() }
     }
 }
 

@@ -16,23 +16,19 @@ impl SubtitleLang {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let mut parts = raw.split('-');
         let primary = parts.next().unwrap_or_default();
-        let primary_ok =
-            (2..=3).contains(&primary.len()) && primary.chars().all(|c| c.is_ascii_alphabetic());
+        let primary_ok = (2..=3).contains(&primary.len()) && primary.chars().all(|c| c.is_ascii_alphabetic());
         let subtags: Vec<&str> = parts.collect();
         let subtags_ok = subtags.len() <= 2
-            && subtags.iter().all(|s| {
-                (2..=8).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric())
-            });
+            && subtags
+                .iter()
+                .all(|s| (2..=8).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric()));
         if primary_ok && subtags_ok && !raw.eq_ignore_ascii_case("all") {
             Ok(SubtitleLang(raw.to_owned()))
         } else {
             Err(ValidationError::new(
                 FIELD,
                 "invalid_subtitle_lang",
-                format!(
-                    "'{}' is not a language tag like 'en' or 'zh-CN'",
-                    raw.escape_debug()
-                ),
+                format!("'{}' is not a language tag like 'en' or 'zh-CN'", raw.escape_debug()),
             ))
         }
     }
@@ -89,11 +85,7 @@ impl SubtitleLangs {
     /// The comma-joined list yt-dlp's `--sub-langs` takes; safe because every tag
     /// was validated to contain no comma or regex syntax.
     pub fn joined(&self) -> String {
-        self.0
-            .iter()
-            .map(SubtitleLang::as_str)
-            .collect::<Vec<_>>()
-            .join(",")
+        self.0.iter().map(SubtitleLang::as_str).collect::<Vec<_>>().join(",")
     }
 }
 
@@ -113,18 +105,9 @@ mod tests {
 
     #[test]
     fn regexes_options_and_lists_are_refused() {
-        for bad in [
-            "all",
-            "en.*",
-            "-live_chat",
-            "en,--exec=x",
-            "",
-            "e",
-            "english1",
-            "en-",
-            "en--US",
-            "a-b-c-d",
-        ] {
+        for bad in
+            ["all", "en.*", "-live_chat", "en,--exec=x", "", "e", "english1", "en-", "en--US", "a-b-c-d"]
+        {
             assert!(langs(&[bad]).is_err(), "{bad} must be refused");
         }
         assert!(langs(&["en"; 9]).is_err());

@@ -31,16 +31,12 @@ impl SourceUrl {
         if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(invalid("must not contain whitespace or control characters"));
         }
-        let mut url =
-            ::url::Url::parse(raw).map_err(|e| invalid(&format!("is not a valid URL ({e})")))?;
+        let mut url = ::url::Url::parse(raw).map_err(|e| invalid(&format!("is not a valid URL ({e})")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ValidationError::new(
                 FIELD,
                 "unsupported_scheme",
-                format!(
-                    "scheme '{}' is not allowed; use http or https",
-                    url.scheme()
-                ),
+                format!("scheme '{}' is not allowed; use http or https", url.scheme()),
             ));
         }
         if url.host().is_none() {
@@ -100,9 +96,7 @@ impl AddressPolicy {
             ValidationError::new(
                 FIELD,
                 "private_address",
-                format!(
-                    "{what} is not a public address; requests to private networks are disabled"
-                ),
+                format!("{what} is not a public address; requests to private networks are disabled"),
             )
         };
         let host = match parsed.host() {
@@ -119,11 +113,9 @@ impl AddressPolicy {
             return Err(refused(format!("host '{host}'")));
         }
         let port = parsed.port_or_known_default().unwrap_or(80);
-        let lookup = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio::net::lookup_host((host.as_str(), port)),
-        )
-        .await;
+        let lookup =
+            tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((host.as_str(), port)))
+                .await;
         let addrs: Vec<_> = match lookup {
             Ok(Ok(addrs)) => addrs.collect(),
             Ok(Err(_)) | Err(_) => {
@@ -179,23 +171,13 @@ mod tests {
         assert_eq!(code(""), "invalid_url");
         assert_eq!(code("http://exa mple.com/"), "invalid_url");
         assert_eq!(code("http://user:pw@example.com/"), "invalid_url");
-        assert_eq!(
-            code(&format!("https://example.com/{}", "a".repeat(2100))),
-            "invalid_url"
-        );
+        assert_eq!(code(&format!("https://example.com/{}", "a".repeat(2100))), "invalid_url");
     }
 
     #[test]
     fn odd_ipv4_spellings_are_normalised() {
-        for raw in [
-            "http://127.1:8080/x",
-            "http://2130706433:8080/x",
-            "http://0x7f000001:8080/x",
-        ] {
-            assert_eq!(
-                SourceUrl::parse(raw).expect("parses").as_str(),
-                "http://127.0.0.1:8080/x"
-            );
+        for raw in ["http://127.1:8080/x", "http://2130706433:8080/x", "http://0x7f000001:8080/x"] {
+            assert_eq!(SourceUrl::parse(raw).expect("parses").as_str(), "http://127.0.0.1:8080/x");
         }
         let u = SourceUrl::parse("https://Example.COM/v.mp4#frag").expect("parses");
         assert_eq!(u.as_str(), "https://example.com/v.mp4");
@@ -203,9 +185,7 @@ mod tests {
 
     #[tokio::test]
     async fn literal_private_addresses_are_refused_without_any_lookup() {
-        let policy = AddressPolicy {
-            allow_private_networks: false,
-        };
+        let policy = AddressPolicy { allow_private_networks: false };
         for raw in [
             "http://127.0.0.1:9/x",
             "http://127.1:9/x",
@@ -221,18 +201,14 @@ mod tests {
             let err = policy.check(&url).await.expect_err(raw);
             assert_eq!(err.code, "private_address", "{raw}");
         }
-        let allowed = AddressPolicy {
-            allow_private_networks: true,
-        };
+        let allowed = AddressPolicy { allow_private_networks: true };
         let url = SourceUrl::parse("http://127.0.0.1:9/x").expect("parses");
         assert!(allowed.check(&url).await.is_ok());
     }
 
     #[tokio::test]
     async fn public_literal_addresses_pass() {
-        let policy = AddressPolicy {
-            allow_private_networks: false,
-        };
+        let policy = AddressPolicy { allow_private_networks: false };
         let url = SourceUrl::parse("http://93.184.215.14/video.mp4").expect("parses");
         assert!(policy.check(&url).await.is_ok());
     }

@@ -150,11 +150,7 @@ mod tests {
     #[test]
     fn analyze_is_hardened_and_ends_with_separator_and_url() {
         let url = SourceUrl::parse("https://example.com/v").expect("url");
-        let args = AnalyzeArgs {
-            url: &url,
-            socket_timeout_secs: 15,
-        }
-        .to_args();
+        let args = AnalyzeArgs { url: &url, socket_timeout_secs: 15 }.to_args();
         for flag in [
             "--ignore-config",
             "--no-plugin-dirs",
@@ -167,23 +163,16 @@ mod tests {
         }
         assert!(has_pair(&args, "--default-search", "error"));
         assert!(has_pair(&args, "--socket-timeout", "15"));
-        assert_eq!(
-            args[args.len() - 2..],
-            ["--".to_owned(), "https://example.com/v".to_owned()]
-        );
+        assert_eq!(args[args.len() - 2..], ["--".to_owned(), "https://example.com/v".to_owned()]);
     }
 
     #[test]
     fn download_writes_only_into_the_task_folder() {
         let s = spec(Some("137+140"), false);
         let dir = Path::new("/srv/media/downloads/abc");
-        let args = DownloadArgs {
-            spec: &s,
-            output_dir: dir,
-            max_filesize_bytes: 1000,
-            socket_timeout_secs: 20,
-        }
-        .to_args();
+        let args =
+            DownloadArgs { spec: &s, output_dir: dir, max_filesize_bytes: 1000, socket_timeout_secs: 20 }
+                .to_args();
         assert!(has_pair(&args, "-P", "home:/srv/media/downloads/abc"));
         assert!(has_pair(&args, "-P", "temp:/srv/media/downloads/abc/.part"));
         assert!(has_pair(&args, "-o", "%(title).100B.%(ext)s"));
@@ -203,10 +192,7 @@ mod tests {
         assert!(args.iter().any(|a| a.starts_with("download:MPPROG ")));
         assert!(args.iter().any(|a| a == "--format=137+140"));
         assert!(!args.iter().any(|a| a.starts_with("--write-subs")));
-        assert_eq!(
-            args[args.len() - 2..],
-            ["--".to_owned(), "https://example.com/watch?v=1".to_owned()]
-        );
+        assert_eq!(args[args.len() - 2..], ["--".to_owned(), "https://example.com/watch?v=1".to_owned()]);
     }
 
     #[test]
@@ -222,10 +208,6 @@ mod tests {
         assert!(!args.iter().any(|a| a.starts_with("--format")));
         assert!(args.iter().any(|a| a == "--write-subs"));
         assert!(args.iter().any(|a| a == "--sub-langs=en,zh-CN"));
-        assert!(has_pair(
-            &args,
-            "--print",
-            "after_move:MPSUBS %(requested_subtitles)j"
-        ));
+        assert!(has_pair(&args, "--print", "after_move:MPSUBS %(requested_subtitles)j"));
     }
 }

@@ -46,16 +46,10 @@ pub fn classify_failure(stderr_tail: &str) -> Failure {
         .find(|l| l.starts_with("ERROR:"))
         .or_else(|| stderr_tail.lines().rev().find(|l| !l.trim().is_empty()));
     let Some(line) = error_line else {
-        return Failure {
-            reason: "yt-dlp failed without an error message".into(),
-            permanent: false,
-        };
+        return Failure { reason: "yt-dlp failed without an error message".into(), permanent: false };
     };
     let permanent = PERMANENT.iter().any(|m| line.contains(m));
-    Failure {
-        reason: concise(line),
-        permanent,
-    }
+    Failure { reason: concise(line), permanent }
 }
 
 /// `ERROR: [generic] x: Unable to download webpage: HTTP Error 404: Not Found (caused by …)`
@@ -76,11 +70,7 @@ fn concise(line: &str) -> String {
     if let Some(i) = s.find(" (caused by") {
         s = &s[..i];
     }
-    let mut out: String = s
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_REASON)
-        .collect();
+    let mut out: String = s.chars().filter(|c| !c.is_control()).take(MAX_REASON).collect();
     if out.is_empty() {
         out = "yt-dlp failed".into();
     }
@@ -93,14 +83,9 @@ mod tests {
 
     #[test]
     fn captured_404_is_permanent_and_concise() {
-        let f = classify_failure(include_str!(
-            "../../tests/fixtures/ytdlp-2026.10.26-http-404.stderr.txt"
-        ));
+        let f = classify_failure(include_str!("../../tests/fixtures/ytdlp-2026.10.26-http-404.stderr.txt"));
         assert!(f.permanent);
-        assert_eq!(
-            f.reason,
-            "Unable to download webpage: HTTP Error 404: File not found"
-        );
+        assert_eq!(f.reason, "Unable to download webpage: HTTP Error 404: File not found");
     }
 
     #[test]
@@ -109,12 +94,7 @@ mod tests {
             "../../tests/fixtures/ytdlp-2026.10.26-connection-refused.stderr.txt"
         ));
         assert!(!f.permanent);
-        assert!(
-            f.reason
-                .starts_with("Unable to download webpage: HTTPConnection"),
-            "{}",
-            f.reason
-        );
+        assert!(f.reason.starts_with("Unable to download webpage: HTTPConnection"), "{}", f.reason);
         assert!(!f.reason.contains('\n'));
     }
 

@@ -64,11 +64,7 @@ fn text(v: &Value, key: &str) -> Option<String> {
 
 fn uint(v: &Value, key: &str) -> Option<u64> {
     let n = v.get(key)?;
-    n.as_u64().or_else(|| {
-        n.as_f64()
-            .filter(|f| f.is_finite() && *f >= 0.0)
-            .map(|f| f as u64)
-    })
+    n.as_u64().or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
 }
 
 fn float(v: &Value, key: &str) -> Option<f64> {
@@ -78,7 +74,10 @@ fn float(v: &Value, key: &str) -> Option<f64> {
 /// Metadata is untrusted text: drop control and bidi-override characters.
 fn clean_text(s: &str) -> String {
     s.chars()
-        .filter(|c| !c.is_control() && !matches!(*c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(*c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
         .take(1000)
         .collect()
 }
@@ -134,9 +133,7 @@ fn parse_format(f: &Value) -> Option<FormatInfo> {
         _ => Carries::AudioOnly,
     };
     Some(FormatInfo {
-        format_note: text(f, "format_note")
-            .or_else(|| text(f, "resolution"))
-            .unwrap_or_default(),
+        format_note: text(f, "format_note").or_else(|| text(f, "resolution")).unwrap_or_default(),
         ext: text(f, "ext"),
         width: uint(f, "width"),
         height: uint(f, "height"),
@@ -169,11 +166,7 @@ mod tests {
         assert_eq!(info.formats[0].carries, Carries::VideoAudio);
         assert_eq!(info.subtitles, ["en"]);
         let out = serde_json::to_string(&info).expect("serialises");
-        assert!(
-            !out.contains("User-Agent")
-                && !out.contains("http_headers")
-                && !out.contains("_filename")
-        );
+        assert!(!out.contains("User-Agent") && !out.contains("http_headers") && !out.contains("_filename"));
     }
 
     #[test]
@@ -194,10 +187,7 @@ mod tests {
         assert_eq!(info.formats[0].carries, Carries::VideoOnly);
         assert_eq!(info.formats[1].carries, Carries::AudioOnly);
         assert_eq!(info.formats[1].filesize, Some(123));
-        assert!(matches!(
-            parse_info_json(r#"{"_type":"playlist"}"#),
-            Err(ParseError::Playlist)
-        ));
+        assert!(matches!(parse_info_json(r#"{"_type":"playlist"}"#), Err(ParseError::Playlist)));
         assert!(matches!(parse_info_json("nope"), Err(ParseError::NotJson)));
     }
 }

@@ -28,10 +28,7 @@ fn field(s: Option<&str>) -> Option<&str> {
 
 fn number(s: Option<&str>) -> Option<u64> {
     // yt-dlp prints some byte counts as floats ("1024.0").
-    field(s)
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(|v| v as u64)
+    field(s).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0).map(|v| v as u64)
 }
 
 pub fn parse_output_line(line: &str) -> Option<OutputLine> {
@@ -58,9 +55,7 @@ pub fn parse_output_line(line: &str) -> Option<OutputLine> {
         let subs = value
             .as_object()?
             .iter()
-            .filter_map(|(lang, info)| {
-                Some((lang.clone(), info.get("filepath")?.as_str()?.to_owned()))
-            })
+            .filter_map(|(lang, info)| Some((lang.clone(), info.get("filepath")?.as_str()?.to_owned())))
             .collect();
         return Some(OutputLine::Subtitles(subs));
     }
@@ -80,13 +75,7 @@ pub const MAX_RUNNING_PERCENT: f64 = 99.0;
 impl ProgressTracker {
     /// Feeds one parsed line; returns the new percentage when it moved.
     pub fn update(&mut self, line: &OutputLine) -> Option<f64> {
-        let OutputLine::Progress {
-            downloaded,
-            total: Some(total),
-            format_id: Some(_),
-            ..
-        } = line
-        else {
+        let OutputLine::Progress { downloaded, total: Some(total), format_id: Some(_), .. } = line else {
             return None;
         };
         let pct = (*downloaded as f64 / *total as f64 * 100.0).clamp(0.0, MAX_RUNNING_PERCENT);
@@ -145,10 +134,7 @@ mod tests {
         assert!(seen.windows(2).all(|w| w[0] < w[1]));
         assert!(seen[0] < 1.0);
         assert_eq!(tracker.percent(), MAX_RUNNING_PERCENT);
-        assert_eq!(
-            output.media_file.as_deref(),
-            Some("/tmp/exp/out/t1/Test_Page_1.mp4")
-        );
+        assert_eq!(output.media_file.as_deref(), Some("/tmp/exp/out/t1/Test_Page_1.mp4"));
         assert_eq!(
             output.subtitle_files.get("en").map(String::as_str),
             Some("/tmp/exp/out/t1/.tmp/Test_Page_1.en.vtt")

@@ -15,39 +15,32 @@ use mediapro_core::{
 use uuid::Uuid;
 
 use super::{
+    fsutil::reset_dir,
     outcome::{Outcome, settle, store_error},
-    progress,
+    pipeline, progress,
 };
 use crate::context::JobContext;
 
 #[tracing::instrument(skip_all, fields(task_id = %job.task_id))]
-pub async fn run(
-    job: DownloadJob,
-    ctx: Data<JobContext>,
-    worker: WorkerContext,
-) -> Result<(), BoxDynError> {
+pub async fn run(job: DownloadJob, ctx: Data<JobContext>, worker: WorkerContext) -> Result<(), BoxDynError> {
     let task_id = job.task_id;
-    let Some(attempt) = ctx
-        .store
-        .claim(task_id, TaskStatus::Downloading, worker.name())
-        .await
-        .map_err(store_error)?
+    let Some(attempt) =
+        ctx.store.claim(task_id, TaskStatus::Downloading, worker.name()).await.map_err(store_error)?
     else {
         tracing::info!("task is final or unknown; job skipped");
         return Ok(());
     };
     let task = ctx.store.get(task_id).await.map_err(store_error)?;
     let Some(TaskRequest::Download(spec)) = task.map(|t| t.request) else {
-        return settle(
-            &ctx,
-            task_id,
-            attempt,
-            Outcome::Failed("task is not a download".into()),
-        )
-        .await;
+        return settle(&ctx, task_id, attempt, Outcome::Failed("task is not a download".into())).await;
     };
     let outcome = download(&ctx, task_id, attempt, &spec).await;
-    settle(&ctx, task_id, attempt, outcome).await
+    match (outcome, &spec.process) {
+        (Outcome::Completed { files, .. }, Some(ops)) => {
+            pipeline::chain(&ctx, task_id, attempt, files, ops).await
+        }
+        (outcome, _) => settle(&ctx, task_id, attempt, outcome).await,
+    }
 }
 
 async fn download(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &DownloadSpec) -> Outcome {
@@ -65,11 +58,7 @@ async fn download(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &Download
         socket_timeout_secs: 20,
     };
     let temp_dir = args.temp_dir();
-    let mut process_spec = ProcessSpec::new(
-        &settings.tools.ytdlp,
-        args.to_args(),
-        settings.task_timeout(),
-    );
+    let mut process_spec = ProcessSpec::new(&settings.tools.ytdlp, args.to_args(), settings.task_timeout());
     process_spec.working_dir = Some(dir.clone());
 
     let (sink, writer) = progress::channel(ctx, task_id, attempt);
@@ -109,10 +98,7 @@ async fn download(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &Download
             }
         }
         Ok(out) => match collect_files(ctx, &dir, &output).await {
-            Some(files) => Outcome::Completed {
-                files,
-                output: None,
-            },
+            Some(files) => Outcome::Completed { files, output: None },
             // Exit 0 without a file: e.g. over --max-filesize, or filtered out.
             None => Outcome::Failed(format!(
                 "yt-dlp produced no file: {}",
@@ -126,22 +112,9 @@ async fn download(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &Download
     outcome
 }
 
-async fn reset_dir(dir: &Path) -> std::io::Result<()> {
-    match tokio::fs::remove_dir_all(dir).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    tokio::fs::create_dir_all(dir).await
-}
-
 /// The media file first, then subtitles; each a storage-relative path of a
 /// non-empty regular file that really lies inside `dir`.
-async fn collect_files(
-    ctx: &JobContext,
-    dir: &Path,
-    output: &DownloadOutput,
-) -> Option<Vec<String>> {
+async fn collect_files(ctx: &JobContext, dir: &Path, output: &DownloadOutput) -> Option<Vec<String>> {
     let media = output.media_file.as_deref()?;
     let mut files = vec![checked(ctx, dir, Path::new(media)).await?];
     for reported in output.subtitle_files.values() {
@@ -170,6 +143,5 @@ async fn checked(ctx: &JobContext, dir: &Path, path: &Path) -> Option<String> {
     }
     // Record the path under the configured root (not the canonical one), so the
     // API on another host with the same mount path resolves it too.
-    ctx.layout
-        .relative(&dir.join(real.strip_prefix(&real_dir).ok()?))
+    ctx.layout.relative(&dir.join(real.strip_prefix(&real_dir).ok()?))
 }

@@ -1,6 +1,8 @@
 //! Job handlers, one module per queue, plus what they share.
 
 pub mod download;
+mod fsutil;
 mod outcome;
+mod pipeline;
 pub mod process;
 mod progress;

@@ -36,19 +36,11 @@ pub async fn settle(
     let max = i64::from(ctx.settings.limits.max_attempts);
     let applied = match outcome {
         Outcome::Completed { files, output } => {
-            store
-                .complete(task_id, attempt, &files, output.as_deref())
-                .await?
+            store.complete(task_id, attempt, &files, output.as_deref()).await?
         }
         Outcome::Failed(reason) => store.fail(task_id, attempt, &reason).await?,
         Outcome::Transient(reason) if attempt >= max => {
-            store
-                .fail(
-                    task_id,
-                    attempt,
-                    &format!("{reason} (gave up after {attempt} attempts)"),
-                )
-                .await?
+            store.fail(task_id, attempt, &format!("{reason} (gave up after {attempt} attempts)")).await?
         }
         Outcome::Transient(reason) => {
             if store.requeue(task_id, attempt, &reason).await? {

@@ -1,26 +1,142 @@
-//! Process-queue jobs (ffmpeg). The API does not create process tasks yet, so a
-//! job here can only be stray; it is failed with a clear reason, never dropped.
+//! Process jobs: ffmpeg on a file inside the storage root, into
+//! `processed/<task_id>/`. The input is re-probed (it may have changed since the
+//! API checked it) and the plan re-made; the output is written under a temporary
+//! name, re-probed and checked against the plan, and only then renamed into place.
+//! Any failure removes the partial output.
 
-use apalis::prelude::{BoxDynError, Data};
-use mediapro_core::{jobs::ProcessJob, task::TaskStatus};
+use std::path::{Path, PathBuf};
 
-use super::outcome::{Outcome, settle, store_error};
+use apalis::prelude::{BoxDynError, Data, WorkerContext};
+use mediapro_core::{
+    ffmpeg::{self, ProcessArgs, ProcessPlan, ffmpeg_reason, parse_progress_line, verify_output},
+    jobs::ProcessJob,
+    process::{self, ProcessSpec as Command, RunError},
+    requests::ProcessSpec,
+    task::{TaskRequest, TaskStatus},
+    validate::MediaPath,
+};
+use uuid::Uuid;
+
+use super::{
+    fsutil::reset_dir,
+    outcome::{Outcome, settle, store_error},
+    progress,
+};
 use crate::context::JobContext;
 
-pub async fn run(job: ProcessJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-    let Some(attempt) = ctx
-        .store
-        .claim(job.task_id, TaskStatus::Processing, "worker")
-        .await
-        .map_err(store_error)?
+#[tracing::instrument(skip_all, fields(task_id = %job.task_id))]
+pub async fn run(job: ProcessJob, ctx: Data<JobContext>, worker: WorkerContext) -> Result<(), BoxDynError> {
+    let task_id = job.task_id;
+    let Some(attempt) =
+        ctx.store.claim(task_id, TaskStatus::Processing, worker.name()).await.map_err(store_error)?
     else {
+        tracing::info!("task is final or unknown; job skipped");
         return Ok(());
     };
-    settle(
-        &ctx,
-        job.task_id,
-        attempt,
-        Outcome::Failed("processing is not supported by this worker version".into()),
-    )
-    .await
+    let task = ctx.store.get(task_id).await.map_err(store_error)?;
+    let Some(TaskRequest::Process(spec)) = task.map(|t| t.request) else {
+        return settle(&ctx, task_id, attempt, Outcome::Failed("task is not a processing task".into())).await;
+    };
+    let outcome = process(&ctx, task_id, attempt, &spec).await;
+    settle(&ctx, task_id, attempt, outcome).await
+}
+
+async fn process(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &ProcessSpec) -> Outcome {
+    let settings = &ctx.settings;
+    let input = match MediaPath::resolve(&ctx.layout, &spec.input_file).await {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failed(format!("{e} (is the storage root shared with this worker?)")),
+    };
+    let probe = match ffmpeg::probe(&settings.tools.ffprobe, &input.absolute).await {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    let plan = match ProcessPlan::new(&spec.operations, &probe) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    let dir = ctx.layout.processed_dir(task_id);
+    if let Err(e) = reset_dir(&dir).await {
+        return Outcome::Transient(format!("cannot prepare the task folder: {e}"));
+    }
+    let stem = output_stem(&input.absolute);
+    let ext = plan.container.ext();
+    let temp = dir.join(format!(".{stem}.part.{ext}"));
+    let target = dir.join(format!("{stem}.{ext}"));
+    let outcome = encode(ctx, task_id, attempt, &input.absolute, &temp, &target, &plan).await;
+    if !matches!(outcome, Outcome::Completed { .. }) {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
+    outcome
+}
+
+async fn encode(
+    ctx: &JobContext,
+    task_id: Uuid,
+    attempt: i64,
+    input: &Path,
+    temp: &Path,
+    target: &PathBuf,
+    plan: &ProcessPlan,
+) -> Outcome {
+    let settings = &ctx.settings;
+    let args =
+        ProcessArgs { input, output: temp, plan, max_output_bytes: settings.limits.max_file_size_bytes }
+            .to_args();
+    let command = Command::new(&settings.tools.ffmpeg, args, settings.task_timeout());
+    let (sink, writer) = progress::channel(ctx, task_id, attempt);
+    let expected = plan.expected_duration.filter(|d| *d > 0.0);
+    let run = async {
+        let result = process::run(
+            &command,
+            |line| {
+                if let (Some(pos), Some(total)) = (parse_progress_line(line), expected) {
+                    sink.report((pos / total * 100.0).clamp(0.0, 99.0));
+                }
+            },
+            std::future::pending(),
+        )
+        .await;
+        drop(sink);
+        result
+    };
+    let (result, ()) = tokio::join!(run, writer);
+    match result {
+        Err(RunError::TimedOut(d)) => return Outcome::Failed(format!("timed out after {} s", d.as_secs())),
+        Err(RunError::Cancelled) => return Outcome::Failed("cancelled".into()),
+        Err(e @ RunError::Spawn { .. }) => return Outcome::Transient(e.to_string()),
+        Err(e) => return Outcome::Failed(format!("ffmpeg output could not be read: {e}")),
+        Ok(out) if !out.status.success() => {
+            return Outcome::Failed(format!("ffmpeg failed: {}", ffmpeg_reason(&out.stderr_tail)));
+        }
+        Ok(_) => {}
+    }
+    let output = match ffmpeg::probe(&settings.tools.ffprobe, temp).await {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failed(format!("ffmpeg produced no usable output: {e}")),
+    };
+    if let Err(e) = verify_output(plan, &output) {
+        return Outcome::Failed(format!("output check failed: {e}"));
+    }
+    if let Err(e) = tokio::fs::rename(temp, target).await {
+        return Outcome::Transient(format!("cannot move the output into place: {e}"));
+    }
+    match ctx.layout.relative(target) {
+        Some(rel) => Outcome::Completed { files: Vec::new(), output: Some(rel) },
+        None => Outcome::Failed("output path is outside the storage root".into()),
+    }
+}
+
+/// The input's file stem, made safe for a file name.
+fn output_stem(input: &Path) -> String {
+    let stem: String = input
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("output")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .take(100)
+        .collect();
+    let stem = stem.trim_start_matches('.');
+    if stem.is_empty() { "output".into() } else { stem.to_owned() }
 }

@@ -1,0 +1,27 @@
+use actix_web::{HttpResponse, web};
+use mediapro_core::{
+    requests::ProcessBody,
+    task::{Task, TaskRequest},
+};
+
+use super::download::enqueue;
+use crate::{error::ApiError, state::AppState, view::Accepted};
+
+/// `POST /api/process {input_file, operations}` → 202. The input is probed (under
+/// the same whitelists as processing) and the operations checked against it
+/// before anything is stored or queued.
+#[tracing::instrument(skip_all, fields(task_id))]
+pub async fn create(
+    state: web::Data<AppState>,
+    body: web::Json<ProcessBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (spec, _probe) = body.into_inner().validate(&state.layout, &state.settings.tools.ffprobe).await?;
+    let task = Task::new_pending(TaskRequest::Process(spec));
+    tracing::Span::current().record("task_id", tracing::field::display(task.task_id));
+    enqueue(&state, &task).await?;
+    Ok(HttpResponse::Accepted().json(Accepted {
+        task_id: task.task_id,
+        status: task.status,
+        message: "Processing task created",
+    }))
+}
