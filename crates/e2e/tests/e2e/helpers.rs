@@ -50,7 +50,9 @@ impl TestApp {
     }
 
     pub async fn spawn_with(opts: AppOptions) -> Self {
-        mediapro_core::telemetry::init();
+        if std::env::var_os("TEST_LOG").is_some() {
+            mediapro_core::telemetry::init();
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings::default();
         settings.server.bind = "127.0.0.1:0".into();
@@ -130,6 +132,26 @@ impl TestApp {
         }
     }
 
+    /// Downloads a fixture file and returns its storage-relative path.
+    pub async fn download_fixture(&self, fx: &Fixtures, name: &str) -> String {
+        let id = self.submit_download(json!({ "url": fx.url(name) })).await;
+        let task = self.wait_final(&id, Duration::from_secs(90)).await;
+        assert_eq!(task["status"], "completed", "{task}");
+        task["downloaded_files"][0].as_str().expect("file").to_owned()
+    }
+
+    pub async fn process(&self, input_file: &str, operations: Value) -> reqwest::Response {
+        self.post_json("/api/process", &json!({ "input_file": input_file, "operations": operations })).await
+    }
+
+    /// Submits processing that must be accepted; returns the task id.
+    pub async fn submit_process(&self, input_file: &str, operations: Value) -> String {
+        let res = self.process(input_file, operations).await;
+        assert_eq!(res.status(), 202, "process refused: {}", res.text().await.unwrap_or_default());
+        let v: Value = res.json().await.expect("json");
+        v["task_id"].as_str().expect("task_id").to_owned()
+    }
+
     pub async fn task_count(&self) -> i64 {
         self.store.count().await.expect("count")
     }
@@ -156,26 +178,45 @@ pub struct Media {
 
 static MEDIA: OnceLock<Media> = OnceLock::new();
 
+/// Shared by every test process and kept between runs (under cargo's target
+/// tmpdir): each file is made once, written under a temporary name and renamed,
+/// so concurrent test processes never see half a file.
 pub fn media() -> &'static Media {
     MEDIA.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("mediapro-e2e-media-{}", std::process::id()));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-media-v1");
         std::fs::create_dir_all(&dir).expect("media dir");
-        make_clip(&dir.join("small.mp4"), "320x180", 4);
-        make_clip(&dir.join("big.mp4"), "640x360", 4);
-        std::fs::write(dir.join("en.vtt"), "WEBVTT\n\n00:00.000 --> 00:02.000\nHello from the test\n")
-            .expect("vtt");
-        std::fs::write(
-            dir.join("page.html"),
+        for (name, size, secs) in [
+            ("small.mp4", "320x180", 4),
+            ("big.mp4", "640x360", 4),
+            ("clip10.mp4", "640x360", 10),
+            ("long.mp4", "640x360", 60),
+        ] {
+            let path = dir.join(name);
+            if !path.exists() {
+                let tmp = dir.join(format!(".{name}.{}.mp4", std::process::id()));
+                make_clip(&tmp, size, secs);
+                std::fs::rename(&tmp, &path).expect("publish clip");
+            }
+        }
+        publish(&dir.join("en.vtt"), "WEBVTT\n\n00:00.000 --> 00:02.000\nHello from the test\n");
+        publish(
+            &dir.join("page.html"),
             r#"<!DOCTYPE html><html><head><title>Two Sources</title></head><body>
 <video controls>
 <source src="big.mp4" type="video/mp4" res="360" label="360p">
 <source src="small.mp4" type="video/mp4" res="180" label="180p">
 <track kind="subtitles" src="en.vtt" srclang="en" label="English">
 </video></body></html>"#,
-        )
-        .expect("page");
+        );
         Media { dir }
     })
+}
+
+/// Writes a small file atomically (other test processes may be reading it).
+fn publish(path: &Path, text: &str) {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
 }
 
 pub fn make_clip(path: &Path, size: &str, seconds: u32) {
@@ -185,6 +226,7 @@ pub fn make_clip(path: &Path, size: &str, seconds: u32) {
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t"])
         .arg(seconds.to_string())
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+        .args(["-f", "mp4"])
         .arg(path)
         .status()
         .expect("ffmpeg runs");
@@ -245,27 +287,46 @@ impl Fixtures {
     }
 }
 
-/// Duration in seconds and the first video stream's size, read with ffprobe.
-pub fn probe(path: &Path) -> (f64, Option<(u64, u64)>) {
+/// What ffprobe says of a file (for assertions).
+#[derive(Debug)]
+pub struct Probed {
+    pub duration: f64,
+    pub video: Option<(u64, u64)>,
+    pub fps: Option<f64>,
+    pub video_codec: Option<String>,
+    pub video_profile: Option<String>,
+    pub has_audio: bool,
+}
+
+pub fn probe_full(path: &Path) -> Probed {
     let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration:stream=codec_type,width,height",
-            "-of",
-            "json",
-        ])
+        .args(["-v", "error", "-show_format", "-show_streams", "-of", "json"])
         .arg(path)
         .output()
         .expect("ffprobe runs");
     assert!(out.status.success(), "ffprobe failed on {}", path.display());
     let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
     let duration = v["format"]["duration"].as_str().and_then(|d| d.parse().ok()).expect("duration");
-    let video = v["streams"].as_array().and_then(|s| {
-        s.iter()
-            .find(|s| s["codec_type"] == "video")
-            .map(|s| (s["width"].as_u64().unwrap_or_default(), s["height"].as_u64().unwrap_or_default()))
+    let streams = v["streams"].as_array().cloned().unwrap_or_default();
+    let video = streams.iter().find(|s| s["codec_type"] == "video");
+    let fps = video.and_then(|s| s["avg_frame_rate"].as_str()).and_then(|r| {
+        let (n, d) = r.split_once('/')?;
+        let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+        (d > 0.0).then(|| n / d)
     });
-    (duration, video)
+    Probed {
+        duration,
+        video: video
+            .map(|s| (s["width"].as_u64().unwrap_or_default(), s["height"].as_u64().unwrap_or_default())),
+        fps,
+        video_codec: video.and_then(|s| s["codec_name"].as_str()).map(str::to_owned),
+        video_profile: video.and_then(|s| s["profile"].as_str()).map(str::to_owned),
+        has_audio: streams.iter().any(|s| s["codec_type"] == "audio"),
+    }
+}
+
+/// Duration in seconds and the first video stream's size.
+pub fn probe(path: &Path) -> (f64, Option<(u64, u64)>) {
+    let p = probe_full(path);
+    (p.duration, p.video)
 }

@@ -7,4 +7,5 @@ mod helpers;
 mod compat;
 mod download;
 mod errors;
+mod processing;
 mod validation;
