@@ -115,6 +115,12 @@ pub struct LimitSettings {
     pub max_body_bytes: usize,
     /// Attempts of a task that fails for a transient reason (network, lost worker).
     pub max_attempts: u32,
+    /// A running job that prints nothing for this long is killed as stalled.
+    pub stall_timeout_seconds: u64,
+    /// Files and records of finished tasks are removed after this many days.
+    pub retention_days: u64,
+    /// Downloads and uploads are refused while the storage root has less free space.
+    pub min_free_disk_bytes: u64,
 }
 
 impl Default for LimitSettings {
@@ -125,6 +131,9 @@ impl Default for LimitSettings {
             analyze_timeout_seconds: 30,
             max_body_bytes: 64 * 1024,
             max_attempts: 3,
+            stall_timeout_seconds: 600,
+            retention_days: 7,
+            min_free_disk_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -137,11 +146,27 @@ pub struct WorkerSettings {
     /// On SIGTERM, how long running jobs may take to finish before they are killed
     /// and handed back to the queue.
     pub drain_timeout_seconds: u64,
+    /// A running attempt renews its lease on the task every second; another worker
+    /// may take the task over once the lease is this old. Keep it below
+    /// `redis.heartbeat_seconds * redis.missed_heartbeats`, when the queue hands a
+    /// dead worker's job to another worker.
+    pub lease_seconds: u64,
+    /// How often a worker looks for accepted tasks whose job Redis lost.
+    pub reconcile_interval_seconds: u64,
+    /// How often a worker applies retention.
+    pub retention_interval_seconds: u64,
 }
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { download_concurrency: 2, process_concurrency: 1, drain_timeout_seconds: 25 }
+        Self {
+            download_concurrency: 2,
+            process_concurrency: 1,
+            drain_timeout_seconds: 25,
+            lease_seconds: 20,
+            reconcile_interval_seconds: 30,
+            retention_interval_seconds: 3600,
+        }
     }
 }
 
@@ -266,6 +291,15 @@ impl Settings {
         }
         if self.limits.max_attempts == 0 {
             return bad("limits.max_attempts", "must be at least 1".into());
+        }
+        if self.limits.stall_timeout_seconds == 0 {
+            return bad("limits.stall_timeout_seconds", "must be positive".into());
+        }
+        if self.worker.lease_seconds < 3 {
+            return bad("worker.lease_seconds", "must be at least 3".into());
+        }
+        if self.worker.reconcile_interval_seconds == 0 || self.worker.retention_interval_seconds == 0 {
+            return bad("worker.reconcile_interval_seconds", "intervals must be positive".into());
         }
         if self.worker.download_concurrency == 0 || self.worker.process_concurrency == 0 {
             return bad("worker.download_concurrency", "concurrency must be at least 1".into());

@@ -150,6 +150,8 @@ pub struct Task {
     pub parent_task_id: Option<Uuid>,
     /// The processing task chained after this download.
     pub next_task_id: Option<Uuid>,
+    /// Id of the queue job that carries this task now (a new one per retry).
+    pub job_id: String,
 }
 
 impl Task {
@@ -170,6 +172,7 @@ impl Task {
             worker: None,
             parent_task_id: None,
             next_task_id: None,
+            job_id: new_job_id(),
         }
     }
 
@@ -182,6 +185,26 @@ impl Task {
     pub fn result_file(&self) -> Option<&str> {
         self.output_file.as_deref().or_else(|| self.downloaded_files.first().map(String::as_str))
     }
+}
+
+/// A fresh queue job id (a ULID, as apalis-redis expects). Never reused: the queue
+/// silently drops a push whose id it has seen before.
+pub fn new_job_id() -> String {
+    let t = now();
+    let ms = u128::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
+    let random = Uuid::new_v4().as_u128() & ((1u128 << 80) - 1);
+    crockford((ms << 80) | random)
+}
+
+/// ULID text form: 26 Crockford base-32 digits.
+fn crockford(mut v: u128) -> String {
+    const DIGITS: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut out = [b'0'; 26];
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(v & 31) as usize];
+        v >>= 5;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Wall-clock now, truncated to microseconds (what the store keeps).

@@ -13,8 +13,9 @@ use apalis_core::{
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
 use mediapro_core::{
     error::{ErrorClass, HasErrorClass},
-    jobs::{DownloadJob, ProcessJob},
+    jobs::JobPayload,
     settings::RedisSettings,
+    task::TaskKind,
 };
 use tokio::sync::OnceCell;
 use uuid::Uuid;
@@ -28,6 +29,13 @@ pub enum QueueName {
 }
 
 impl QueueName {
+    pub fn for_kind(kind: TaskKind) -> Self {
+        match kind {
+            TaskKind::Download => QueueName::Download,
+            TaskKind::Process => QueueName::Process,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             QueueName::Download => "download",
@@ -81,8 +89,8 @@ pub async fn connect(settings: &RedisSettings) -> Result<ConnectionManager, Queu
 #[derive(Clone)]
 pub struct Queues {
     pub conn: ConnectionManager,
-    pub download: RedisStorage<DownloadJob>,
-    pub process: RedisStorage<ProcessJob>,
+    pub download: RedisStorage<JobPayload>,
+    pub process: RedisStorage<JobPayload>,
 }
 
 impl Queues {
@@ -96,9 +104,12 @@ impl Queues {
     }
 }
 
-/// The apalis id of a task's job: our task UUID, as the ULID apalis-redis expects.
-pub fn job_id(task_id: Uuid) -> TaskId {
-    TaskId::from(ulid::Ulid::from(task_id.as_u128()))
+/// An apalis task id from the ULID text our store keeps (see `task::new_job_id`).
+fn apalis_id(job_id: &str) -> Result<TaskId, QueueError> {
+    job_id
+        .parse::<ulid::Ulid>()
+        .map(TaskId::from)
+        .map_err(|e| QueueError::Unavailable(format!("bad job id {job_id}: {e}")))
 }
 
 /// The API's handle on the queues. Connects lazily (so the API starts and serves
@@ -131,16 +142,40 @@ impl QueueClient {
         Duration::from_millis(self.settings.command_timeout_ms)
     }
 
-    pub async fn push_download(&self, task_id: Uuid) -> Result<(), QueueError> {
-        let mut storage = self.queues().await?.download.clone();
-        let task = TaskBuilder::new(DownloadJob { task_id }).task_id(job_id(task_id)).build();
+    /// Queues the job `job_id` carrying `task_id` on `queue`.
+    pub async fn push(&self, queue: QueueName, task_id: Uuid, job_id: &str) -> Result<(), QueueError> {
+        let queues = self.queues().await?;
+        let mut storage = match queue {
+            QueueName::Download => queues.download.clone(),
+            QueueName::Process => queues.process.clone(),
+        };
+        let task = TaskBuilder::new(JobPayload::for_task(task_id)).task_id(apalis_id(job_id)?).build();
         bounded(self.deadline(), storage.push_task(task)).await
     }
 
-    pub async fn push_process(&self, task_id: Uuid) -> Result<(), QueueError> {
-        let mut storage = self.queues().await?.process.clone();
-        let task = TaskBuilder::new(ProcessJob { task_id }).task_id(job_id(task_id)).build();
-        bounded(self.deadline(), storage.push_task(task)).await
+    /// Whether `job_id` is still waiting or running in `queue` (false when Redis
+    /// lost it, or apalis already finished or buried it).
+    pub async fn job_is_live(&self, queue: QueueName, job_id: &str) -> Result<bool, QueueError> {
+        let queues = self.queues().await?;
+        let mut conn = queues.conn.clone();
+        let config = queue_config(&self.settings, queue);
+        let data: bool = bounded(
+            self.deadline(),
+            redis::cmd("HEXISTS").arg(config.job_data_hash()).arg(job_id).query_async(&mut conn),
+        )
+        .await?;
+        if !data {
+            return Ok(false);
+        }
+        let status: Option<String> = bounded(
+            self.deadline(),
+            redis::cmd("HGET")
+                .arg(format!("{}:{job_id}", config.job_meta_hash()))
+                .arg("status")
+                .query_async(&mut conn),
+        )
+        .await?;
+        Ok(!matches!(status.as_deref(), Some("Done" | "Killed")))
     }
 
     /// `PING`, for readiness checks.

@@ -1,8 +1,10 @@
 use actix_web::{HttpResponse, web};
 use mediapro_core::{
     requests::DownloadBody,
-    task::{Task, TaskKind, TaskRequest},
+    task::{Task, TaskRequest},
 };
+
+use mediapro_queue::QueueName;
 
 use crate::{error::ApiError, state::AppState, view::Accepted};
 
@@ -29,11 +31,7 @@ pub async fn create(
 /// nothing behind.
 pub async fn enqueue(state: &AppState, task: &Task) -> Result<(), ApiError> {
     state.store.insert(task).await?;
-    let pushed = match task.kind() {
-        TaskKind::Download => state.queue.push_download(task.task_id).await,
-        TaskKind::Process => state.queue.push_process(task.task_id).await,
-    };
-    if let Err(err) = pushed {
+    if let Err(err) = state.queue.push(QueueName::for_kind(task.kind()), task.task_id, &task.job_id).await {
         if let Err(cleanup) = state.store.delete_pending(task.task_id).await {
             tracing::error!(error = %cleanup, task_id = %task.task_id, "could not remove unqueued task");
         }

@@ -23,6 +23,7 @@ pub(super) struct TaskRow {
     pub worker: Option<String>,
     pub parent_task_id: Option<String>,
     pub next_task_id: Option<String>,
+    pub job_id: Option<String>,
 }
 
 pub fn micros(t: OffsetDateTime) -> i64 {
@@ -53,6 +54,7 @@ impl TaskRow {
             worker: t.worker.clone(),
             parent_task_id: t.parent_task_id.map(|u| u.to_string()),
             next_task_id: t.next_task_id.map(|u| u.to_string()),
+            job_id: Some(t.job_id.clone()),
         })
     }
 
@@ -75,6 +77,7 @@ impl TaskRow {
             worker: self.worker.clone(),
             parent_task_id: self.parent_task_id.as_deref().and_then(|u| u.parse().ok()),
             next_task_id: self.next_task_id.as_deref().and_then(|u| u.parse().ok()),
+            job_id: self.job_id.clone().unwrap_or_default(),
         })
     }
 }

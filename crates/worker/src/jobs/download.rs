@@ -6,45 +6,39 @@ use std::path::{Path, PathBuf};
 
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
 use mediapro_core::{
-    jobs::DownloadJob,
+    jobs::JobPayload,
     process::{self, ProcessSpec, RunError},
     requests::DownloadSpec,
     task::{TaskRequest, TaskStatus},
     ytdlp::{DownloadArgs, DownloadOutput, ProgressTracker, classify_failure, parse_output_line},
 };
-use uuid::Uuid;
 
 use super::{
+    attempt::{self, Attempt, Supervisor},
     fsutil::reset_dir,
-    outcome::{Outcome, settle, store_error},
-    pipeline, progress,
+    outcome::{Outcome, settle},
+    pipeline,
 };
 use crate::context::JobContext;
 
-#[tracing::instrument(skip_all, fields(task_id = %job.task_id))]
-pub async fn run(job: DownloadJob, ctx: Data<JobContext>, worker: WorkerContext) -> Result<(), BoxDynError> {
-    let task_id = job.task_id;
-    let Some(attempt) =
-        ctx.store.claim(task_id, TaskStatus::Downloading, worker.name()).await.map_err(store_error)?
+#[tracing::instrument(skip_all, fields(task_id = ?job.claimed_task_id()))]
+pub async fn run(job: JobPayload, ctx: Data<JobContext>, worker: WorkerContext) -> Result<(), BoxDynError> {
+    let Some((attempt, request)) = attempt::begin(&ctx, &job, TaskStatus::Downloading, worker.name()).await?
     else {
-        tracing::info!("task is final or unknown; job skipped");
         return Ok(());
     };
-    let task = ctx.store.get(task_id).await.map_err(store_error)?;
-    let Some(TaskRequest::Download(spec)) = task.map(|t| t.request) else {
-        return settle(&ctx, task_id, attempt, Outcome::Failed("task is not a download".into())).await;
+    let TaskRequest::Download(spec) = request else {
+        return settle(&ctx, attempt, Outcome::Failed("task is not a download".into())).await;
     };
-    let outcome = download(&ctx, task_id, attempt, &spec).await;
+    let outcome = download(&ctx, attempt, &spec).await;
     match (outcome, &spec.process) {
-        (Outcome::Completed { files, .. }, Some(ops)) => {
-            pipeline::chain(&ctx, task_id, attempt, files, ops).await
-        }
-        (outcome, _) => settle(&ctx, task_id, attempt, outcome).await,
+        (Outcome::Completed { files, .. }, Some(ops)) => pipeline::chain(&ctx, attempt, files, ops).await,
+        (outcome, _) => settle(&ctx, attempt, outcome).await,
     }
 }
 
-async fn download(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &DownloadSpec) -> Outcome {
-    let dir = ctx.layout.download_dir(task_id);
+async fn download(ctx: &JobContext, attempt: Attempt, spec: &DownloadSpec) -> Outcome {
+    let dir = ctx.layout.download_dir(attempt.task_id);
     // Every attempt starts from an empty folder: a re-run after a crash must not
     // pick up (or list) a previous attempt's partial files.
     if let Err(e) = reset_dir(&dir).await {
@@ -58,35 +52,31 @@ async fn download(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &Download
         socket_timeout_secs: 20,
     };
     let temp_dir = args.temp_dir();
-    let mut process_spec = ProcessSpec::new(&settings.tools.ytdlp, args.to_args(), settings.task_timeout());
-    process_spec.working_dir = Some(dir.clone());
+    let mut command = ProcessSpec::new(&settings.tools.ytdlp, args.to_args(), settings.task_timeout());
+    command.working_dir = Some(dir.clone());
 
-    let (sink, writer) = progress::channel(ctx, task_id, attempt);
+    let supervisor = Supervisor::new();
     let mut tracker = ProgressTracker::default();
     let mut output = DownloadOutput::default();
-    let run = async {
-        let result = process::run(
-            &process_spec,
-            |line| {
-                if let Some(parsed) = parse_output_line(line) {
-                    if let Some(p) = tracker.update(&parsed) {
-                        sink.report(p);
-                    }
-                    output.record(&parsed);
+    let result = process::run(
+        &command,
+        |line| {
+            supervisor.touch();
+            if let Some(parsed) = parse_output_line(line) {
+                if let Some(p) = tracker.update(&parsed) {
+                    supervisor.report(p);
                 }
-            },
-            std::future::pending(),
-        )
-        .await;
-        drop(sink);
-        result
-    };
-    let (result, ()) = tokio::join!(run, writer);
+                output.record(&parsed);
+            }
+        },
+        supervisor.watch(ctx, attempt),
+    )
+    .await;
     let _ = tokio::fs::remove_dir_all(&temp_dir).await;
 
     let outcome = match result {
         Err(RunError::TimedOut(d)) => Outcome::Failed(format!("timed out after {} s", d.as_secs())),
-        Err(RunError::Cancelled) => Outcome::Failed("cancelled".into()),
+        Err(RunError::Cancelled) => supervisor.stopped_outcome(),
         Err(e @ RunError::Spawn { .. }) => Outcome::Transient(e.to_string()),
         Err(e) => Outcome::Transient(format!("yt-dlp output could not be read: {e}")),
         Ok(out) if !out.status.success() => {
@@ -106,7 +96,7 @@ async fn download(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &Download
             )),
         },
     };
-    if !matches!(outcome, Outcome::Completed { .. }) {
+    if outcome.discards_files() {
         let _ = tokio::fs::remove_dir_all(&dir).await;
     }
     outcome
@@ -120,9 +110,7 @@ async fn collect_files(ctx: &JobContext, dir: &Path, output: &DownloadOutput) ->
     for reported in output.subtitle_files.values() {
         // yt-dlp reports the subtitle's temp path; it is moved next to the media
         // file under the same name.
-        let Some(name) = Path::new(reported).file_name() else {
-            continue;
-        };
+        let Some(name) = Path::new(reported).file_name() else { continue };
         if let Some(rel) = checked(ctx, dir, &dir.join(name)).await {
             files.push(rel);
         }

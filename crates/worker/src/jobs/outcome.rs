@@ -2,8 +2,8 @@
 
 use apalis::prelude::BoxDynError;
 use mediapro_core::store::StoreError;
-use uuid::Uuid;
 
+use super::attempt::Attempt;
 use crate::context::JobContext;
 
 /// The end of one attempt, decided by the handler.
@@ -15,8 +15,20 @@ pub enum Outcome {
     },
     /// Retrying cannot help.
     Failed(String),
-    /// Worth another attempt (network trouble, a lost worker), if any are left.
+    /// Worth another attempt (network trouble), if any are left.
     Transient(String),
+    /// A client cancelled the task (the store already says so).
+    Cancelled,
+    /// Another attempt owns the task now; this one writes nothing.
+    Lost,
+}
+
+impl Outcome {
+    /// Whether this attempt's partial files should be removed. Not when another
+    /// attempt owns the task: it works in the same folder.
+    pub fn discards_files(&self) -> bool {
+        !matches!(self, Outcome::Completed { .. } | Outcome::Lost)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,33 +38,27 @@ struct RetryLater(String);
 /// Records the outcome in the store (compare-and-set on this attempt) and tells
 /// apalis whether to run the job again: `Err` only for a transient failure with
 /// attempts left, so a permanent failure is never retried.
-pub async fn settle(
-    ctx: &JobContext,
-    task_id: Uuid,
-    attempt: i64,
-    outcome: Outcome,
-) -> Result<(), BoxDynError> {
-    let store = &ctx.store;
+pub async fn settle(ctx: &JobContext, attempt: Attempt, outcome: Outcome) -> Result<(), BoxDynError> {
+    let (store, task_id, n) = (&ctx.store, attempt.task_id, attempt.number);
     let max = i64::from(ctx.settings.limits.max_attempts);
     let applied = match outcome {
-        Outcome::Completed { files, output } => {
-            store.complete(task_id, attempt, &files, output.as_deref()).await?
-        }
-        Outcome::Failed(reason) => store.fail(task_id, attempt, &reason).await?,
-        Outcome::Transient(reason) if attempt >= max => {
-            store.fail(task_id, attempt, &format!("{reason} (gave up after {attempt} attempts)")).await?
+        Outcome::Completed { files, output } => store.complete(task_id, n, &files, output.as_deref()).await?,
+        Outcome::Failed(reason) => store.fail(task_id, n, &reason).await?,
+        Outcome::Transient(reason) if n >= max => {
+            store.fail(task_id, n, &format!("{reason} (gave up after {n} attempts)")).await?
         }
         Outcome::Transient(reason) => {
-            if store.requeue(task_id, attempt, &reason).await? {
-                tracing::warn!(%task_id, attempt, %reason, "transient failure; will retry");
+            if store.requeue(task_id, n, &reason).await? {
+                tracing::warn!(%task_id, attempt = n, %reason, "transient failure; will retry");
                 return Err(RetryLater(reason).into());
             }
             false
         }
+        Outcome::Cancelled | Outcome::Lost => true,
     };
     if !applied {
         // Cancelled meanwhile, or a newer attempt owns the task: leave it be.
-        tracing::info!(%task_id, attempt, "task changed under this attempt; result dropped");
+        tracing::info!(%task_id, attempt = n, "task changed under this attempt; result dropped");
     }
     Ok(())
 }

@@ -10,15 +10,14 @@ use mediapro_core::{
     requests::ProcessSpec,
     task::{Task, TaskRequest},
 };
-use uuid::Uuid;
+use mediapro_queue::QueueName;
 
-use super::outcome::store_error;
+use super::{attempt::Attempt, outcome::store_error};
 use crate::context::JobContext;
 
 pub async fn chain(
     ctx: &JobContext,
-    task_id: Uuid,
-    attempt: i64,
+    attempt: Attempt,
     files: Vec<String>,
     operations: &Operations,
 ) -> Result<(), BoxDynError> {
@@ -29,8 +28,9 @@ pub async fn chain(
         input_file: media,
         operations: operations.clone(),
     }));
+    let task_id = attempt.task_id;
     next.parent_task_id = Some(task_id);
-    if !ctx.store.complete_and_chain(task_id, attempt, &files, &next).await.map_err(store_error)? {
+    if !ctx.store.complete_and_chain(task_id, attempt.number, &files, &next).await.map_err(store_error)? {
         tracing::info!(%task_id, "task changed under this attempt; result dropped");
         return Ok(());
     }
@@ -39,7 +39,7 @@ pub async fn chain(
     let mut last_error = None;
     for delay in [0, 1, 2, 4] {
         tokio::time::sleep(Duration::from_secs(delay)).await;
-        match ctx.queue.push_process(next.task_id).await {
+        match ctx.queue.push(QueueName::Process, next.task_id, &next.job_id).await {
             Ok(()) => return Ok(()),
             Err(e) => last_error = Some(e),
         }

@@ -6,42 +6,36 @@
 
 use std::path::{Path, PathBuf};
 
+use super::{
+    attempt::{self, Attempt, Supervisor},
+    fsutil::reset_dir,
+    outcome::{Outcome, settle},
+};
+use crate::context::JobContext;
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
 use mediapro_core::{
     ffmpeg::{self, ProcessArgs, ProcessPlan, ffmpeg_reason, parse_progress_line, verify_output},
-    jobs::ProcessJob,
+    jobs::JobPayload,
     process::{self, ProcessSpec as Command, RunError},
     requests::ProcessSpec,
     task::{TaskRequest, TaskStatus},
     validate::MediaPath,
 };
-use uuid::Uuid;
 
-use super::{
-    fsutil::reset_dir,
-    outcome::{Outcome, settle, store_error},
-    progress,
-};
-use crate::context::JobContext;
-
-#[tracing::instrument(skip_all, fields(task_id = %job.task_id))]
-pub async fn run(job: ProcessJob, ctx: Data<JobContext>, worker: WorkerContext) -> Result<(), BoxDynError> {
-    let task_id = job.task_id;
-    let Some(attempt) =
-        ctx.store.claim(task_id, TaskStatus::Processing, worker.name()).await.map_err(store_error)?
+#[tracing::instrument(skip_all, fields(task_id = ?job.claimed_task_id()))]
+pub async fn run(job: JobPayload, ctx: Data<JobContext>, worker: WorkerContext) -> Result<(), BoxDynError> {
+    let Some((attempt, request)) = attempt::begin(&ctx, &job, TaskStatus::Processing, worker.name()).await?
     else {
-        tracing::info!("task is final or unknown; job skipped");
         return Ok(());
     };
-    let task = ctx.store.get(task_id).await.map_err(store_error)?;
-    let Some(TaskRequest::Process(spec)) = task.map(|t| t.request) else {
-        return settle(&ctx, task_id, attempt, Outcome::Failed("task is not a processing task".into())).await;
+    let TaskRequest::Process(spec) = request else {
+        return settle(&ctx, attempt, Outcome::Failed("task is not a processing task".into())).await;
     };
-    let outcome = process(&ctx, task_id, attempt, &spec).await;
-    settle(&ctx, task_id, attempt, outcome).await
+    let outcome = process(&ctx, attempt, &spec).await;
+    settle(&ctx, attempt, outcome).await
 }
 
-async fn process(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &ProcessSpec) -> Outcome {
+async fn process(ctx: &JobContext, attempt: Attempt, spec: &ProcessSpec) -> Outcome {
     let settings = &ctx.settings;
     let input = match MediaPath::resolve(&ctx.layout, &spec.input_file).await {
         Ok(p) => p,
@@ -55,7 +49,7 @@ async fn process(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &ProcessSp
         Ok(p) => p,
         Err(e) => return Outcome::Failed(e.to_string()),
     };
-    let dir = ctx.layout.processed_dir(task_id);
+    let dir = ctx.layout.processed_dir(attempt.task_id);
     if let Err(e) = reset_dir(&dir).await {
         return Outcome::Transient(format!("cannot prepare the task folder: {e}"));
     }
@@ -63,8 +57,8 @@ async fn process(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &ProcessSp
     let ext = plan.container.ext();
     let temp = dir.join(format!(".{stem}.part.{ext}"));
     let target = dir.join(format!("{stem}.{ext}"));
-    let outcome = encode(ctx, task_id, attempt, &input.absolute, &temp, &target, &plan).await;
-    if !matches!(outcome, Outcome::Completed { .. }) {
+    let outcome = encode(ctx, attempt, &input.absolute, &temp, &target, &plan).await;
+    if outcome.discards_files() {
         let _ = tokio::fs::remove_dir_all(&dir).await;
     }
     outcome
@@ -72,8 +66,7 @@ async fn process(ctx: &JobContext, task_id: Uuid, attempt: i64, spec: &ProcessSp
 
 async fn encode(
     ctx: &JobContext,
-    task_id: Uuid,
-    attempt: i64,
+    attempt: Attempt,
     input: &Path,
     temp: &Path,
     target: &PathBuf,
@@ -84,26 +77,22 @@ async fn encode(
         ProcessArgs { input, output: temp, plan, max_output_bytes: settings.limits.max_file_size_bytes }
             .to_args();
     let command = Command::new(&settings.tools.ffmpeg, args, settings.task_timeout());
-    let (sink, writer) = progress::channel(ctx, task_id, attempt);
+    let supervisor = Supervisor::new();
     let expected = plan.expected_duration.filter(|d| *d > 0.0);
-    let run = async {
-        let result = process::run(
-            &command,
-            |line| {
-                if let (Some(pos), Some(total)) = (parse_progress_line(line), expected) {
-                    sink.report((pos / total * 100.0).clamp(0.0, 99.0));
-                }
-            },
-            std::future::pending(),
-        )
-        .await;
-        drop(sink);
-        result
-    };
-    let (result, ()) = tokio::join!(run, writer);
+    let result = process::run(
+        &command,
+        |line| {
+            supervisor.touch();
+            if let (Some(pos), Some(total)) = (parse_progress_line(line), expected) {
+                supervisor.report((pos / total * 100.0).clamp(0.0, 99.0));
+            }
+        },
+        supervisor.watch(ctx, attempt),
+    )
+    .await;
     match result {
         Err(RunError::TimedOut(d)) => return Outcome::Failed(format!("timed out after {} s", d.as_secs())),
-        Err(RunError::Cancelled) => return Outcome::Failed("cancelled".into()),
+        Err(RunError::Cancelled) => return supervisor.stopped_outcome(),
         Err(e @ RunError::Spawn { .. }) => return Outcome::Transient(e.to_string()),
         Err(e) => return Outcome::Failed(format!("ffmpeg output could not be read: {e}")),
         Ok(out) if !out.status.success() => {
