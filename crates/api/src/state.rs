@@ -16,6 +16,30 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Refuses new work while the storage root is nearly full (507, retry later).
+    pub fn ensure_free_space(&self) -> Result<(), crate::error::ApiError> {
+        let needed = self.settings.limits.min_free_disk_bytes;
+        match mediapro_core::storage::free_bytes(self.layout.root()) {
+            Ok(free) if free < needed => {
+                let mut err = crate::error::ApiError::new(
+                    actix_web::http::StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    format!(
+                        "the storage root has {free} bytes free, less than the {needed} required; try later"
+                    ),
+                );
+                err.retry_after = Some(60);
+                Err(err)
+            }
+            Ok(_) => Ok(()),
+            // Cannot tell: do not block work on a statvfs quirk.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read free disk space");
+                Ok(())
+            }
+        }
+    }
+
     pub fn address_policy(&self) -> AddressPolicy {
         AddressPolicy { allow_private_networks: self.settings.security.allow_private_networks }
     }

@@ -59,9 +59,20 @@ impl StorageLayout {
     }
 }
 
+/// Free bytes (for unprivileged users) on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let st = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    Ok(st.blocks_available().saturating_mul(st.fragment_size()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_space_is_reported() {
+        assert!(free_bytes(Path::new("/")).expect("statvfs") > 0);
+    }
 
     #[test]
     fn relative_paths_stay_inside_the_root() {

@@ -10,6 +10,7 @@
 mod context;
 mod identity;
 mod jobs;
+pub mod keepers;
 mod poll;
 
 use std::{sync::Arc, time::Duration};
@@ -108,7 +109,10 @@ pub async fn run(
         }
     }
     tracing::info!(queues = ?options.queues.iter().map(|q| q.as_str()).collect::<Vec<_>>(), "worker started");
-    monitor.run_with_signal(shutdown).await.map_err(|e| WorkerError::Monitor(e.to_string()))
+    let keepers = tokio::spawn(keepers::run(ctx));
+    let result = monitor.run_with_signal(shutdown).await.map_err(|e| WorkerError::Monitor(e.to_string()));
+    keepers.abort();
+    result
 }
 
 /// At start-up Redis may still be coming up (supervisor starts everything at

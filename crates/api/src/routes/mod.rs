@@ -18,7 +18,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/download").route(web::post().to(download::create)))
         .service(resource("/api/process").route(web::post().to(process::create)))
         .service(resource("/api/uploads").route(web::post().to(uploads::upload)))
-        .service(resource("/api/tasks/{task_id}").route(web::get().to(tasks::get)))
+        .service(resource("/api/tasks").route(web::get().to(tasks::list)))
+        .service(
+            resource("/api/tasks/{task_id}")
+                .route(web::get().to(tasks::get))
+                .route(web::delete().to(tasks::cancel)),
+        )
+        .service(resource("/api/tasks/{task_id}/retry").route(web::post().to(tasks::retry)))
         .service(resource("/api/download-result/{task_id}").route(web::get().to(result::download_result)))
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)));

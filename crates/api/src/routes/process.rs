@@ -15,6 +15,7 @@ pub async fn create(
     state: web::Data<AppState>,
     body: web::Json<ProcessBody>,
 ) -> Result<HttpResponse, ApiError> {
+    state.ensure_free_space()?;
     let (spec, _probe) = body.into_inner().validate(&state.layout, &state.settings.tools.ffprobe).await?;
     let task = Task::new_pending(TaskRequest::Process(spec));
     tracing::Span::current().record("task_id", tracing::field::display(task.task_id));

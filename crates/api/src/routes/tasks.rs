@@ -1,4 +1,15 @@
-use actix_web::{HttpResponse, web};
+//! The task API: get, list (filters + cursor pagination), cancel, retry.
+
+use actix_web::{HttpResponse, http::StatusCode, web};
+use mediapro_core::{
+    store::{Cancel, Cursor, DEFAULT_LIMIT, MAX_LIMIT, Retry, TaskFilter},
+    task::{TaskKind, TaskStatus},
+    validate::ValidationError,
+};
+use mediapro_queue::QueueName;
+use serde::Deserialize;
+use serde_json::json;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use uuid::Uuid;
 
 use crate::{error::ApiError, state::AppState, view::TaskView};
@@ -7,4 +18,112 @@ use crate::{error::ApiError, state::AppState, view::TaskView};
 pub async fn get(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let task = state.store.get(path.into_inner()).await?.ok_or_else(|| ApiError::not_found("task"))?;
     Ok(HttpResponse::Ok().json(TaskView::from(&task)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Comma-separated statuses.
+    status: Option<String>,
+    kind: Option<String>,
+    created_after: Option<String>,
+    created_before: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl ListQuery {
+    fn into_filter(self) -> Result<TaskFilter, ValidationError> {
+        let invalid = |field: &'static str, e: &dyn std::fmt::Display| {
+            ValidationError::new(field, "invalid_filter", e.to_string())
+        };
+        let statuses = match self.status.as_deref().filter(|s| !s.is_empty()) {
+            Some(list) => list
+                .split(',')
+                .map(|s| s.trim().parse::<TaskStatus>().map_err(|e| invalid("status", &e)))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        let kind = self
+            .kind
+            .as_deref()
+            .map(|k| k.parse::<TaskKind>().map_err(|e| invalid("kind", &e)))
+            .transpose()?;
+        let time = |field: &'static str, v: Option<String>| {
+            v.map(|t| {
+                OffsetDateTime::parse(&t, &Rfc3339).map_err(|_| {
+                    invalid(field, &format!("'{t}' is not an RFC 3339 time like 2026-11-28T13:00:00Z"))
+                })
+            })
+            .transpose()
+        };
+        let limit = match self.limit {
+            Some(l) => {
+                l.parse::<u32>().ok().filter(|l| (1..=MAX_LIMIT).contains(l)).ok_or_else(|| {
+                    invalid("limit", &format!("must be a whole number from 1 to {MAX_LIMIT}"))
+                })?
+            }
+            None => DEFAULT_LIMIT,
+        };
+        Ok(TaskFilter {
+            statuses,
+            kind,
+            created_after: time("created_after", self.created_after)?,
+            created_before: time("created_before", self.created_before)?,
+            limit,
+            cursor: self.cursor.as_deref().map(Cursor::parse).transpose()?,
+        })
+    }
+}
+
+/// `GET /api/tasks?status=&kind=&created_after=&created_before=&limit=&cursor=`
+/// → `{"tasks": [...], "next_cursor": "…" | null}`, newest first.
+pub async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = query.into_inner().into_filter()?;
+    let page = state.store.list(&filter).await?;
+    let tasks: Vec<TaskView> = page.tasks.iter().map(TaskView::from).collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "tasks": tasks,
+        "next_cursor": page.next_cursor.map(|c| c.to_string()),
+    })))
+}
+
+/// `DELETE /api/tasks/{task_id}`: cancel. 200 with the task; 409 when it already
+/// finished. A running job is killed by its worker within about a second.
+pub async fn cancel(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    match state.store.cancel(path.into_inner()).await? {
+        Cancel::Cancelled(task) => Ok(HttpResponse::Ok().json(TaskView::from(&task))),
+        Cancel::AlreadyFinal(task) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "task_finished",
+            format!("task is already {}; only pending or running tasks can be cancelled", task.status),
+        )),
+        Cancel::NotFound => Err(ApiError::not_found("task")),
+    }
+}
+
+/// `POST /api/tasks/{task_id}/retry`: a failed or cancelled task runs again.
+pub async fn retry(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let task = match state.store.retry(path.into_inner()).await? {
+        Retry::Requeued(task) => task,
+        Retry::NotRetryable(task) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_retryable",
+                format!("task is {}; only failed or cancelled tasks can be retried", task.status),
+            ));
+        }
+        Retry::NotFound => return Err(ApiError::not_found("task")),
+    };
+    if let Err(err) = state.queue.push(QueueName::for_kind(task.kind()), task.task_id, &task.job_id).await {
+        state
+            .store
+            .fail_pending(task.task_id, &task.job_id, "the retry could not be queued (Redis unavailable)")
+            .await?;
+        return Err(err.into());
+    }
+    Ok(HttpResponse::Accepted().json(TaskView::from(&task)))
 }

@@ -33,6 +33,7 @@ pub async fn upload(
     query: web::Query<UploadQuery>,
     mut body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    state.ensure_free_space()?;
     let limit = state.settings.limits.max_file_size_bytes;
     let declared = req
         .headers()

@@ -28,11 +28,13 @@ pub struct AppOptions {
     pub allow_private_networks: bool,
     pub start_worker: bool,
     pub redis_url: String,
+    /// Last word on the settings (timeouts, intervals…).
+    pub tweak: fn(&mut Settings),
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
-        Self { allow_private_networks: true, start_worker: true, redis_url: redis_url() }
+        Self { allow_private_networks: true, start_worker: true, redis_url: redis_url(), tweak: |_| {} }
     }
 }
 
@@ -63,6 +65,11 @@ impl TestApp {
         settings.redis.namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
         settings.security.allow_private_networks = opts.allow_private_networks;
         settings.limits.task_timeout_seconds = 120;
+        // Fast fault recovery in tests: a dead worker's job comes back after ~3 s.
+        settings.redis.heartbeat_seconds = 1;
+        settings.redis.missed_heartbeats = 3;
+        settings.worker.lease_seconds = 3;
+        (opts.tweak)(&mut settings);
 
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
         let app = Application::build_with_listener(settings.clone(), listener).await.expect("app builds");
@@ -82,6 +89,39 @@ impl TestApp {
         }
         let store = TaskStore::connect(&settings.database.url, 2).await.expect("store");
         TestApp { address, client: reqwest::Client::new(), settings, store, _dir: dir }
+    }
+
+    /// The settings as `MEDIAPRO__…` variables, for worker processes.
+    pub fn worker_env(&self) -> Vec<(String, String)> {
+        let s = &self.settings;
+        [
+            ("REDIS__URL", s.redis.url.clone()),
+            ("REDIS__NAMESPACE", s.redis.namespace.clone()),
+            ("REDIS__HEARTBEAT_SECONDS", s.redis.heartbeat_seconds.to_string()),
+            ("REDIS__MISSED_HEARTBEATS", s.redis.missed_heartbeats.to_string()),
+            ("DATABASE__URL", s.database.url.clone()),
+            ("STORAGE__ROOT", s.storage.root.display().to_string()),
+            ("SECURITY__ALLOW_PRIVATE_NETWORKS", s.security.allow_private_networks.to_string()),
+            ("LIMITS__TASK_TIMEOUT_SECONDS", s.limits.task_timeout_seconds.to_string()),
+            ("WORKER__LEASE_SECONDS", s.worker.lease_seconds.to_string()),
+            ("WORKER__DRAIN_TIMEOUT_SECONDS", s.worker.drain_timeout_seconds.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("MEDIAPRO__{k}"), v))
+        .collect()
+    }
+
+    /// Starts a `mediapro-worker` process on these settings.
+    pub fn spawn_worker_process(&self, queues: &str) -> std::process::Child {
+        Command::new(worker_bin())
+            .args(["--queues", queues, "--concurrency", "1"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .envs(self.worker_env())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("worker binary starts")
     }
 
     pub fn storage_root(&self) -> &Path {
@@ -167,6 +207,30 @@ impl TestApp {
             redis::cmd("LLEN").arg(format!("{ns}:active")).query_async(&mut conn).await.expect("llen");
         scheduled + active
     }
+}
+
+/// The `mediapro-worker` binary next to this test binary (built by
+/// `cargo build --workspace`, which `scripts/test.sh` runs first).
+pub fn worker_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("mediapro-worker");
+    assert!(bin.exists(), "{} is missing: run `cargo build --workspace` first", bin.display());
+    bin
+}
+
+/// Pids of running processes whose command line contains `needle`.
+pub fn pids_with(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(needle) && !stat.contains(") Z ") {
+            pids.push(pid);
+        }
+    }
+    pids
 }
 
 /// Media made once per test binary with ffmpeg: 4 s clips at two sizes, a WebVTT

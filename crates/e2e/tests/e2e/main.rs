@@ -7,5 +7,6 @@ mod helpers;
 mod compat;
 mod download;
 mod errors;
+mod lifecycle;
 mod processing;
 mod validation;

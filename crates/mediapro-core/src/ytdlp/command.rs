@@ -140,6 +140,7 @@ mod tests {
             format_id: format.map(|f| FormatSelector::parse(f).expect("format")),
             include_subtitles: subs,
             subtitle_langs: SubtitleLangs::parse(&["en".into(), "zh-CN".into()]).expect("langs"),
+            process: None,
         }
     }
 

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# One command sets up and runs the whole test suite: installs what is missing,
+# makes sure the test Redis answers, then runs the format check, clippy, the build
+# of every target and the tests (cargo nextest if installed, else cargo test).
+# Every step runs even if an earlier check failed (the tests are skipped only if
+# the build failed); a summary is printed at the end and the exit status is
+# non-zero if any step failed.
+#
+# Environment:
+#   MEDIAPRO_TEST_REDIS_URL  Redis the tests use (default redis://127.0.0.1:6379/15)
+#   MEDIAPRO_TEST_PG_URL     exported (default postgres://postgres@127.0.0.1:5432/test)
+#                            only when PostgreSQL answers on 127.0.0.1:5432
+#
+# Usage: scripts/test.sh
+set -euo pipefail
+
+log() { printf '[test] %s\n' "$*"; }
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+bash "$root/scripts/install-deps.sh"
+
+export MEDIAPRO_TEST_REDIS_URL="${MEDIAPRO_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+log "tests use Redis at $MEDIAPRO_TEST_REDIS_URL"
+MEDIAPRO__REDIS__URL="$MEDIAPRO_TEST_REDIS_URL" bash "$root/scripts/ensure-redis.sh"
+
+if command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+    export MEDIAPRO_TEST_PG_URL="${MEDIAPRO_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
+    log "PostgreSQL answers on 127.0.0.1:5432: MEDIAPRO_TEST_PG_URL=$MEDIAPRO_TEST_PG_URL"
+else
+    log "PostgreSQL not answering on 127.0.0.1:5432: MEDIAPRO_TEST_PG_URL not set (PostgreSQL tests will skip)"
+fi
+
+summary=()
+failed=0
+
+# step <name> <command...>: runs the command, records PASS/FAIL and its duration.
+step() {
+    local name="$1" start rc=0
+    shift
+    log "==> $name: $*"
+    start=$SECONDS
+    "$@" || rc=$?
+    if [[ $rc -eq 0 ]]; then
+        summary+=("$(printf 'PASS  %-10s %5ss' "$name" $((SECONDS - start)))")
+    else
+        summary+=("$(printf 'FAIL  %-10s %5ss  (exit %s)' "$name" $((SECONDS - start)) "$rc")")
+        failed=$((failed + 1))
+    fi
+    return "$rc"
+}
+
+step fmt cargo fmt --all -- --check || true
+step clippy cargo clippy --workspace --all-targets -- -D warnings || true
+
+if step build cargo build --workspace --all-targets; then
+    if cargo nextest --version >/dev/null 2>&1; then
+        # nextest does not run doctests; run them first so the runner's own
+        # summary is the last one printed.
+        step doctests cargo test --workspace --doc --no-fail-fast || true
+        step tests cargo nextest run --workspace --no-fail-fast || true
+    else
+        step tests cargo test --workspace --no-fail-fast || true
+    fi
+else
+    summary+=("SKIP  tests      (the build failed)")
+fi
+
+echo
+log "summary:"
+for line in "${summary[@]}"; do
+    printf '[test]   %s\n' "$line"
+done
+if [[ $failed -gt 0 ]]; then
+    log "$failed step(s) failed"
+    exit 1
+fi
+log "all steps passed"
