@@ -7,6 +7,7 @@ mod helpers;
 mod compat;
 mod download;
 mod errors;
-mod lifecycle;
+mod faults;
+pub mod lifecycle;
 mod processing;
 mod validation;

@@ -17,6 +17,17 @@ pub enum Lease {
     Lost,
 }
 
+/// Answer to a worker that wants to run a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Run it: this is attempt number `n`.
+    Claimed(i64),
+    /// A live attempt holds the task (its lease is fresh): try again later.
+    Held,
+    /// Final (e.g. cancelled while queued) or unknown: nothing to run.
+    Gone,
+}
+
 /// Answer to a cancel request.
 #[derive(Debug)]
 pub enum Cancel {
@@ -94,15 +105,14 @@ impl TaskStore {
     /// A worker takes the task: `pending` → the kind's running status, with a new
     /// attempt number and a fresh lease. A task already running is taken over only
     /// when its lease is older than `lease_timeout` (its worker died), so a job
-    /// delivered twice never runs twice at once. `None` when the task is final
-    /// (e.g. cancelled while queued), held by a live attempt, or unknown.
+    /// delivered twice never runs twice at once.
     pub async fn claim(
         &self,
         task_id: Uuid,
         running: TaskStatus,
         worker: &str,
         lease_timeout: std::time::Duration,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Claim, StoreError> {
         let t = micros(now());
         let stale = t - i64::try_from(lease_timeout.as_micros()).unwrap_or(i64::MAX);
         let attempt: Option<(i64,)> = sqlx::query_as(
@@ -120,7 +130,13 @@ impl TaskStore {
         .bind(stale)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(attempt.map(|(a,)| a))
+        if let Some((n,)) = attempt {
+            return Ok(Claim::Claimed(n));
+        }
+        Ok(match self.get(task_id).await? {
+            Some(task) if !task.status.is_final() && task.status != TaskStatus::Pending => Claim::Held,
+            _ => Claim::Gone,
+        })
     }
 
     /// Renews the running attempt's lease (recording its progress), and tells it

@@ -19,7 +19,7 @@ use sqlx::{
 
 use crate::error::{ErrorClass, HasErrorClass};
 
-pub use lifecycle::{Cancel, Lease, Retry};
+pub use lifecycle::{Cancel, Claim, Lease, Retry};
 pub use list::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, TaskFilter, TaskPage};
 pub use maintenance::StaleTask;
 pub use row::micros;

@@ -18,7 +18,7 @@ use std::{
 use apalis::prelude::{AbortError, BoxDynError};
 use mediapro_core::{
     jobs::JobPayload,
-    store::Lease,
+    store::{Claim, Lease},
     task::{TaskRequest, TaskStatus},
 };
 use uuid::Uuid;
@@ -27,6 +27,10 @@ use super::outcome::{Outcome, settle, store_error};
 use crate::context::JobContext;
 
 const TICK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+#[error("task {0} is held by another live attempt; will look again")]
+struct HeldElsewhere(Uuid);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Attempt {
@@ -56,9 +60,15 @@ pub async fn begin(
         }
     };
     let lease = Duration::from_secs(ctx.settings.worker.lease_seconds);
-    let Some(number) = ctx.store.claim(task_id, running, worker, lease).await.map_err(store_error)? else {
-        tracing::info!(%task_id, "task is final, running elsewhere or unknown; job skipped");
-        return Ok(None);
+    let number = match ctx.store.claim(task_id, running, worker, lease).await.map_err(store_error)? {
+        Claim::Claimed(n) => n,
+        Claim::Gone => {
+            tracing::info!(%task_id, "task is final or unknown; job skipped");
+            return Ok(None);
+        }
+        // A worker presumed dead may still hold a fresh lease (the queue re-delivers
+        // on its own clock): come back later rather than drop the job.
+        Claim::Held => return Err(HeldElsewhere(task_id).into()),
     };
     let attempt = Attempt { task_id, number };
     // Poison guard: a job whose runs keep dying with their worker (OOM, crash)
