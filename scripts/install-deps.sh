@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what MediaPro needs at run and test time on a Debian machine, only where
 # it is missing: ffmpeg/ffprobe, redis-server (+ redis-cli), curl, a C compiler,
-# python3 + pip, and a current yt-dlp from PyPI. Checks (but does not install) the
-# Rust toolchain. Safe to run again: a second run installs nothing.
+# python3 + pip, supervisord + supervisorctl (supervisor/, tests/scale), and a
+# current yt-dlp from PyPI. Checks (but does not install) the Rust toolchain. Safe
+# to run again: a second run installs nothing.
 #
 # Runs as root, or as a user with sudo. Usage: scripts/install-deps.sh
 set -euo pipefail
@@ -94,6 +95,15 @@ if have python3; then
     log "python3: already present"
 else
     need_apt "python3" python3
+fi
+
+# supervisord/supervisorctl: supervisor/ (deployment) and tests/scale (CI) use them.
+# The Debian package also registers a system service; its start-up is skipped where
+# policy-rc.d forbids it (containers), and nothing here relies on that service.
+if have supervisord && have supervisorctl; then
+    log "supervisord/supervisorctl: already present"
+else
+    need_apt "supervisord/supervisorctl" supervisor
 fi
 
 pip_works() {

@@ -11,7 +11,7 @@ use mediapro_queue::{QueueClient, Queues};
 use mediapro_worker::{JobContext, keepers};
 use serde_json::{Value, json};
 
-use crate::helpers::{AppOptions, Fixtures, TestApp, pids_with};
+use crate::helpers::{AppOptions, Fixtures, TestApp, media, pids_with};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -152,9 +152,11 @@ async fn a_tiny_timeout_fails_a_slow_job_with_the_reason() {
         ..AppOptions::default()
     })
     .await;
-    let fx = Fixtures::serve().await;
-    let input = app.download_fixture(&fx, "long.mp4").await;
-    let id = app.submit_process(&input, slow_ops()).await;
+    // Placed directly: a 2 s limit would also cut a download under load.
+    let input = "uploads/fixture/long.mp4";
+    std::fs::create_dir_all(app.storage_root().join("uploads/fixture")).expect("dir");
+    std::fs::copy(media().dir.join("long.mp4"), app.storage_root().join(input)).expect("copy");
+    let id = app.submit_process(input, slow_ops()).await;
     let task = app.wait_final(&id, LIMIT).await;
     assert_eq!(task["status"], "failed");
     assert_eq!(task["error"], "timed out after 2 s");

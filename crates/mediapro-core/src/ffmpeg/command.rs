@@ -40,10 +40,8 @@ impl ProcessPlan {
         if (ops.resize.is_some() || ops.fps.is_some() || ops.quality.is_some()) && video.is_none() {
             return Err(input_err("has no video stream; resize, fps and quality need one"));
         }
-        if let Some(v) = video {
-            if v.width.unwrap_or(0) * v.height.unwrap_or(0) > MAX_PIXELS {
-                return Err(input_err("video is larger than 8K"));
-            }
+        if video.is_some_and(|v| v.width.unwrap_or(0) * v.height.unwrap_or(0) > MAX_PIXELS) {
+            return Err(input_err("video is larger than 8K"));
         }
         let mut expected_duration = input.duration;
         if let Some(trim) = ops.trim {

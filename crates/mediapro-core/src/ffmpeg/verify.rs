@@ -61,15 +61,15 @@ pub fn verify_output(plan: &ProcessPlan, out: &MediaProbe) -> Result<(), VerifyE
                 expected: format!("{}x{}", show(plan.expected_width), show(plan.expected_height)),
             });
         }
-        if let (Some(expected), Some(actual)) = (plan.ops.fps, v.fps) {
-            if (actual - expected).abs() > 0.5 {
-                return Err(VerifyError::FrameRate { actual, expected });
-            }
+        if let (Some(expected), Some(actual)) = (plan.ops.fps, v.fps)
+            && (actual - expected).abs() > 0.5
+        {
+            return Err(VerifyError::FrameRate { actual, expected });
         }
-        if let (Some(expected), Some(actual)) = (&plan.copy_codec, &v.codec) {
-            if expected != actual {
-                return Err(VerifyError::Codec { actual: actual.clone(), expected: expected.clone() });
-            }
+        if let (Some(expected), Some(actual)) = (&plan.copy_codec, &v.codec)
+            && expected != actual
+        {
+            return Err(VerifyError::Codec { actual: actual.clone(), expected: expected.clone() });
         }
     }
     Ok(())
