@@ -35,6 +35,14 @@ fi
 summary=()
 failed=0
 
+# Databases the PostgreSQL run of the e2e suite creates (one per test).
+drop_test_databases() {
+    local db
+    for db in $(psql "$MEDIAPRO_TEST_PG_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'mediapro_e2e_%'"); do
+        psql "$MEDIAPRO_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null || true
+    done
+}
+
 # step <name> <command...>: runs the command, records PASS/FAIL and its duration.
 step() {
     local name="$1" start rc=0
@@ -60,8 +68,18 @@ if step build cargo build --workspace --all-targets; then
         # summary is the last one printed.
         step doctests cargo test --workspace --doc --no-fail-fast || true
         step tests cargo nextest run --workspace --no-fail-fast || true
+        pg_e2e=(cargo nextest run -p mediapro-e2e --no-fail-fast)
     else
         step tests cargo test --workspace --no-fail-fast || true
+        pg_e2e=(cargo test -p mediapro-e2e --no-fail-fast)
+    fi
+    # The end-to-end suite again on PostgreSQL (a throwaway database per test).
+    if [[ -n "${MEDIAPRO_TEST_PG_URL:-}" ]]; then
+        drop_test_databases
+        step e2e-postgres env MEDIAPRO_TEST_STORE=postgres "${pg_e2e[@]}" || true
+        drop_test_databases
+    else
+        summary+=("SKIP  e2e-postgres (no PostgreSQL on 127.0.0.1:5432)")
     fi
 else
     summary+=("SKIP  tests      (the build failed)")

@@ -19,6 +19,22 @@ use mediapro_worker::WorkerOptions;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+/// `MEDIAPRO_TEST_STORE=postgres` runs the suite on PostgreSQL (a throwaway
+/// database per test on the server at `MEDIAPRO_TEST_PG_URL`); SQLite otherwise.
+async fn database_url(dir: &Path) -> String {
+    if std::env::var("MEDIAPRO_TEST_STORE").as_deref() != Ok("postgres") {
+        return format!("sqlite://{}", dir.join("tasks.db").display());
+    }
+    let server = std::env::var("MEDIAPRO_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!("mediapro_e2e_{}", uuid::Uuid::new_v4().simple());
+    let mut conn =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&server).await.expect("PostgreSQL answers");
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+    format!("{base}/{name}")
+}
+
 pub fn redis_url() -> String {
     std::env::var("MEDIAPRO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/15".into())
 }
@@ -59,7 +75,7 @@ impl TestApp {
         let mut settings = Settings::default();
         settings.server.bind = "127.0.0.1:0".into();
         settings.server.http_workers = 2;
-        settings.database.url = format!("sqlite://{}", dir.path().join("tasks.db").display());
+        settings.database.url = database_url(dir.path()).await;
         settings.storage.root = dir.path().join("media");
         settings.redis.url = opts.redis_url.clone();
         settings.redis.namespace = format!("test-{}", uuid::Uuid::new_v4().simple());

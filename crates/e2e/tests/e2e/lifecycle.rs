@@ -90,7 +90,7 @@ async fn pagination_over_120_tasks_returns_each_exactly_once() {
 async fn cancelling_a_running_ffmpeg_job_kills_it_and_a_retry_runs_it_again() {
     let app = TestApp::spawn().await;
     let fx = Fixtures::serve().await;
-    let input = app.download_fixture(&fx, "long.mp4").await;
+    let input = app.download_fixture(&fx, "clip10.mp4").await;
     let id = app.submit_process(&input, slow_ops()).await;
     wait_status(&app, &id, "processing").await;
     // Let ffmpeg get going.
@@ -118,7 +118,7 @@ async fn cancelling_a_running_ffmpeg_job_kills_it_and_a_retry_runs_it_again() {
     let again = app.client.delete(format!("{}/api/tasks/{id}", app.address)).send().await.expect("cancel");
     assert_eq!(again.status(), 409);
 
-    // Retry: runs again as attempt 2 (a lighter job would do, but this is the task).
+    // Retry: the same task runs again, as attempt 2.
     let res = app.post_json(&format!("/api/tasks/{id}/retry"), &json!({})).await;
     assert_eq!(res.status(), 202);
     let task = app.wait_final(&id, Duration::from_secs(300)).await;
