@@ -79,7 +79,7 @@ pub async fn connect(settings: &RedisSettings) -> Result<ConnectionManager, Queu
         .set_max_delay(Duration::from_secs(2));
     let client = apalis_redis::Client::open(settings.url.as_str())
         .map_err(|e| QueueError::Unavailable(e.to_string()))?;
-    tokio::time::timeout(timeout * 2, client.get_connection_manager_with_config(cfg))
+    tokio::time::timeout(timeout, client.get_connection_manager_with_config(cfg))
         .await
         .map_err(|_| QueueError::Unavailable("connection timed out".into()))?
         .map_err(|e| QueueError::Unavailable(e.to_string()))

@@ -1,0 +1,61 @@
+"""Benchmark: end-to-end time of a process job (POST /api/process until the task
+is seen completed) against the bare ffmpeg command doing the same work on the
+same file, median of N runs each. Prints the ratio (target <= 1.05)."""
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+from harness import Service, make_clip, request
+
+RUNS = int(os.environ.get("RUNS", "5"))
+OPS = {"trim": {"start": 5, "duration": 40}, "resize": {"width": 854, "height": 480}, "quality": 26, "fps": 25}
+
+
+def bare_ffmpeg(src, out):
+    # What the job runs, minus MediaPro: the same seek, filters and encoder settings.
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
+           "-ss", "5.000", "-t", "40.000", "-i", src,
+           "-map", "0:v:0?", "-map", "0:a:0?", "-vf", "scale=854:480,setsar=1,fps=25",
+           "-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-pix_fmt", "yuv420p",
+           "-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart", "-f", "mp4", out]
+    t = time.monotonic()
+    subprocess.run(cmd, check=True)
+    return time.monotonic() - t
+
+
+def main():
+    svc = Service(worker_queues="process")
+    try:
+        rel = "uploads/bench/clip.mp4"
+        src = os.path.join(svc.root, rel)
+        os.makedirs(os.path.dirname(src))
+        print("[bench] making a 60 s 1280x720 clip", flush=True)
+        make_clip(src, "1280x720", 60)
+        out = os.path.join(svc.tmp, "bare.mp4")
+        bare_ffmpeg(src, out)  # warm the page cache
+        bare, job = [], []
+        for i in range(RUNS):
+            b = bare_ffmpeg(src, out)
+            t = time.monotonic()
+            status, accepted = request("POST", svc.url + "/api/process", {"input_file": rel, "operations": OPS})
+            assert status == 202, accepted
+            task = svc.wait_final(accepted["task_id"])
+            j = time.monotonic() - t
+            assert task["status"] == "completed", task
+            bare.append(b)
+            job.append(j)
+            print(f"[bench] run {i + 1}: bare ffmpeg {b:.3f} s, MediaPro job {j:.3f} s", flush=True)
+        mb, mj = statistics.median(bare), statistics.median(job)
+        print(f"[bench] median bare ffmpeg: {mb:.3f} s")
+        print(f"[bench] median MediaPro process job (POST to completed): {mj:.3f} s")
+        print(f"[bench] ratio job/bare: {mj / mb:.3f} (target <= 1.05)")
+    finally:
+        svc.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

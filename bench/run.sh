@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Benchmarks (they print figures; they are not tests). Builds the release binaries,
+# makes sure Redis answers, then runs: pick-up latency, process-job overhead vs bare
+# ffmpeg, API memory during a 200 MB upload, idle RSS of both binaries.
+# Usage: bench/run.sh [pickup|process|upload|idle]...   (default: all)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/ensure-redis.sh
+cargo build --release -p mediapro-api -p mediapro-worker
+which=("$@")
+[[ ${#which[@]} -gt 0 ]] || which=(pickup process upload idle)
+for b in "${which[@]}"; do
+    case "$b" in
+        pickup) bash bench/pickup-latency.sh ;;
+        process) python3 bench/process_overhead.py ;;
+        upload) python3 bench/upload_rss.py ;;
+        idle) python3 bench/idle_rss.py ;;
+        *) echo "unknown benchmark $b" >&2; exit 2 ;;
+    esac
+done
