@@ -29,6 +29,12 @@ impl ApiError {
         Self { status, code, message: message.into(), retry_after: None }
     }
 
+    /// A bug or impossible state: logged, answered with an opaque 500.
+    pub fn internal(what: &str) -> Self {
+        tracing::error!(what, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+    }
+
     pub fn not_found(what: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }

@@ -178,6 +178,29 @@ impl QueueClient {
         Ok(!matches!(status.as_deref(), Some("Done" | "Killed")))
     }
 
+    /// A cached analyze result for `url`, if any. Best effort: a Redis problem is
+    /// a cache miss, never an error.
+    pub async fn cached_analysis(&self, url: &str) -> Option<String> {
+        let mut conn = self.queues().await.ok()?.conn.clone();
+        let key = format!("{}:analyze:{url}", self.settings.namespace);
+        bounded(self.deadline(), redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut conn))
+            .await
+            .ok()?
+    }
+
+    /// Caches a successful analyze result (failures are never cached, so a
+    /// transient error does not stick).
+    pub async fn cache_analysis(&self, url: &str, json: &str, ttl: Duration) {
+        let Ok(queues) = self.queues().await else { return };
+        let mut conn = queues.conn.clone();
+        let key = format!("{}:analyze:{url}", self.settings.namespace);
+        let mut set = redis::cmd("SET");
+        set.arg(key).arg(json).arg("EX").arg(ttl.as_secs().max(1));
+        if let Err(e) = bounded(self.deadline(), set.query_async::<()>(&mut conn)).await {
+            tracing::debug!(error = %e, "analyze cache write failed");
+        }
+    }
+
     /// `PING`, for readiness checks.
     pub async fn ping(&self) -> Result<(), QueueError> {
         let mut conn = self.queues().await?.conn.clone();

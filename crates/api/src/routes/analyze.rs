@@ -3,6 +3,9 @@ use mediapro_core::{analyze, requests::AnalyzeBody};
 
 use crate::{error::ApiError, state::AppState};
 
+/// Sites change (formats come and go): keep answers for a few minutes only.
+const ANALYZE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// `POST /api/analyze {url}` → formats, subtitles, title, duration.
 #[tracing::instrument(skip_all)]
 pub async fn analyze(
@@ -10,7 +13,13 @@ pub async fn analyze(
     body: web::Json<AnalyzeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let url = body.into_inner().validate(state.address_policy()).await?;
-    let _slot = state.analyze_slots.acquire().await.map_err(|_| ApiError::not_found("analyze"))?;
+    if let Some(cached) = state.queue.cached_analysis(url.as_str()).await {
+        return Ok(HttpResponse::Ok().content_type("application/json").body(cached));
+    }
+    let _slot =
+        state.analyze_slots.acquire().await.map_err(|_| ApiError::internal("analyze slots closed"))?;
     let info = analyze::analyze(&state.settings.tools.ytdlp, &url, state.settings.analyze_timeout()).await?;
-    Ok(HttpResponse::Ok().json(info))
+    let json = serde_json::to_string(&info).map_err(|_| ApiError::internal("analysis does not serialise"))?;
+    state.queue.cache_analysis(url.as_str(), &json, ANALYZE_CACHE_TTL).await;
+    Ok(HttpResponse::Ok().content_type("application/json").body(json))
 }

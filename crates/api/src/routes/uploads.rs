@@ -93,7 +93,7 @@ fn too_large(limit: u64) -> ApiError {
 
 fn internal(e: std::io::Error) -> ApiError {
     tracing::error!(error = %e, "upload failed");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+    ApiError::internal("upload i/o")
 }
 
 /// A safe name: ASCII letters, digits, `-`, `_`, `.`; never hidden; the extension

@@ -29,6 +29,11 @@ async fn analyze_then_download_a_served_clip_and_fetch_the_result_with_ranges() 
     assert_eq!(info["duration"].as_f64(), Some(4.0));
     assert!(!info["formats"].as_array().expect("formats").is_empty());
     assert!(info.get("http_headers").is_none() && !info.to_string().contains("User-Agent"));
+    // A second analyze of the same URL is answered from the cache: no fetch.
+    let hits = fx.hits();
+    let again: Value = app.analyze(&fx.url("clip.html")).await.json().await.expect("json");
+    assert_eq!(again, info);
+    assert_eq!(fx.hits(), hits);
 
     let id = app.submit_download(json!({ "url": fx.url("small.mp4") })).await;
     let task = app.wait_final(&id, LIMIT).await;
