@@ -116,6 +116,37 @@ pub struct ProcessSpec {
     /// Relative to the storage root.
     pub input_file: String,
     pub operations: Operations,
+    /// What the API's probe found, so the worker need not probe again while the
+    /// file is unchanged (`None` for a pipeline, whose input did not exist yet).
+    #[serde(default)]
+    pub probed: Option<ProbedInput>,
+}
+
+/// A probe result and the file state it belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbedInput {
+    pub size_bytes: u64,
+    pub modified_unix_nanos: i64,
+    pub probe: MediaProbe,
+}
+
+impl ProbedInput {
+    /// The file's current size and modification time.
+    pub async fn fingerprint(path: &Path) -> std::io::Result<(u64, i64)> {
+        let meta = tokio::fs::metadata(path).await?;
+        let modified = meta
+            .modified()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+            .unwrap_or_default();
+        Ok((meta.len(), modified))
+    }
+
+    /// The stored probe, if the file is still the one probed.
+    pub async fn still_valid_for(&self, path: &Path) -> Option<&MediaProbe> {
+        let (size, modified) = Self::fingerprint(path).await.ok()?;
+        (size == self.size_bytes && modified == self.modified_unix_nanos).then_some(&self.probe)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,9 +186,15 @@ impl ProcessBody {
             .ok_or_else(|| ValidationError::new("operations", "invalid_operation", "is required"))
             .and_then(Operations::parse)?;
         let path = MediaPath::resolve(layout, self.input_file.as_deref().unwrap_or_default()).await?;
+        let before = ProbedInput::fingerprint(&path.absolute).await.ok();
         let probe = ffmpeg::probe(ffprobe, &path.absolute).await?;
         ProcessPlan::new(&operations, &probe)?;
-        Ok((ProcessSpec { input_file: path.relative, operations }, probe))
+        let probed = before.map(|(size_bytes, modified_unix_nanos)| ProbedInput {
+            size_bytes,
+            modified_unix_nanos,
+            probe: probe.clone(),
+        });
+        Ok((ProcessSpec { input_file: path.relative, operations, probed }, probe))
     }
 }
 

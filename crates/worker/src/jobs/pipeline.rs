@@ -27,6 +27,7 @@ pub async fn chain(
     let mut next = Task::new_pending(TaskRequest::Process(ProcessSpec {
         input_file: media,
         operations: operations.clone(),
+        probed: None,
     }));
     let task_id = attempt.task_id;
     next.parent_task_id = Some(task_id);

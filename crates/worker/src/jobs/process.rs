@@ -41,9 +41,16 @@ async fn process(ctx: &JobContext, attempt: Attempt, spec: &ProcessSpec) -> Outc
         Ok(p) => p,
         Err(e) => return Outcome::Failed(format!("{e} (is the storage root shared with this worker?)")),
     };
-    let probe = match ffmpeg::probe(&settings.tools.ffprobe, &input.absolute).await {
-        Ok(p) => p,
-        Err(e) => return Outcome::Failed(e.to_string()),
+    let reusable = match &spec.probed {
+        Some(p) => p.still_valid_for(&input.absolute).await.cloned(),
+        None => None,
+    };
+    let probe = match reusable {
+        Some(p) => p,
+        None => match ffmpeg::probe(&settings.tools.ffprobe, &input.absolute).await {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        },
     };
     let plan = match ProcessPlan::new(&spec.operations, &probe) {
         Ok(p) => p,
