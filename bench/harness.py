@@ -108,8 +108,8 @@ class Service:
                 ["redis-cli", "-u", self.redis_url, "--scan", "--pattern", self.namespace + ":*"],
                 capture_output=True, text=True, check=False,
             ).stdout.split()
-            if keys:
-                subprocess.run(["redis-cli", "-u", self.redis_url, "del", *keys], capture_output=True, check=False)
+            for i in range(0, len(keys), 500):
+                subprocess.run(["redis-cli", "-u", self.redis_url, "del", *keys[i:i + 500]], capture_output=True, check=False)
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -16,6 +16,7 @@ use mediapro_api::Application;
 use mediapro_core::{settings::Settings, store::TaskStore};
 use mediapro_queue::QueueName;
 use mediapro_worker::WorkerOptions;
+use redis::TypedCommands as _;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -247,6 +248,22 @@ pub fn pids_with(needle: &str) -> Vec<i32> {
         }
     }
     pids
+}
+
+impl Drop for TestApp {
+    /// Removes this test's queue keys (its namespace) from the shared Redis.
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.settings.redis.url.as_str()) else { return };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else { return };
+        let pattern = format!("{}:*", self.settings.redis.namespace);
+        let keys: Vec<String> = match conn.scan_match::<_, String>(&pattern) {
+            Ok(iter) => iter.filter_map(Result::ok).collect(),
+            Err(_) => return,
+        };
+        for chunk in keys.chunks(500) {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+        }
+    }
 }
 
 /// Media made once per test binary with ffmpeg: 4 s clips at two sizes, a WebVTT
