@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what MediaPro needs at run and test time on a Debian machine, only where
 # it is missing: ffmpeg/ffprobe, redis-server (+ redis-cli), curl, a C compiler,
-# python3 + pip, supervisord + supervisorctl (supervisor/, tests/scale), and a
+# python3 + pip, supervisord + supervisorctl (supervisor/, tests/scale), nginx and
+# psql (tests), and a
 # current yt-dlp from PyPI. Checks (but does not install) the Rust toolchain. Safe
 # to run again: a second run installs nothing.
 #
@@ -104,6 +105,21 @@ if have supervisord && have supervisorctl; then
     log "supervisord/supervisorctl: already present"
 else
     need_apt "supervisord/supervisorctl" supervisor
+fi
+
+# nginx: tests/deploy/nginx_test.sh runs Debian's nginx (as a child process, never
+# the system service) in front of the API.
+if have nginx || [[ -x /usr/sbin/nginx ]]; then
+    log "nginx: already present"
+else
+    need_apt "nginx" nginx
+fi
+
+# psql: scripts/test.sh drops the throwaway databases of the PostgreSQL test run.
+if have psql; then
+    log "psql: already present"
+else
+    need_apt "psql" postgresql-client
 fi
 
 pip_works() {

@@ -81,6 +81,11 @@ if step build cargo build --workspace --all-targets; then
     else
         summary+=("SKIP  e2e-postgres (no PostgreSQL on 127.0.0.1:5432)")
     fi
+    # Deployment checks: compose/Dockerfile structure, nginx in front of the API,
+    # and the supervisord scale test (on PostgreSQL when it answers, else SQLite).
+    step compose python3 tests/deploy/check_compose.py || true
+    step nginx bash tests/deploy/nginx_test.sh || true
+    step scale bash tests/scale/run.sh || true
 else
     summary+=("SKIP  tests      (the build failed)")
 fi

@@ -71,17 +71,19 @@ namespace="scale-$rand"
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/mediapro-scale.XXXXXX")"
 conf="$root/supervisor/supervisord.conf"
 http_pid=""
+test_pid=""
 pg_db=""
 supervisord_started=0
 
 # pids_of_ours: processes this run started that may outlive supervisord: anything
 # carrying our Redis namespace in its environment (API, workers), or our temp dir
-# on its command line (ffmpeg, yt-dlp, the clip server).
+# on its command line (ffmpeg, yt-dlp, the clip server). Prints them on one line.
 pids_of_ours() {
     python3 - "$namespace" "$tmp/" <<'PY'
 import os, sys
 env_tag = ("MEDIAPRO__REDIS__NAMESPACE=" + sys.argv[1]).encode()
 path = sys.argv[2].encode()
+found = []
 for pid in filter(str.isdigit, os.listdir("/proc")):
     if int(pid) in (os.getpid(), os.getppid()):
         continue
@@ -95,7 +97,8 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     except OSError:
         continue
     if not zombie and (env_tag in environ or path in cmdline):
-        print(pid)
+        found.append(pid)
+print(" ".join(found))
 PY
 }
 
@@ -103,6 +106,10 @@ cleanup() {
     local rc=$? pid deadline keys left f
     trap - EXIT INT TERM
     set +e
+    if [[ -n "$test_pid" ]] && kill -0 "$test_pid" 2>/dev/null; then
+        kill -TERM "$test_pid" 2>/dev/null
+        wait "$test_pid" 2>/dev/null
+    fi
     if [[ $supervisord_started -eq 1 ]]; then
         pid="$(cat "$tmp/run/supervisord.pid" 2>/dev/null)"
         log "stopping supervisord${pid:+ (pid $pid)}: supervisorctl shutdown"
@@ -121,8 +128,9 @@ cleanup() {
         kill -TERM "$http_pid" 2>/dev/null
         wait "$http_pid" 2>/dev/null
     fi
-    left="$(pids_of_ours | tr '\n' ' ')"
-    if [[ -n "${left// /}" ]]; then
+    # Not in a pipeline: its other commands would carry our environment too.
+    left="$(pids_of_ours)"
+    if [[ -n "$left" ]]; then
         log "killing leftover processes of this run: $left"
         # shellcheck disable=SC2086 # a list of pids
         kill -KILL $left 2>/dev/null
@@ -147,12 +155,14 @@ cleanup() {
     if [[ -n "$keys" ]]; then
         xargs redis-cli -u "$redis_url" del <<<"$keys" >/dev/null 2>&1
     fi
+    local kept="$tmp"
     if [[ $rc -ne 0 && "${MEDIAPRO_SCALE_KEEP:-0}" == 1 ]]; then
-        log "kept $tmp (MEDIAPRO_SCALE_KEEP=1)"
+        log "kept $tmp (MEDIAPRO_SCALE_KEEP=1): logs in $tmp/logs"
+        kept=""
     else
         rm -rf "$tmp"
     fi
-    log "cleaned up (supervisord and its programs, clip server, Redis keys $namespace:*, ${pg_db:+database $pg_db, }$tmp)"
+    log "cleaned up (supervisord and its programs, clip server, Redis keys $namespace:*${pg_db:+, database $pg_db}${kept:+, $kept})"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -246,6 +256,8 @@ done
 [[ -s "$tmp/run/supervisord.pid" ]] || die "supervisord wrote no pid file ($tmp/run/supervisord.pid)"
 log "supervisord pid $(cat "$tmp/run/supervisord.pid")"
 
+# In the background + wait, so that a SIGTERM/SIGINT to this script runs the
+# cleanup at once (bash runs traps only between foreground commands).
 python3 "$root/tests/scale/scale_test.py" \
     --api "$api_url" \
     --clip-base "$clip_base" \
@@ -253,4 +265,6 @@ python3 "$root/tests/scale/scale_test.py" \
     --supervisor-conf "$conf" \
     --redis-url "$redis_url" \
     --namespace "$namespace" \
-    --db "$db_kind"
+    --db "$db_kind" </dev/null &
+test_pid=$!
+wait "$test_pid"
