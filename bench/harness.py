@@ -35,7 +35,7 @@ def request(method, url, body=None, headers=None, data=None):
 
 
 class Service:
-    def __init__(self, worker_queues=None, extra_env=None):
+    def __init__(self, worker_queues=None, extra_env=None, workers=1):
         self.tmp = tempfile.mkdtemp(prefix="mediapro-bench-")
         self.root = os.path.join(self.tmp, "media")
         os.makedirs(self.root)
@@ -59,7 +59,8 @@ class Service:
         self.api = self._spawn([os.path.join(BIN, "mediapro-api")], env, "api")
         self._wait_ready()
         if worker_queues:
-            self._spawn([os.path.join(BIN, "mediapro-worker"), "--queues", worker_queues], env, "worker")
+            for i in range(workers):
+                self._spawn([os.path.join(BIN, "mediapro-worker"), "--queues", worker_queues], env, f"worker{i}")
             time.sleep(1.0)
 
     def _spawn(self, argv, env, name):

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks (they print figures; they are not tests). Builds the release binaries,
 # makes sure Redis answers, then runs: pick-up latency, process-job overhead vs bare
-# ffmpeg, API memory during a 200 MB upload, idle RSS of both binaries.
-# Usage: bench/run.sh [pickup|process|upload|idle]...   (default: all)
+# ffmpeg, API memory during a 200 MB upload, idle RSS of both binaries, and the
+# delay before a SIGKILLed worker's job re-runs elsewhere (default settings).
+# Usage: bench/run.sh [pickup|process|upload|idle|orphan]...   (default: all)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -16,6 +17,7 @@ for b in "${which[@]}"; do
         process) python3 bench/process_overhead.py ;;
         upload) python3 bench/upload_rss.py ;;
         idle) python3 bench/idle_rss.py ;;
+        orphan) python3 bench/orphan_delay.py ;;
         *) echo "unknown benchmark $b" >&2; exit 2 ;;
     esac
 done

@@ -71,42 +71,26 @@ pub async fn run(
         })
         .shutdown_timeout(drain);
 
-    for queue in &options.queues {
-        let concurrency = options.concurrency.unwrap_or(match queue {
-            QueueName::Download => settings.worker.download_concurrency,
-            QueueName::Process => settings.worker.process_concurrency,
-        });
+    for &queue in &options.queues {
+        let (storage, concurrency) = match queue {
+            QueueName::Download => (queues.download.clone(), settings.worker.download_concurrency),
+            QueueName::Process => (queues.process.clone(), settings.worker.process_concurrency),
+        };
+        let concurrency = options.concurrency.unwrap_or(concurrency);
+        // A safety net only: the job's own supervision enforces the task timeout.
         let timeout = settings.task_timeout() + Duration::from_secs(60);
-        match queue {
-            QueueName::Download => {
-                let storage = queues.download.clone();
-                let ctx = ctx.clone();
-                monitor = monitor.register(move |_restarts| {
-                    WorkerBuilder::new(identity::worker_name(QueueName::Download))
-                        .backend(storage.clone().poll_with_strategy(poll::ArmedInterval::new(poll)))
-                        .data(ctx.clone())
-                        .concurrency(concurrency)
-                        .timeout(timeout)
-                        .catch_panic()
-                        .enable_tracing()
-                        .build(jobs::download::run)
-                });
-            }
-            QueueName::Process => {
-                let storage = queues.process.clone();
-                let ctx = ctx.clone();
-                monitor = monitor.register(move |_restarts| {
-                    WorkerBuilder::new(identity::worker_name(QueueName::Process))
-                        .backend(storage.clone().poll_with_strategy(poll::ArmedInterval::new(poll)))
-                        .data(ctx.clone())
-                        .concurrency(concurrency)
-                        .timeout(timeout)
-                        .catch_panic()
-                        .enable_tracing()
-                        .build(jobs::process::run)
-                });
-            }
-        }
+        let ctx = ctx.clone();
+        monitor = monitor.register(move |_restarts| {
+            WorkerBuilder::new(identity::worker_name(queue))
+                .backend(storage.clone().poll_with_strategy(poll::ArmedInterval::new(poll)))
+                .data(ctx.clone())
+                .data(queue)
+                .concurrency(concurrency)
+                .timeout(timeout)
+                .catch_panic()
+                .enable_tracing()
+                .build(jobs::run)
+        });
     }
     tracing::info!(queues = ?options.queues.iter().map(|q| q.as_str()).collect::<Vec<_>>(), "worker started");
     let keepers = tokio::spawn(keepers::run(ctx));

@@ -87,10 +87,10 @@ async fn pagination_over_120_tasks_returns_each_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_running_ffmpeg_job_kills_it_and_a_retry_runs_it_again() {
+async fn cancelling_a_running_60_s_ffmpeg_job_kills_it_within_2_s() {
     let app = TestApp::spawn().await;
     let fx = Fixtures::serve().await;
-    let input = app.download_fixture(&fx, "clip10.mp4").await;
+    let input = app.download_fixture(&fx, "long.mp4").await;
     let id = app.submit_process(&input, slow_ops()).await;
     wait_status(&app, &id, "processing").await;
     // Let ffmpeg get going.
@@ -117,15 +117,32 @@ async fn cancelling_a_running_ffmpeg_job_kills_it_and_a_retry_runs_it_again() {
 
     let again = app.client.delete(format!("{}/api/tasks/{id}", app.address)).send().await.expect("cancel");
     assert_eq!(again.status(), 409);
+}
 
-    // Retry: the same task runs again, as attempt 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_can_be_retried_and_runs_again() {
+    let app = TestApp::spawn().await;
+    let fx = Fixtures::serve().await;
+    let id = app.submit_download(json!({ "url": fx.url("missing.mp4") })).await;
+    let first = app.wait_final(&id, LIMIT).await;
+    assert_eq!((first["status"].as_str(), first["attempts"].as_i64()), (Some("failed"), Some(1)));
+    let hits = fx.hits();
+
     let res = app.post_json(&format!("/api/tasks/{id}/retry"), &json!({})).await;
     assert_eq!(res.status(), 202);
-    let task = app.wait_final(&id, Duration::from_secs(300)).await;
-    assert_eq!(task["status"], "completed", "{task}");
-    assert_eq!(task["attempts"], 2);
-    let res = app.post_json(&format!("/api/tasks/{id}/retry"), &json!({})).await;
-    assert_eq!(res.status(), 409, "a completed task is not retried");
+    let accepted: Value = res.json().await.expect("json");
+    assert_eq!(accepted["status"], "pending");
+    assert!(accepted["error"].is_null());
+    let again = app.wait_final(&id, LIMIT).await;
+    assert_eq!((again["status"].as_str(), again["attempts"].as_i64()), (Some("failed"), Some(2)), "{again}");
+    assert!(fx.hits() > hits, "the retry did not run");
+
+    // Only failed or cancelled tasks can be retried.
+    let ok = app.submit_download(json!({ "url": fx.url("small.mp4") })).await;
+    app.wait_final(&ok, LIMIT).await;
+    assert_eq!(app.post_json(&format!("/api/tasks/{ok}/retry"), &json!({})).await.status(), 409);
+    let unknown = uuid::Uuid::new_v4();
+    assert_eq!(app.post_json(&format!("/api/tasks/{unknown}/retry"), &json!({})).await.status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use apalis::prelude::{BoxDynError, Data, WorkerContext};
+use apalis::prelude::{BoxDynError, WorkerContext};
 use mediapro_core::{
     jobs::JobPayload,
     process::{self, ProcessSpec, RunError},
@@ -22,18 +22,18 @@ use super::{
 use crate::context::JobContext;
 
 #[tracing::instrument(skip_all, fields(task_id = ?job.claimed_task_id()))]
-pub async fn run(job: JobPayload, ctx: Data<JobContext>, worker: WorkerContext) -> Result<(), BoxDynError> {
-    let Some((attempt, request)) = attempt::begin(&ctx, &job, TaskStatus::Downloading, worker.name()).await?
+pub async fn run(job: JobPayload, ctx: &JobContext, worker: &WorkerContext) -> Result<(), BoxDynError> {
+    let Some((attempt, request)) = attempt::begin(ctx, &job, TaskStatus::Downloading, worker.name()).await?
     else {
         return Ok(());
     };
     let TaskRequest::Download(spec) = request else {
-        return settle(&ctx, attempt, Outcome::Failed("task is not a download".into())).await;
+        return settle(ctx, attempt, Outcome::Failed("task is not a download".into())).await;
     };
-    let outcome = download(&ctx, attempt, &spec).await;
+    let outcome = download(ctx, attempt, &spec).await;
     match (outcome, &spec.process) {
-        (Outcome::Completed { files, .. }, Some(ops)) => pipeline::chain(&ctx, attempt, files, ops).await,
-        (outcome, _) => settle(&ctx, attempt, outcome).await,
+        (Outcome::Completed { files, .. }, Some(ops)) => pipeline::chain(ctx, attempt, files, ops).await,
+        (outcome, _) => settle(ctx, attempt, outcome).await,
     }
 }
 

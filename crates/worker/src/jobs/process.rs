@@ -12,7 +12,7 @@ use super::{
     outcome::{Outcome, settle},
 };
 use crate::context::JobContext;
-use apalis::prelude::{BoxDynError, Data, WorkerContext};
+use apalis::prelude::{BoxDynError, WorkerContext};
 use mediapro_core::{
     ffmpeg::{self, ProcessArgs, ProcessPlan, ffmpeg_reason, parse_progress_line, verify_output},
     jobs::JobPayload,
@@ -23,16 +23,16 @@ use mediapro_core::{
 };
 
 #[tracing::instrument(skip_all, fields(task_id = ?job.claimed_task_id()))]
-pub async fn run(job: JobPayload, ctx: Data<JobContext>, worker: WorkerContext) -> Result<(), BoxDynError> {
-    let Some((attempt, request)) = attempt::begin(&ctx, &job, TaskStatus::Processing, worker.name()).await?
+pub async fn run(job: JobPayload, ctx: &JobContext, worker: &WorkerContext) -> Result<(), BoxDynError> {
+    let Some((attempt, request)) = attempt::begin(ctx, &job, TaskStatus::Processing, worker.name()).await?
     else {
         return Ok(());
     };
     let TaskRequest::Process(spec) = request else {
-        return settle(&ctx, attempt, Outcome::Failed("task is not a processing task".into())).await;
+        return settle(ctx, attempt, Outcome::Failed("task is not a processing task".into())).await;
     };
-    let outcome = process(&ctx, attempt, &spec).await;
-    settle(&ctx, attempt, outcome).await
+    let outcome = process(ctx, attempt, &spec).await;
+    settle(ctx, attempt, outcome).await
 }
 
 async fn process(ctx: &JobContext, attempt: Attempt, spec: &ProcessSpec) -> Outcome {
