@@ -2,8 +2,9 @@
 # Benchmarks (they print figures; they are not tests). Builds the release binaries,
 # makes sure Redis answers, then runs: pick-up latency, process-job overhead vs bare
 # ffmpeg, API memory during a 200 MB upload, idle RSS of both binaries, and the
-# delay before a SIGKILLed worker's job re-runs elsewhere (default settings).
-# Usage: bench/run.sh [pickup|process|upload|idle|orphan]...   (default: all)
+# delay before a SIGKILLed worker's job re-runs elsewhere (default settings), and
+# HTTP throughput of enqueue and status with wrk.
+# Usage: bench/run.sh [pickup|process|upload|idle|orphan|http]...   (default: all)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -18,6 +19,7 @@ for b in "${which[@]}"; do
         upload) python3 bench/upload_rss.py ;;
         idle) python3 bench/idle_rss.py ;;
         orphan) python3 bench/orphan_delay.py ;;
+        http) python3 bench/http_throughput.py ;;
         *) echo "unknown benchmark $b" >&2; exit 2 ;;
     esac
 done

@@ -4,7 +4,7 @@ use std::{path::Path, time::Duration};
 
 use crate::{
     error::{ErrorClass, HasErrorClass},
-    process::{self, ProcessSpec, RunError},
+    process::{self, ChildCommand, RunError},
     validate::SourceUrl,
     ytdlp::{AnalyzeArgs, MediaInfo, ParseError, classify_failure, parse_info_json},
 };
@@ -53,7 +53,7 @@ const MAX_INFO_JSON: usize = 16 * 1024 * 1024;
 pub async fn analyze(ytdlp: &Path, url: &SourceUrl, timeout: Duration) -> Result<MediaInfo, AnalyzeError> {
     let socket_timeout = u32::try_from(timeout.as_secs().clamp(1, 20)).unwrap_or(20);
     let args = AnalyzeArgs { url, socket_timeout_secs: socket_timeout }.to_args();
-    let mut spec = ProcessSpec::new(ytdlp, args, timeout);
+    let mut spec = ChildCommand::new(ytdlp, args, timeout);
     spec.max_stdout_bytes = MAX_INFO_JSON;
     let mut stdout = String::new();
     let out = process::run(&spec, |line| stdout.push_str(line), std::future::pending()).await.map_err(

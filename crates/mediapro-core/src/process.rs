@@ -23,7 +23,7 @@ use tokio::{
 
 /// What to run.
 #[derive(Debug, Clone)]
-pub struct ProcessSpec {
+pub struct ChildCommand {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub timeout: Duration,
@@ -32,7 +32,7 @@ pub struct ProcessSpec {
     pub max_stdout_bytes: usize,
 }
 
-impl ProcessSpec {
+impl ChildCommand {
     pub fn new(program: impl Into<PathBuf>, args: Vec<String>, timeout: Duration) -> Self {
         Self { program: program.into(), args, timeout, working_dir: None, max_stdout_bytes: 64 * 1024 * 1024 }
     }
@@ -86,7 +86,7 @@ impl Drop for GroupGuard {
 /// Runs the child to completion, calling `on_stdout_line` for each stdout line.
 /// `cancel` resolving kills the group and returns [`RunError::Cancelled`].
 pub async fn run(
-    spec: &ProcessSpec,
+    spec: &ChildCommand,
     mut on_stdout_line: impl FnMut(&str),
     cancel: impl Future<Output = ()>,
 ) -> Result<ProcessOutput, RunError> {
@@ -141,7 +141,7 @@ pub async fn run(
     }
 }
 
-fn minimal_env(spec: &ProcessSpec) -> Vec<(String, String)> {
+fn minimal_env(spec: &ChildCommand) -> Vec<(String, String)> {
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
     let home = spec.working_dir.clone().unwrap_or_else(std::env::temp_dir).display().to_string();
     vec![
@@ -199,8 +199,8 @@ fn emit(line: &mut Vec<u8>, on_line: &mut impl FnMut(&str)) {
 mod tests {
     use super::*;
 
-    fn sh(script: &str, timeout: Duration) -> ProcessSpec {
-        ProcessSpec::new("/bin/sh", vec!["-c".into(), script.into()], timeout)
+    fn sh(script: &str, timeout: Duration) -> ChildCommand {
+        ChildCommand::new("/bin/sh", vec!["-c".into(), script.into()], timeout)
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use std::{path::Path, time::Duration};
 use super::probe::{MediaProbe, ProbeArgs, ProbeError, parse_probe_json};
 use crate::{
     error::{ErrorClass, HasErrorClass},
-    process::{self, ProcessSpec, RunError},
+    process::{self, ChildCommand, RunError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ impl HasErrorClass for ProbeRunError {
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub async fn probe(ffprobe: &Path, path: &Path) -> Result<MediaProbe, ProbeRunError> {
-    let mut spec = ProcessSpec::new(ffprobe, ProbeArgs { path }.to_args(), PROBE_TIMEOUT);
+    let mut spec = ChildCommand::new(ffprobe, ProbeArgs { path }.to_args(), PROBE_TIMEOUT);
     spec.max_stdout_bytes = 4 * 1024 * 1024;
     let mut stdout = String::new();
     let out = process::run(

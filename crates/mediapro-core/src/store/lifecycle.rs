@@ -45,9 +45,9 @@ pub enum Retry {
 }
 
 impl TaskStore {
+    /// Records a new task (group-committed with concurrent inserts).
     pub async fn insert(&self, task: &Task) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        insert_row(&mut conn, task).await
+        self.inserter.insert(task.clone()).await
     }
 
     /// Completes a download and, in the same transaction, records the processing
@@ -60,7 +60,7 @@ impl TaskStore {
         downloaded_files: &[String],
         next: &Task,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let files = serde_json::to_string(downloaded_files)
             .map_err(|e| StoreError::Corrupt { task_id: task_id.to_string(), why: e.to_string() })?;
         let t = micros(now());
@@ -97,7 +97,7 @@ impl TaskStore {
     pub async fn delete_pending(&self, task_id: Uuid) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM tasks WHERE task_id = $1 AND status = 'pending'")
             .bind(task_id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -128,7 +128,7 @@ impl TaskStore {
         .bind(t)
         .bind(worker)
         .bind(stale)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         if let Some((n,)) = attempt {
             return Ok(Claim::Claimed(n));
@@ -152,7 +152,7 @@ impl TaskStore {
         .bind(attempt)
         .bind(t)
         .bind(progress)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if renewed.rows_affected() == 1 {
             return Ok(Lease::Held);
@@ -177,7 +177,7 @@ impl TaskStore {
         )
         .bind(task_id.to_string())
         .bind(t)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(match (done.rows_affected(), self.get(task_id).await?) {
             (_, None) => Cancel::NotFound,
@@ -196,7 +196,7 @@ impl TaskStore {
         .bind(task_id.to_string())
         .bind(micros(now()))
         .bind(new_job_id())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(match (done.rows_affected(), self.get(task_id).await?) {
             (_, None) => Retry::NotFound,
@@ -216,7 +216,7 @@ impl TaskStore {
         .bind(job_id)
         .bind(t)
         .bind(reason)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -242,7 +242,7 @@ impl TaskStore {
         .bind(t)
         .bind(files)
         .bind(output_file)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -258,7 +258,7 @@ impl TaskStore {
         .bind(attempt)
         .bind(t)
         .bind(reason)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -274,7 +274,7 @@ impl TaskStore {
         .bind(attempt)
         .bind(micros(now()))
         .bind(reason)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -290,7 +290,7 @@ impl TaskStore {
         .bind(task_id.to_string())
         .bind(t)
         .bind(reason)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }

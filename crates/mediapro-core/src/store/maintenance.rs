@@ -57,7 +57,7 @@ impl TaskStore {
         .bind(task.updated_at)
         .bind(new_job_id)
         .bind(micros(now()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -84,7 +84,7 @@ impl TaskStore {
             "DELETE FROM tasks WHERE task_id = $1 AND status IN ('completed', 'failed', 'cancelled')",
         )
         .bind(task_id.to_string())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }

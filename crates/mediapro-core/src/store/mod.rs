@@ -5,6 +5,7 @@
 //! running task, the attempt) it expects, so a final task never changes again and a
 //! stale attempt (a worker presumed dead that wakes up) cannot overwrite a newer one.
 
+mod batch;
 mod lifecycle;
 mod list;
 mod maintenance;
@@ -61,7 +62,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
 #[derive(Debug, Clone)]
 pub struct TaskStore {
+    /// Reads.
     pool: AnyPool,
+    /// Writes (a single connection on SQLite, the same pool on PostgreSQL).
+    writer: AnyPool,
+    inserter: batch::Inserter,
 }
 
 const COLUMNS: &str = "task_id, kind, status, progress, created_at, started_at, completed_at, \
@@ -73,30 +78,18 @@ impl TaskStore {
         install_default_drivers();
         let is_sqlite = url.starts_with("sqlite:");
         let url = if is_sqlite { prepare_sqlite_url(url)? } else { url.to_owned() };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if is_sqlite {
-                        // WAL lets the API and worker processes read and write the same
-                        // file; busy_timeout makes writers wait instead of failing.
-                        conn.execute(
-                            "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=10000; PRAGMA synchronous=NORMAL;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await?;
-        Ok(Self { pool })
+        let pool = open_pool(&url, max_connections, is_sqlite).await?;
+        // SQLite takes one writer at a time; writers that collide back off in
+        // sleeps of up to 100 ms (busy_timeout). Queueing this process's writes on
+        // one connection instead keeps write latency flat under load.
+        let writer = if is_sqlite { open_pool(&url, 1, true).await? } else { pool.clone() };
+        let inserter = batch::Inserter::spawn(writer.clone());
+        Ok(Self { pool, writer, inserter })
     }
 
     /// Applies `migrations/`. Called by the API at start-up, and nowhere else.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
+        MIGRATOR.run(&self.writer).await?;
         Ok(())
     }
 
@@ -104,6 +97,28 @@ impl TaskStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+async fn open_pool(url: &str, max_connections: u32, is_sqlite: bool) -> Result<AnyPool, StoreError> {
+    let pool = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if is_sqlite {
+                    // WAL lets the API and worker processes read and write the same
+                    // file; busy_timeout makes writers wait instead of failing.
+                    conn.execute(
+                        "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=10000; PRAGMA synchronous=NORMAL;",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    Ok(pool)
 }
 
 /// `sqlite://data/x.db` → make sure `data/` exists and the file is created on first use.

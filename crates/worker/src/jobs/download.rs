@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use apalis::prelude::{BoxDynError, WorkerContext};
 use mediapro_core::{
     jobs::JobPayload,
-    process::{self, ProcessSpec, RunError},
+    process::{self, ChildCommand, RunError},
     requests::DownloadSpec,
     task::{TaskRequest, TaskStatus},
     ytdlp::{DownloadArgs, DownloadOutput, ProgressTracker, classify_failure, parse_output_line},
@@ -52,7 +52,7 @@ async fn download(ctx: &JobContext, attempt: Attempt, spec: &DownloadSpec) -> Ou
         socket_timeout_secs: 20,
     };
     let temp_dir = args.temp_dir();
-    let mut command = ProcessSpec::new(&settings.tools.ytdlp, args.to_args(), settings.task_timeout());
+    let mut command = ChildCommand::new(&settings.tools.ytdlp, args.to_args(), settings.task_timeout());
     command.working_dir = Some(dir.clone());
 
     let supervisor = Supervisor::new();

@@ -16,7 +16,7 @@ use apalis::prelude::{BoxDynError, WorkerContext};
 use mediapro_core::{
     ffmpeg::{self, ProcessArgs, ProcessPlan, ffmpeg_reason, parse_progress_line, verify_output},
     jobs::JobPayload,
-    process::{self, ProcessSpec as Command, RunError},
+    process::{self, ChildCommand, RunError},
     requests::ProcessSpec,
     task::{TaskRequest, TaskStatus},
     validate::MediaPath,
@@ -83,7 +83,7 @@ async fn encode(
     let args =
         ProcessArgs { input, output: temp, plan, max_output_bytes: settings.limits.max_file_size_bytes }
             .to_args();
-    let command = Command::new(&settings.tools.ffmpeg, args, settings.task_timeout());
+    let command = ChildCommand::new(&settings.tools.ffmpeg, args, settings.task_timeout());
     let supervisor = Supervisor::new();
     let expected = plan.expected_duration.filter(|d| *d > 0.0);
     let result = process::run(
