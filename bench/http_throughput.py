@@ -4,6 +4,7 @@ SQLite. Targets (DESIGN.md): enqueue >= 4,500 req/s with p99 < 10 ms; status
 >= 15,000 req/s with p99 < 5 ms."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -23,6 +24,8 @@ def wrk(args):
 
 
 def main():
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
     svc = Service()
     try:
         status, accepted = request("POST", svc.url + "/api/download", {"url": "http://127.0.0.1:9/v.mp4"})
