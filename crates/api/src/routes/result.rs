@@ -60,10 +60,57 @@ pub async fn download_result(
         return Err(missing());
     }
     let name = real.file_name().and_then(|n| n.to_str()).unwrap_or("result");
-    let file = file.set_content_disposition(attachment(name)).use_etag(true).use_last_modified(true);
-    let mut res = file.into_response(&req);
+    // Last-Modified is the one validator (no ETag), so `If-Range` can be checked
+    // here: actix-files ignores it and would answer a stale range with 206.
+    let file = file.set_content_disposition(attachment(name)).use_etag(false).use_last_modified(true);
+    let mut res = if range_is_stale(&req, file.modified()) {
+        whole_file(&real, &file).await.map_err(|_| missing())?
+    } else {
+        file.into_response(&req)
+    };
     res.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
     Ok(res)
+}
+
+/// A Range request whose `If-Range` validator no longer matches the file must get
+/// the whole (new) file, not a piece of it (RFC 9110 §13.1.5).
+fn range_is_stale(req: &HttpRequest, modified: Option<std::time::SystemTime>) -> bool {
+    let Some(if_range) = req.headers().get(header::IF_RANGE) else { return false };
+    if !req.headers().contains_key(header::RANGE) {
+        return false;
+    }
+    let current = modified.map(|m| header::HttpDate::from(m).to_string());
+    let given =
+        if_range.to_str().ok().and_then(|v| v.parse::<header::HttpDate>().ok()).map(|d| d.to_string());
+    // An entity tag never matches (we send none); a date must equal Last-Modified.
+    given.is_none() || given != current
+}
+
+async fn whole_file(path: &std::path::Path, named: &NamedFile) -> std::io::Result<HttpResponse> {
+    use actix_web::body::SizedStream;
+    use tokio::io::AsyncReadExt;
+
+    let file = tokio::fs::File::open(path).await?;
+    let len = file.metadata().await?.len();
+    let chunks = futures::stream::unfold(file, |mut f| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(web::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    let mut res = HttpResponse::Ok();
+    res.content_type(named.content_type().to_string())
+        .insert_header(named.content_disposition().clone())
+        .insert_header((header::ACCEPT_RANGES, "bytes"));
+    if let Some(m) = named.modified() {
+        res.insert_header(header::LastModified(m.into()));
+    }
+    Ok(res.body(SizedStream::new(len, Box::pin(chunks))))
 }
 
 /// RFC 6266: an ASCII fallback plus the UTF-8 name, both stripped of anything

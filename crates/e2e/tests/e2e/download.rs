@@ -72,6 +72,27 @@ async fn analyze_then_download_a_served_clip_and_fetch_the_result_with_ranges() 
         Some(format!("bytes 100-199/{}", served.len()).as_str())
     );
     assert_eq!(res.bytes().await.expect("body").as_ref(), &served[100..200]);
+
+    // If-Range: the current Last-Modified keeps the range; a stale validator
+    // (an old date, or an entity tag we never sent) gets the whole file.
+    let head = app.get(&format!("/api/download-result/{id}")).await;
+    let modified = head.headers()["last-modified"].to_str().expect("date").to_owned();
+    for (validator, status) in
+        [(modified.as_str(), 206), ("Sat, 01 Jan 2000 00:00:00 GMT", 200), ("\"stale-etag\"", 200)]
+    {
+        let res = app
+            .client
+            .get(format!("{}/api/download-result/{id}", app.address))
+            .header("Range", "bytes=100-199")
+            .header("If-Range", validator)
+            .send()
+            .await
+            .expect("conditional range request");
+        assert_eq!(res.status(), status, "If-Range {validator}");
+        let body = res.bytes().await.expect("body");
+        let expected: &[u8] = if status == 206 { &served[100..200] } else { &served };
+        assert_eq!(body.as_ref(), expected, "If-Range {validator}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
