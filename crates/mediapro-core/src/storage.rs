@@ -23,13 +23,9 @@ impl StorageLayout {
         &self.root
     }
 
-    /// `downloads/<task_id>` relative to the root.
-    pub fn download_dir_rel(task_id: Uuid) -> PathBuf {
-        PathBuf::from("downloads").join(task_id.to_string())
-    }
-
+    /// `downloads/<task_id>` under the root.
     pub fn download_dir(&self, task_id: Uuid) -> PathBuf {
-        self.root.join(Self::download_dir_rel(task_id))
+        self.root.join("downloads").join(task_id.to_string())
     }
 
     /// `processed/<task_id>` under the root.
