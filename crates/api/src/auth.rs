@@ -5,10 +5,12 @@ use actix_web::{
     Error, HttpResponse, ResponseError,
     body::{BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
-    http::{StatusCode, header},
+    http::header,
     middleware::Next,
     web,
 };
+
+use mediapro_core::Code;
 
 use crate::{error::ApiError, state::AppState};
 
@@ -35,7 +37,7 @@ pub async fn require_api_key(
     if ok {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
-    let err = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required");
+    let err = ApiError::new(Code::Unauthorized, "a valid API key is required");
     let res: HttpResponse = err.error_response();
     Ok(req.into_response(res).map_into_boxed_body())
 }

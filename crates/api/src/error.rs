@@ -1,4 +1,5 @@
-//! The one place where errors become HTTP: status + `{"error", "code"}` JSON.
+//! The one place where errors become HTTP: the status comes from the error-code
+//! table (`crates/mediapro-core/src/error.rs`), the body is `{"error", "code"}`.
 //! 5xx answers carry an opaque message; the cause chain goes to the log.
 
 use actix_web::{
@@ -6,16 +7,15 @@ use actix_web::{
     error::{JsonPayloadError, PathError, QueryPayloadError},
     http::{StatusCode, header},
 };
-use mediapro_core::{ErrorClass, HasErrorClass};
+use mediapro_core::{Code, ErrorClass, HasCode};
 use serde::Serialize;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
-    /// Seconds, for 503s worth retrying.
-    pub retry_after: Option<u32>,
+    /// Seconds, for answers worth retrying later (429, 503, 507).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -25,44 +25,44 @@ struct Body<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None }
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        let retry_after = matches!(code.class(), ErrorClass::Unavailable).then_some(5);
+        Self { code, message: message.into(), retry_after }
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// A bug or impossible state: logged, answered with an opaque 500.
     pub fn internal(what: &str) -> Self {
         tracing::error!(what, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+        Self::new(Code::InternalError, "internal error")
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(Code::NotFound, format!("{what} not found"))
     }
 
-    /// Any typed library error, classified once here.
-    pub fn from_class<E: HasErrorClass + std::error::Error>(err: &E) -> Self {
-        let status = match err.class() {
-            ErrorClass::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorClass::NotFound => StatusCode::NOT_FOUND,
-            ErrorClass::Conflict => StatusCode::CONFLICT,
-            ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorClass::Upstream => StatusCode::BAD_GATEWAY,
-            ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let message = if status.is_server_error() {
-            tracing::error!(error = %error_chain(err), code = err.code(), "request failed");
-            match err.class() {
+    /// Any typed library error: its code decides the status.
+    pub fn from_coded<E: HasCode + std::error::Error>(err: &E) -> Self {
+        let code = err.code();
+        let message = if code.status() >= 500 {
+            tracing::error!(error = %error_chain(err), code = code.as_str(), "request failed");
+            match code.class() {
                 ErrorClass::Unavailable => "a backing service is unavailable; try again shortly".to_owned(),
+                ErrorClass::Upstream => err.to_string(),
                 _ => "internal error".to_owned(),
             }
         } else {
             err.to_string()
         };
-        let mut api = Self::new(status, err.code(), message);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            api.retry_after = Some(5);
-        }
-        api
+        Self::new(code, message)
     }
 }
 
@@ -85,21 +85,21 @@ impl std::fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut res = HttpResponse::build(self.status);
+        let mut res = HttpResponse::build(self.status());
         if let Some(secs) = self.retry_after {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        res.json(Body { error: &self.message, code: self.code })
+        res.json(Body { error: &self.message, code: self.code.as_str() })
     }
 }
 
-impl<E: HasErrorClass + std::error::Error> From<E> for ApiError {
+impl<E: HasCode + std::error::Error> From<E> for ApiError {
     fn from(err: E) -> Self {
-        ApiError::from_class(&err)
+        ApiError::from_coded(&err)
     }
 }
 
@@ -107,32 +107,25 @@ impl<E: HasErrorClass + std::error::Error> From<E> for ApiError {
 pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let api = match &err {
         JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("request body is larger than {limit} bytes"),
-            )
+            ApiError::new(Code::PayloadTooLarge, format!("request body is larger than {limit} bytes"))
         }
         JsonPayloadError::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            Code::UnsupportedMediaType,
             "send the body as JSON with Content-Type: application/json",
         ),
         JsonPayloadError::Deserialize(e) if e.is_data() => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid request body: {e}"))
+            ApiError::new(Code::InvalidRequest, format!("invalid request body: {e}"))
         }
-        JsonPayloadError::Deserialize(e) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("request body is not valid JSON: {e}"),
-        ),
-        _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "could not read the request body"),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::new(Code::InvalidJson, format!("request body is not valid JSON: {e}"))
+        }
+        _ => ApiError::new(Code::InvalidBody, "could not read the request body"),
     };
     actix_web::error::InternalError::from_response(err, api.error_response()).into()
 }
 
 pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let api = ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("invalid query string: {err}"));
+    let api = ApiError::new(Code::InvalidQuery, format!("invalid query string: {err}"));
     actix_web::error::InternalError::from_response(err, api.error_response()).into()
 }
 

@@ -5,11 +5,12 @@ use std::{net::TcpListener, sync::Arc};
 use actix_cors::Cors;
 use actix_web::{App, HttpServer, dev::Server, middleware, web};
 use mediapro_core::{
+    retry::RetryPolicy,
     settings::Settings,
     storage::StorageLayout,
     store::{StoreError, TaskStore},
 };
-use mediapro_queue::QueueClient;
+use mediapro_queue::{Dispatcher, QueueClient};
 use tokio::sync::Semaphore;
 
 use crate::{auth, error, routes, state::AppState};
@@ -51,8 +52,12 @@ impl Application {
         // The one place migrations run.
         store.migrate().await?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let queue = Arc::new(QueueClient::new(settings.redis.clone()));
+        let dispatcher =
+            Dispatcher::new(store.clone(), queue.clone(), RetryPolicy::from_limits(&settings.limits));
         let state = web::Data::new(AppState {
-            queue: QueueClient::new(settings.redis.clone()),
+            queue,
+            dispatcher,
             analyze_slots: Arc::new(Semaphore::new(ANALYZE_CONCURRENCY)),
             store,
             layout,

@@ -3,13 +3,15 @@
 use std::sync::Arc;
 
 use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore, validate::AddressPolicy};
-use mediapro_queue::QueueClient;
+use mediapro_queue::{Dispatcher, QueueClient};
 use tokio::sync::Semaphore;
 
 pub struct AppState {
     pub settings: Settings,
+    /// Reads; every change that queues a job goes through `dispatcher`.
     pub store: TaskStore,
-    pub queue: QueueClient,
+    pub queue: Arc<QueueClient>,
+    pub dispatcher: Dispatcher,
     pub layout: StorageLayout,
     /// Bounds concurrent analyze runs: each is a yt-dlp (Python) process.
     pub analyze_slots: Arc<Semaphore>,
@@ -20,17 +22,11 @@ impl AppState {
     pub fn ensure_free_space(&self) -> Result<(), crate::error::ApiError> {
         let needed = self.settings.limits.min_free_disk_bytes;
         match mediapro_core::storage::free_bytes(self.layout.root()) {
-            Ok(free) if free < needed => {
-                let mut err = crate::error::ApiError::new(
-                    actix_web::http::StatusCode::INSUFFICIENT_STORAGE,
-                    "insufficient_storage",
-                    format!(
-                        "the storage root has {free} bytes free, less than the {needed} required; try later"
-                    ),
-                );
-                err.retry_after = Some(60);
-                Err(err)
-            }
+            Ok(free) if free < needed => Err(crate::error::ApiError::new(
+                mediapro_core::Code::InsufficientStorage,
+                format!("the storage root has {free} bytes free, less than the {needed} required; try later"),
+            )
+            .with_retry_after(60)),
             Ok(_) => Ok(()),
             // Cannot tell: do not block work on a statvfs quirk.
             Err(e) => {

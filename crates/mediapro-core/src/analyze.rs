@@ -3,7 +3,7 @@
 use std::{path::Path, time::Duration};
 
 use crate::{
-    error::{ErrorClass, HasErrorClass},
+    error::{Code, HasCode},
     process::{self, ChildCommand, RunError},
     validate::SourceUrl,
     ytdlp::{AnalyzeArgs, MediaInfo, ParseError, classify_failure, parse_info_json},
@@ -25,24 +25,15 @@ pub enum AnalyzeError {
     Tool(RunError),
 }
 
-impl HasErrorClass for AnalyzeError {
-    fn class(&self) -> ErrorClass {
+impl HasCode for AnalyzeError {
+    fn code(&self) -> Code {
         match self {
-            AnalyzeError::Unusable(_) | AnalyzeError::Parse(ParseError::Playlist) => ErrorClass::BadRequest,
-            AnalyzeError::TimedOut(_) | AnalyzeError::Upstream(_) | AnalyzeError::Parse(_) => {
-                ErrorClass::Upstream
-            }
-            AnalyzeError::Tool(_) => ErrorClass::Internal,
-        }
-    }
-    fn code(&self) -> &'static str {
-        match self {
-            AnalyzeError::TimedOut(_) => "analyze_timeout",
-            AnalyzeError::Unusable(_) => "unsupported_url",
-            AnalyzeError::Upstream(_) => "upstream_error",
-            AnalyzeError::Parse(ParseError::Playlist) => "playlist_not_supported",
-            AnalyzeError::Parse(_) => "upstream_error",
-            AnalyzeError::Tool(_) => "tool_error",
+            AnalyzeError::TimedOut(_) => Code::AnalyzeTimeout,
+            AnalyzeError::Unusable(_) => Code::UnsupportedUrl,
+            AnalyzeError::Upstream(_) => Code::UpstreamError,
+            AnalyzeError::Parse(ParseError::Playlist) => Code::PlaylistNotSupported,
+            AnalyzeError::Parse(_) => Code::UpstreamError,
+            AnalyzeError::Tool(_) => Code::ToolError,
         }
     }
 }
@@ -58,7 +49,7 @@ pub async fn analyze(ytdlp: &Path, url: &SourceUrl, timeout: Duration) -> Result
     let mut stdout = String::new();
     let out = process::run(&spec, |line| stdout.push_str(line), std::future::pending()).await.map_err(
         |e| match e {
-            RunError::TimedOut(d) => AnalyzeError::TimedOut(d),
+            RunError::Stopped(process::StopReason::TimedOut(d)) => AnalyzeError::TimedOut(d),
             other => AnalyzeError::Tool(other),
         },
     )?;

@@ -9,6 +9,7 @@ pub mod ffmpeg;
 pub mod jobs;
 pub mod process;
 pub mod requests;
+pub mod retry;
 pub mod settings;
 pub mod storage;
 pub mod store;
@@ -17,4 +18,4 @@ pub mod telemetry;
 pub mod validate;
 pub mod ytdlp;
 
-pub use error::{ErrorClass, HasErrorClass};
+pub use error::{Code, ErrorClass, HasCode};

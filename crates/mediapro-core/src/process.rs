@@ -30,11 +30,24 @@ pub struct ChildCommand {
     pub working_dir: Option<PathBuf>,
     /// Refuse (and kill the child) past this many bytes of stdout.
     pub max_stdout_bytes: usize,
+    /// Between SIGTERM and SIGKILL when the child is stopped.
+    pub kill_grace: Duration,
+    /// Extra environment variables (the cleared environment has only PATH,
+    /// HOME, the locale and PYTHONUNBUFFERED).
+    pub env: Vec<(String, String)>,
 }
 
 impl ChildCommand {
     pub fn new(program: impl Into<PathBuf>, args: Vec<String>, timeout: Duration) -> Self {
-        Self { program: program.into(), args, timeout, working_dir: None, max_stdout_bytes: 64 * 1024 * 1024 }
+        Self {
+            program: program.into(),
+            args,
+            timeout,
+            working_dir: None,
+            max_stdout_bytes: 64 * 1024 * 1024,
+            kill_grace: Duration::from_secs(1),
+            env: Vec::new(),
+        }
     }
 }
 
@@ -45,14 +58,36 @@ pub struct ProcessOutput {
     pub stderr_tail: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("cannot start {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+/// Why a child was stopped before it finished: the one kill reason, decided by
+/// whoever supervises it (the runner itself for the timeout).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StopReason {
     #[error("timed out after {} s", .0.as_secs())]
     TimedOut(Duration),
     #[error("cancelled")]
     Cancelled,
+    #[error("stalled: no output for {} s", .0.as_secs())]
+    Stalled(Duration),
+    /// Another attempt owns the task now (this worker was presumed dead).
+    #[error("lease lost")]
+    LeaseLost,
+    /// The worker is shutting down.
+    #[error("worker shutting down")]
+    Shutdown,
+    /// The child's output passed the size limit.
+    #[error("file larger than the limit of {0} bytes")]
+    TooLarge(u64),
+    /// The egress guard refused a connection the child needed.
+    #[error("{0}")]
+    Blocked(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot start {program}: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("{0}")]
+    Stopped(StopReason),
     #[error("output larger than {0} bytes")]
     OutputTooLarge(usize),
     #[error("reading the child's output failed: {0}")]
@@ -63,13 +98,19 @@ pub const STDERR_TAIL_LINES: usize = 20;
 /// Longer stderr lines are cut: only the tail is kept, for a one-line reason.
 const MAX_STDERR_LINE: usize = 64 * 1024;
 
-/// Kills the process group when dropped unless disarmed, so a dropped job future
-/// (worker shutdown, panic) leaves no yt-dlp or ffmpeg behind.
+/// Kills the process group when dropped, so a dropped job future (worker
+/// shutdown, panic) leaves no yt-dlp or ffmpeg behind.
 struct GroupGuard {
     pgid: Option<Pid>,
 }
 
 impl GroupGuard {
+    fn signal(&self, signal: Signal) {
+        if let Some(pgid) = self.pgid {
+            let _ = killpg(pgid, signal);
+        }
+    }
+
     fn kill(&mut self) {
         if let Some(pgid) = self.pgid.take() {
             let _ = killpg(pgid, Signal::SIGKILL);
@@ -84,16 +125,19 @@ impl Drop for GroupGuard {
 }
 
 /// Runs the child to completion, calling `on_stdout_line` for each stdout line.
-/// `cancel` resolving kills the group and returns [`RunError::Cancelled`].
+/// When `stop` resolves (or the timeout passes) the group gets SIGTERM, then
+/// SIGKILL after [`ChildCommand::kill_grace`], and the reason comes back as
+/// [`RunError::Stopped`].
 pub async fn run(
     spec: &ChildCommand,
     mut on_stdout_line: impl FnMut(&str),
-    cancel: impl Future<Output = ()>,
+    stop: impl Future<Output = StopReason>,
 ) -> Result<ProcessOutput, RunError> {
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .env_clear()
         .envs(minimal_env(spec))
+        .envs(spec.env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -110,23 +154,33 @@ pub async fn run(
     let stderr = child.stderr.take().expect("stderr is piped");
 
     let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
-    let work = async {
-        let out = read_lines(stdout, spec.max_stdout_bytes, spec.max_stdout_bytes, |l| on_stdout_line(l));
-        let err = read_lines(stderr, usize::MAX, MAX_STDERR_LINE, |l| {
-            if tail.len() == STDERR_TAIL_LINES {
-                tail.pop_front();
-            }
-            tail.push_back(l.chars().take(2000).collect::<String>());
+    // The work future borrows the child and the tail: it lives in this block only.
+    let result = {
+        let mut work = std::pin::pin!(async {
+            let out = read_lines(stdout, spec.max_stdout_bytes, spec.max_stdout_bytes, |l| on_stdout_line(l));
+            let err = read_lines(stderr, usize::MAX, MAX_STDERR_LINE, |l| {
+                if tail.len() == STDERR_TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(l.chars().take(2000).collect::<String>());
+            });
+            let (out, err) = tokio::join!(out, err);
+            out?;
+            err?;
+            Ok::<_, RunError>(child.wait().await?)
         });
-        let (out, err) = tokio::join!(out, err);
-        out?;
-        err?;
-        Ok::<_, RunError>(child.wait().await?)
-    };
-    let result = tokio::select! {
-        r = work => r,
-        () = tokio::time::sleep(spec.timeout) => Err(RunError::TimedOut(spec.timeout)),
-        () = cancel => Err(RunError::Cancelled),
+        let result = tokio::select! {
+            r = &mut work => r,
+            () = tokio::time::sleep(spec.timeout) => Err(RunError::Stopped(StopReason::TimedOut(spec.timeout))),
+            reason = stop => Err(RunError::Stopped(reason)),
+        };
+        if matches!(result, Err(RunError::Stopped(_))) {
+            // Ask politely first (ffmpeg finalises, yt-dlp removes its part files),
+            // then make sure.
+            guard.signal(Signal::SIGTERM);
+            let _ = tokio::time::timeout(spec.kill_grace, &mut work).await;
+        }
+        result
     };
     match result {
         Ok(status) => {
@@ -237,7 +291,7 @@ mod tests {
         let spec =
             sh(&format!("sleep 30 & echo $! > {}; wait", marker.display()), Duration::from_millis(500));
         let err = run(&spec, |_| {}, std::future::pending()).await.expect_err("times out");
-        assert!(matches!(err, RunError::TimedOut(_)));
+        assert!(matches!(err, RunError::Stopped(StopReason::TimedOut(_))));
         let pid: i32 = std::fs::read_to_string(&marker).expect("pid written").trim().parse().expect("pid");
         tokio::time::sleep(Duration::from_millis(200)).await;
         // The grandchild `sleep` is gone (or a zombie about to be reaped by init).
@@ -246,11 +300,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn cancellation_is_reported() {
-        let spec = sh("sleep 30", Duration::from_secs(60));
-        let err =
-            run(&spec, |_| {}, tokio::time::sleep(Duration::from_millis(100))).await.expect_err("cancelled");
-        assert!(matches!(err, RunError::Cancelled));
+    async fn the_stop_reason_comes_back_and_sigterm_comes_first() {
+        let dir = tempfile_dir();
+        let marker = dir.join("term");
+        // The child traps SIGTERM and leaves a mark: it was asked before it was killed.
+        let spec = sh(
+            &format!("trap 'echo term > {}; exit 0' TERM; while :; do sleep 0.05; done", marker.display()),
+            Duration::from_secs(60),
+        );
+        let stop = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            StopReason::Cancelled
+        };
+        let started = std::time::Instant::now();
+        let err = run(&spec, |_| {}, stop).await.expect_err("stopped");
+        assert!(matches!(err, RunError::Stopped(StopReason::Cancelled)), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(std::fs::read_to_string(&marker).unwrap_or_default().trim(), "term");
+    }
+
+    #[tokio::test]
+    async fn a_child_ignoring_sigterm_is_killed_after_the_grace() {
+        let mut spec = sh("trap '' TERM; sleep 30", Duration::from_secs(60));
+        spec.kill_grace = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let stop = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            StopReason::Stalled(Duration::from_secs(5))
+        };
+        let err = run(&spec, |_| {}, stop).await.expect_err("stopped");
+        assert_eq!(err.to_string(), "stalled: no output for 5 s");
+        assert!(started.elapsed() < Duration::from_secs(3), "killed after the grace");
     }
 
     #[tokio::test]

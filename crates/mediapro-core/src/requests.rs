@@ -1,6 +1,7 @@
 //! Request bodies as clients send them (the sketch's field names), and the
 //! validated specs they become. Unknown fields are refused.
 
+use crate::Code;
 use serde::{Deserialize, Serialize};
 
 use std::path::Path;
@@ -82,7 +83,7 @@ impl DownloadBody {
         if self.include_subtitles && subtitle_langs.is_empty() {
             return Err(ValidationError::new(
                 "subtitle_langs",
-                "invalid_subtitle_lang",
+                Code::InvalidSubtitleLang,
                 "name at least one language when include_subtitles is true",
             ));
         }
@@ -157,14 +158,8 @@ pub enum ProcessRequestError {
     Probe(#[from] ProbeRunError),
 }
 
-impl crate::HasErrorClass for ProcessRequestError {
-    fn class(&self) -> crate::ErrorClass {
-        match self {
-            ProcessRequestError::Invalid(e) => e.class(),
-            ProcessRequestError::Probe(e) => e.class(),
-        }
-    }
-    fn code(&self) -> &'static str {
+impl crate::HasCode for ProcessRequestError {
+    fn code(&self) -> crate::Code {
         match self {
             ProcessRequestError::Invalid(e) => e.code(),
             ProcessRequestError::Probe(e) => e.code(),
@@ -183,7 +178,7 @@ impl ProcessBody {
         let operations = self
             .operations
             .as_ref()
-            .ok_or_else(|| ValidationError::new("operations", "invalid_operation", "is required"))
+            .ok_or_else(|| ValidationError::new("operations", Code::InvalidOperation, "is required"))
             .and_then(Operations::parse)?;
         let path = MediaPath::resolve(layout, self.input_file.as_deref().unwrap_or_default()).await?;
         let before = ProbedInput::fingerprint(&path.absolute).await.ok();

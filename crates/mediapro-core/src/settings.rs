@@ -115,6 +115,10 @@ pub struct LimitSettings {
     pub max_body_bytes: usize,
     /// Attempts of a task that fails for a transient reason (network, lost worker).
     pub max_attempts: u32,
+    /// Delay before the second attempt after a transient failure; it doubles per
+    /// attempt (with jitter) up to `retry_max_delay_seconds` (`crates/mediapro-core/src/retry.rs`).
+    pub retry_first_delay_seconds: u64,
+    pub retry_max_delay_seconds: u64,
     /// A running job that prints nothing for this long is killed as stalled.
     pub stall_timeout_seconds: u64,
     /// Files and records of finished tasks are removed after this many days.
@@ -131,6 +135,8 @@ impl Default for LimitSettings {
             analyze_timeout_seconds: 30,
             max_body_bytes: 64 * 1024,
             max_attempts: 3,
+            retry_first_delay_seconds: 2,
+            retry_max_delay_seconds: 300,
             stall_timeout_seconds: 600,
             retention_days: 7,
             min_free_disk_bytes: 1024 * 1024 * 1024,
@@ -291,6 +297,12 @@ impl Settings {
         }
         if self.limits.max_attempts == 0 {
             return bad("limits.max_attempts", "must be at least 1".into());
+        }
+        if self.limits.retry_max_delay_seconds < self.limits.retry_first_delay_seconds {
+            return bad(
+                "limits.retry_max_delay_seconds",
+                "must be at least limits.retry_first_delay_seconds".into(),
+            );
         }
         if self.limits.stall_timeout_seconds == 0 {
             return bad("limits.stall_timeout_seconds", "must be positive".into());

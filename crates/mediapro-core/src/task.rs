@@ -1,29 +1,30 @@
 //! The task: one unit of accepted work (a download or a processing job) as the
 //! store keeps it and as clients see it.
 
-use std::{fmt, str::FromStr};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use strum::{Display, EnumIter, IntoEnumIterator, IntoStaticStr};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::requests::{DownloadSpec, ProcessSpec};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a task does. Each kind runs on the queue of the same name (see
+/// `crates/queue`), and has one status while a worker runs it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, EnumIter, IntoStaticStr, Display,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum TaskKind {
     Download,
     Process,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 2] = [TaskKind::Download, TaskKind::Process];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            TaskKind::Download => "download",
-            TaskKind::Process => "process",
-        }
+        self.into()
     }
 
     /// The status a task of this kind has while a worker runs it.
@@ -35,8 +36,14 @@ impl TaskKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a task is in its lifecycle (`docs/ARCHITECTURE.md` draws the state
+/// machine). The store changes it only through compare-and-sets built from the
+/// sets below, so a new status is added here and nowhere else in SQL.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, EnumIter, IntoStaticStr, Display,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum TaskStatus {
     Pending,
     Downloading,
@@ -47,29 +54,28 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 6] = [
-        TaskStatus::Pending,
-        TaskStatus::Downloading,
-        TaskStatus::Processing,
-        TaskStatus::Completed,
-        TaskStatus::Failed,
-        TaskStatus::Cancelled,
-    ];
+    /// A worker runs the task (one per kind: [`TaskKind::running_status`]).
+    pub const RUNNING: &'static [TaskStatus] = &[TaskStatus::Downloading, TaskStatus::Processing];
+    /// Not finished: waiting for a worker or running.
+    pub const ACTIVE: &'static [TaskStatus] =
+        &[TaskStatus::Pending, TaskStatus::Downloading, TaskStatus::Processing];
+    /// Finished: the status never changes again (except by an explicit retry).
+    pub const FINAL: &'static [TaskStatus] =
+        &[TaskStatus::Completed, TaskStatus::Failed, TaskStatus::Cancelled];
+    /// Finished in a way a client may retry.
+    pub const RETRYABLE: &'static [TaskStatus] = &[TaskStatus::Failed, TaskStatus::Cancelled];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Pending => "pending",
-            TaskStatus::Downloading => "downloading",
-            TaskStatus::Processing => "processing",
-            TaskStatus::Completed => "completed",
-            TaskStatus::Failed => "failed",
-            TaskStatus::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
     /// A final task never changes status again.
     pub fn is_final(self) -> bool {
-        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled)
+        Self::FINAL.contains(&self)
+    }
+
+    pub fn is_running(self) -> bool {
+        Self::RUNNING.contains(&self)
     }
 }
 
@@ -81,36 +87,29 @@ pub struct UnknownVariant {
     valid: String,
 }
 
-fn parse_variant<T: Copy>(
-    what: &'static str,
-    value: &str,
-    all: &[T],
-    name: fn(T) -> &'static str,
-) -> Result<T, UnknownVariant> {
-    all.iter().copied().find(|v| name(*v) == value).ok_or_else(|| UnknownVariant {
+/// Parses a variant by its snake_case name; the error lists every valid name.
+fn parse_variant<T>(what: &'static str, value: &str) -> Result<T, UnknownVariant>
+where
+    T: IntoEnumIterator + Copy + Into<&'static str>,
+{
+    T::iter().find(|v| (*v).into() == value).ok_or_else(|| UnknownVariant {
         what,
         value: value.to_owned(),
-        valid: all.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", "),
+        valid: T::iter().map(Into::into).collect::<Vec<&str>>().join(", "),
     })
 }
 
 impl FromStr for TaskStatus {
     type Err = UnknownVariant;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_variant("status", s, &TaskStatus::ALL, TaskStatus::as_str)
+        parse_variant("status", s)
     }
 }
 
 impl FromStr for TaskKind {
     type Err = UnknownVariant;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_variant("kind", s, &TaskKind::ALL, TaskKind::as_str)
-    }
-}
-
-impl fmt::Display for TaskStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        parse_variant("kind", s)
     }
 }
 
@@ -190,21 +189,7 @@ impl Task {
 /// A fresh queue job id (a ULID, as apalis-redis expects). Never reused: the queue
 /// silently drops a push whose id it has seen before.
 pub fn new_job_id() -> String {
-    let t = now();
-    let ms = u128::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
-    let random = Uuid::new_v4().as_u128() & ((1u128 << 80) - 1);
-    crockford((ms << 80) | random)
-}
-
-/// ULID text form: 26 Crockford base-32 digits.
-fn crockford(mut v: u128) -> String {
-    const DIGITS: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let mut out = [b'0'; 26];
-    for slot in out.iter_mut().rev() {
-        *slot = DIGITS[(v & 31) as usize];
-        v >>= 5;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    ulid::Ulid::generate().to_string()
 }
 
 /// Wall-clock now, truncated to microseconds (what the store keeps).
@@ -219,11 +204,35 @@ mod tests {
 
     #[test]
     fn statuses_round_trip_and_errors_list_valid_values() {
-        for s in TaskStatus::ALL {
+        for s in TaskStatus::iter() {
             assert_eq!(s.as_str().parse::<TaskStatus>().ok(), Some(s));
         }
         let err = "done".parse::<TaskStatus>().expect_err("unknown").to_string();
         assert!(err.contains("pending, downloading, processing, completed, failed, cancelled"));
         assert!(TaskStatus::Cancelled.is_final() && !TaskStatus::Downloading.is_final());
+    }
+
+    #[test]
+    fn the_status_sets_partition_every_status() {
+        for s in TaskStatus::iter() {
+            let active = TaskStatus::ACTIVE.contains(&s);
+            assert_ne!(active, s.is_final(), "{s} is either active or final");
+            assert_eq!(s.is_running(), active && s != TaskStatus::Pending, "{s}");
+        }
+        for k in TaskKind::iter() {
+            assert!(TaskStatus::RUNNING.contains(&k.running_status()), "{k}");
+            assert_eq!(k.as_str().parse::<TaskKind>().ok(), Some(k));
+        }
+        for s in TaskStatus::RETRYABLE {
+            assert!(s.is_final());
+        }
+    }
+
+    #[test]
+    fn job_ids_are_ulids() {
+        let id = new_job_id();
+        assert_eq!(id.len(), 26);
+        assert!(id.parse::<ulid::Ulid>().is_ok());
+        assert_ne!(id, new_job_id());
     }
 }

@@ -1,8 +1,16 @@
 //! The two Redis queues (`download`, `process`) as apalis-redis storages, set up
-//! the same way in the API (which pushes) and the worker (which consumes).
-//! See `../shared/APALIS.md`: explicit queue names, `batch_size(1)` so one worker
-//! never hoards jobs, a short heartbeat so a dead worker's jobs come back quickly,
+//! the same way in the API (which pushes) and the worker (which consumes), and the
+//! [`Dispatcher`], the one owner of "write the task row, push its job, undo on
+//! failure".
+//!
+//! Queue set-up: explicit queue names, `batch_size(1)` so one worker never hoards
+//! jobs, a short heartbeat so a dead worker's jobs come back quickly (apalis-redis
+//! re-enqueues the jobs of a worker silent for `heartbeat × missed_heartbeats`),
 //! and our own connection manager with bounded timeouts.
+
+mod dispatch;
+
+pub use dispatch::{DispatchError, Dispatcher, Requeued};
 
 use std::time::Duration;
 
@@ -12,7 +20,7 @@ use apalis_core::{
 };
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
 use mediapro_core::{
-    error::{ErrorClass, HasErrorClass},
+    error::{Code, HasCode},
     jobs::JobPayload,
     settings::RedisSettings,
     task::TaskKind,
@@ -22,6 +30,7 @@ use uuid::Uuid;
 
 pub use apalis_redis;
 
+/// One queue per task kind (see [`QueueName::for_kind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueName {
     Download,
@@ -50,12 +59,9 @@ pub enum QueueError {
     Unavailable(String),
 }
 
-impl HasErrorClass for QueueError {
-    fn class(&self) -> ErrorClass {
-        ErrorClass::Unavailable
-    }
-    fn code(&self) -> &'static str {
-        "queue_unavailable"
+impl HasCode for QueueError {
+    fn code(&self) -> Code {
+        Code::QueueUnavailable
     }
 }
 
@@ -144,13 +150,27 @@ impl QueueClient {
 
     /// Queues the job `job_id` carrying `task_id` on `queue`.
     pub async fn push(&self, queue: QueueName, task_id: Uuid, job_id: &str) -> Result<(), QueueError> {
+        self.push_after(queue, task_id, job_id, Duration::ZERO).await
+    }
+
+    /// Queues the job to run no earlier than `delay` from now.
+    pub async fn push_after(
+        &self,
+        queue: QueueName,
+        task_id: Uuid,
+        job_id: &str,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
         let queues = self.queues().await?;
         let mut storage = match queue {
             QueueName::Download => queues.download.clone(),
             QueueName::Process => queues.process.clone(),
         };
-        let task = TaskBuilder::new(JobPayload::for_task(task_id)).task_id(apalis_id(job_id)?).build();
-        bounded(self.deadline(), storage.push_task(task)).await
+        let mut builder = TaskBuilder::new(JobPayload::for_task(task_id)).task_id(apalis_id(job_id)?);
+        if !delay.is_zero() {
+            builder = builder.run_after(delay);
+        }
+        bounded(self.deadline(), storage.push_task(builder.build())).await
     }
 
     /// Whether `job_id` is still waiting or running in `queue` (false when Redis

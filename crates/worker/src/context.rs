@@ -3,13 +3,18 @@
 use std::sync::Arc;
 
 use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore};
-use mediapro_queue::QueueClient;
+use mediapro_queue::Dispatcher;
 
 #[derive(Clone)]
 pub struct JobContext {
-    pub store: TaskStore,
     pub layout: StorageLayout,
     pub settings: Arc<Settings>,
-    /// To queue the processing task a pipeline download chains.
-    pub queue: Arc<QueueClient>,
+    /// The task store and the queues: chained tasks, retries, lost jobs.
+    pub dispatcher: Dispatcher,
+}
+
+impl JobContext {
+    pub fn store(&self) -> &TaskStore {
+        self.dispatcher.store()
+    }
 }

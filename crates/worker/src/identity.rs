@@ -1,6 +1,7 @@
 //! Worker names: unique per process start (and per restart), so a restarted
 //! worker never collides with its dead predecessor's registration and orphan
-//! recovery can tell them apart (APALIS.md §5).
+//! recovery can tell them apart (apalis-redis keys a worker's registration and
+//! its in-flight jobs by name).
 
 use mediapro_queue::QueueName;
 

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use mediapro_core::{store::StoreError, task::new_job_id};
-use mediapro_queue::{QueueError, QueueName};
+use mediapro_core::store::StoreError;
+use mediapro_queue::{DispatchError, QueueError, QueueName};
 use time::OffsetDateTime;
 
 use crate::context::JobContext;
@@ -25,6 +25,8 @@ pub enum KeeperError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Dispatch(#[from] DispatchError),
 }
 
 async fn reconcile_loop(ctx: &JobContext) {
@@ -43,16 +45,14 @@ async fn reconcile_loop(ctx: &JobContext) {
 pub async fn reconcile(ctx: &JobContext, pending_grace: Duration) -> Result<usize, KeeperError> {
     let now = OffsetDateTime::now_utc();
     let lease = Duration::from_secs(ctx.settings.worker.lease_seconds);
-    let stale = ctx.store.stale_tasks(now - pending_grace, now - lease, 500).await?;
+    let stale = ctx.store().stale_tasks(now - pending_grace, now - lease, 500).await?;
     let mut requeued = 0;
     for task in stale {
         let queue = QueueName::for_kind(task.kind);
-        if ctx.queue.job_is_live(queue, &task.job_id).await? {
+        if ctx.dispatcher.queue().job_is_live(queue, &task.job_id).await? {
             continue;
         }
-        let job_id = new_job_id();
-        if ctx.store.reassign_job(&task, &job_id).await? {
-            ctx.queue.push(queue, task.task_id, &job_id).await?;
+        if ctx.dispatcher.requeue_lost(&task).await? {
             tracing::info!(task_id = %task.task_id, "job was missing from the queue; re-queued");
             requeued += 1;
         }
@@ -78,13 +78,13 @@ async fn retention_loop(ctx: &JobContext) {
 pub async fn apply_retention(ctx: &JobContext) -> Result<usize, KeeperError> {
     let age = Duration::from_secs(ctx.settings.limits.retention_days * 86_400);
     let cutoff = OffsetDateTime::now_utc() - age;
-    let ids = ctx.store.finished_before(cutoff, 1000).await?;
+    let ids = ctx.store().finished_before(cutoff, 1000).await?;
     let mut removed = 0;
     for id in ids {
         for dir in [ctx.layout.download_dir(id), ctx.layout.processed_dir(id)] {
             let _ = tokio::fs::remove_dir_all(dir).await;
         }
-        if ctx.store.delete_finished(id).await? {
+        if ctx.store().delete_finished(id).await? {
             removed += 1;
         }
     }

@@ -3,9 +3,10 @@
 //! Each queue gets its own apalis worker (own concurrency, own unique name per
 //! process start) in one Monitor. The task store, not apalis, records what
 //! happened: handlers claim the task with a compare-and-set, run the tool through
-//! `mediapro_core::process`, and finish the task themselves. apalis only decides
-//! *when* a job runs again: a handler returns `Err` only for transient failures it
-//! wants retried.
+//! `mediapro_core::process`, and end the attempt themselves. A handler returns
+//! `Err` only for infrastructure trouble (the store unreachable), which hands the
+//! job back to apalis; task retries follow the project's own policy
+//! (`crates/mediapro-core/src/retry.rs`).
 
 mod context;
 mod identity;
@@ -16,8 +17,9 @@ mod poll;
 use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::*;
-use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore};
-use mediapro_queue::{QueueName, Queues};
+use backon::{ExponentialBuilder, Retryable};
+use mediapro_core::{retry::RetryPolicy, settings::Settings, storage::StorageLayout, store::TaskStore};
+use mediapro_queue::{Dispatcher, QueueName, Queues};
 
 pub use context::JobContext;
 
@@ -59,14 +61,15 @@ pub async fn run(
     let drain = Duration::from_secs(settings.worker.drain_timeout_seconds);
     let settings = Arc::new(settings);
     let queue = Arc::new(mediapro_queue::QueueClient::with_queues(settings.redis.clone(), queues.clone()));
-    let ctx = JobContext { store, layout, settings: settings.clone(), queue };
+    let retry = RetryPolicy::from_limits(&settings.limits);
+    let ctx =
+        JobContext { layout, settings: settings.clone(), dispatcher: Dispatcher::new(store, queue, retry) };
 
     let mut monitor = Monitor::new()
         .should_restart(|worker, err| {
-            // A Redis blip ends the worker future; restart it, but not in a hot loop.
-            let n = worker.restarts().min(4) as u32;
+            // A Redis blip ends the worker future; restart it (the new worker
+            // backs off before its first fetch, see `restart_backoff`).
             tracing::warn!(worker = worker.name(), error = %err, "worker stopped; restarting");
-            std::thread::sleep(Duration::from_millis(250 * 2u64.pow(n)));
             true
         })
         .shutdown_timeout(drain);
@@ -80,11 +83,12 @@ pub async fn run(
         // A safety net only: the job's own supervision enforces the task timeout.
         let timeout = settings.task_timeout() + Duration::from_secs(60);
         let ctx = ctx.clone();
-        monitor = monitor.register(move |_restarts| {
+        monitor = monitor.register(move |restarts| {
             WorkerBuilder::new(identity::worker_name(queue))
-                .backend(storage.clone().poll_with_strategy(poll::ArmedInterval::new(poll)))
+                .backend(storage.clone().poll_with_strategy(
+                    poll::ArmedInterval::new(poll).delay_first(restart_backoff(restarts)),
+                ))
                 .data(ctx.clone())
-                .data(queue)
                 .concurrency(concurrency)
                 .timeout(timeout)
                 .catch_panic()
@@ -99,20 +103,26 @@ pub async fn run(
     result
 }
 
-/// At start-up Redis may still be coming up (supervisor starts everything at
-/// once): wait for it with backoff rather than exiting.
-async fn connect_with_retry(settings: &Settings) -> Result<apalis_redis::ConnectionManager, WorkerError> {
-    let mut delay = Duration::from_millis(250);
-    for attempt in 1.. {
-        match mediapro_queue::connect(&settings.redis).await {
-            Ok(conn) => return Ok(conn),
-            Err(e) if attempt < 20 => {
-                tracing::warn!(error = %e, attempt, "Redis not reachable yet; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e.into()),
-        }
+/// How long a restarted worker waits before its first fetch: 250 ms doubling to
+/// 4 s, so a Redis outage does not restart workers in a hot loop.
+fn restart_backoff(restarts: usize) -> Duration {
+    if restarts == 0 {
+        return Duration::ZERO;
     }
-    unreachable!("the loop returns")
+    let n = u32::try_from(restarts.min(5)).unwrap_or(5) - 1;
+    Duration::from_millis(250 * 2u64.pow(n))
+}
+
+/// At start-up Redis may still be coming up (supervisor starts everything at
+/// once): wait for it with backoff (about a minute) rather than exiting.
+async fn connect_with_retry(settings: &Settings) -> Result<apalis_redis::ConnectionManager, WorkerError> {
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(19);
+    let connect = || mediapro_queue::connect(&settings.redis);
+    Ok(connect
+        .retry(backoff)
+        .notify(|e, _| tracing::warn!(error = %e, "Redis not reachable yet; retrying"))
+        .await?)
 }

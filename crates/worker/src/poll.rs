@@ -23,6 +23,12 @@ impl ArmedInterval {
     pub fn new(every: Duration) -> Self {
         Self { every, timer: Box::pin(sleep_until(Instant::now() + every)) }
     }
+
+    /// Makes the first poll wait `delay` longer (a restarted worker backs off).
+    pub fn delay_first(mut self, delay: Duration) -> Self {
+        self.timer.as_mut().reset(Instant::now() + self.every + delay);
+        self
+    }
 }
 
 impl PollStrategy for ArmedInterval {

@@ -9,7 +9,8 @@ mod result;
 mod tasks;
 mod uploads;
 
-use actix_web::{HttpRequest, HttpResponse, ResponseError, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use mediapro_core::Code;
 
 use crate::error::ApiError;
 
@@ -35,15 +36,10 @@ fn resource(path: &str) -> actix_web::Resource {
 }
 
 async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    )
-    .error_response()
+    ApiError::new(Code::MethodNotAllowed, format!("{} is not allowed on {}", req.method(), req.path()))
+        .error_response()
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {}", req.method(), req.path()))
-        .error_response()
+    ApiError::new(Code::NotFound, format!("no route for {} {}", req.method(), req.path())).error_response()
 }

@@ -4,7 +4,6 @@ use mediapro_core::{
     task::{Task, TaskRequest},
 };
 
-use super::download::enqueue;
 use crate::{error::ApiError, state::AppState, view::Accepted};
 
 /// `POST /api/process {input_file, operations}` → 202. The input is probed (under
@@ -19,7 +18,7 @@ pub async fn create(
     let (spec, _probe) = body.into_inner().validate(&state.layout, &state.settings.tools.ffprobe).await?;
     let task = Task::new_pending(TaskRequest::Process(spec));
     tracing::Span::current().record("task_id", tracing::field::display(task.task_id));
-    enqueue(&state, &task).await?;
+    state.dispatcher.submit(&task).await?;
     Ok(HttpResponse::Accepted().json(Accepted {
         task_id: task.task_id,
         status: task.status,

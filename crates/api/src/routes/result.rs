@@ -1,13 +1,10 @@
 use actix_files::NamedFile;
 use actix_web::{
     HttpRequest, HttpResponse,
-    http::{
-        StatusCode,
-        header::{self, ContentDisposition, DispositionParam, DispositionType, ExtendedValue},
-    },
+    http::header::{self, ContentDisposition, DispositionParam, DispositionType, ExtendedValue},
     web,
 };
-use mediapro_core::task::TaskStatus;
+use mediapro_core::{Code, task::TaskStatus};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -30,11 +27,7 @@ pub async fn download_result(
 ) -> Result<HttpResponse, ApiError> {
     let task = state.store.get(path.into_inner()).await?.ok_or_else(|| ApiError::not_found("task"))?;
     if task.status != TaskStatus::Completed {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "task_not_completed",
-            format!("task is {}, not completed", task.status),
-        ));
+        return Err(ApiError::new(Code::TaskNotCompleted, format!("task is {}, not completed", task.status)));
     }
     let rel = match query.file {
         Some(i) => task.downloaded_files.get(i).map(String::as_str),
@@ -43,8 +36,7 @@ pub async fn download_result(
     .ok_or_else(|| ApiError::not_found("result file"))?;
     let missing = || {
         ApiError::new(
-            StatusCode::NOT_FOUND,
-            "result_missing",
+            Code::ResultMissing,
             "the result file is not in this server's storage (expired, deleted, or storage not shared with the worker)",
         )
     };

@@ -1,12 +1,12 @@
 //! The task API: get, list (filters + cursor pagination), cancel, retry.
 
-use actix_web::{HttpResponse, http::StatusCode, web};
+use actix_web::{HttpResponse, web};
 use mediapro_core::{
+    Code,
     store::{Cancel, Cursor, DEFAULT_LIMIT, MAX_LIMIT, Retry, TaskFilter},
     task::{TaskKind, TaskStatus},
     validate::ValidationError,
 };
-use mediapro_queue::QueueName;
 use serde::Deserialize;
 use serde_json::json;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
@@ -35,7 +35,7 @@ pub struct ListQuery {
 impl ListQuery {
     fn into_filter(self) -> Result<TaskFilter, ValidationError> {
         let invalid = |field: &'static str, e: &dyn std::fmt::Display| {
-            ValidationError::new(field, "invalid_filter", e.to_string())
+            ValidationError::new(field, Code::InvalidFilter, e.to_string())
         };
         let statuses = match self.status.as_deref().filter(|s| !s.is_empty()) {
             Some(list) => list
@@ -97,8 +97,7 @@ pub async fn cancel(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result
     match state.store.cancel(path.into_inner()).await? {
         Cancel::Cancelled(task) => Ok(HttpResponse::Ok().json(TaskView::from(&task))),
         Cancel::AlreadyFinal(task) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "task_finished",
+            Code::TaskFinished,
             format!("task is already {}; only pending or running tasks can be cancelled", task.status),
         )),
         Cancel::NotFound => Err(ApiError::not_found("task")),
@@ -107,23 +106,15 @@ pub async fn cancel(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result
 
 /// `POST /api/tasks/{task_id}/retry`: a failed or cancelled task runs again.
 pub async fn retry(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
-    let task = match state.store.retry(path.into_inner()).await? {
+    let task = match state.dispatcher.retry(path.into_inner()).await? {
         Retry::Requeued(task) => task,
         Retry::NotRetryable(task) => {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "not_retryable",
+                Code::NotRetryable,
                 format!("task is {}; only failed or cancelled tasks can be retried", task.status),
             ));
         }
         Retry::NotFound => return Err(ApiError::not_found("task")),
     };
-    if let Err(err) = state.queue.push(QueueName::for_kind(task.kind()), task.task_id, &task.job_id).await {
-        state
-            .store
-            .fail_pending(task.task_id, &task.job_id, "the retry could not be queued (Redis unavailable)")
-            .await?;
-        return Err(err.into());
-    }
     Ok(HttpResponse::Accepted().json(TaskView::from(&task)))
 }

@@ -1,7 +1,8 @@
 //! `POST /api/uploads`: a file to process, streamed to disk in constant memory.
 
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
+use mediapro_core::Code;
 use mediapro_core::ffmpeg::{self, MediaProbe};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -55,8 +56,7 @@ pub async fn upload(
         let mut file = tokio::fs::File::create(&incoming).await.map_err(internal)?;
         let mut size: u64 = 0;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "upload_interrupted", e.to_string()))?;
+            let chunk = chunk.map_err(|e| ApiError::new(Code::UploadInterrupted, e.to_string()))?;
             size += chunk.len() as u64;
             if size > limit {
                 return Err(too_large(limit));
@@ -66,7 +66,7 @@ pub async fn upload(
         file.flush().await.map_err(internal)?;
         drop(file);
         if size == 0 {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty_upload", "the request body is empty"));
+            return Err(ApiError::new(Code::EmptyUpload, "the request body is empty"));
         }
         let probe = ffmpeg::probe(&state.settings.tools.ffprobe, &incoming).await?;
         let final_name = file_name(name.as_deref(), &probe);
@@ -84,11 +84,7 @@ pub async fn upload(
 }
 
 fn too_large(limit: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("uploads are limited to {limit} bytes"),
-    )
+    ApiError::new(Code::PayloadTooLarge, format!("uploads are limited to {limit} bytes"))
 }
 
 fn internal(e: std::io::Error) -> ApiError {

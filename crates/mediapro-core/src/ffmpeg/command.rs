@@ -1,5 +1,6 @@
 //! The ffmpeg invocation for a processing job, planned against the probed input.
 
+use crate::Code;
 use std::path::Path;
 
 use super::{
@@ -26,7 +27,7 @@ pub struct ProcessPlan {
 }
 
 fn input_err(message: impl Into<String>) -> ValidationError {
-    ValidationError::new("input_file", "unsuitable_input", message)
+    ValidationError::new("input_file", Code::UnsuitableInput, message)
 }
 
 impl ProcessPlan {
@@ -49,7 +50,7 @@ impl ProcessPlan {
                 if trim.start >= total {
                     return Err(ValidationError::new(
                         "operations.trim.start",
-                        "invalid_operation",
+                        Code::InvalidOperation,
                         format!("{} s is past the end of the input ({total:.2} s)", trim.start),
                     ));
                 }
@@ -89,7 +90,7 @@ impl ProcessPlan {
         if container.audio_only() && output_has_video {
             return Err(ValidationError::new(
                 "operations.format",
-                "invalid_operation",
+                Code::InvalidOperation,
                 format!("{} holds audio only; set audio_only or choose a video format", container.ext()),
             ));
         }

@@ -2,6 +2,7 @@
 //! reach for next), parsed into typed, range-checked values, then checked against
 //! the probed input into a [`ProcessPlan`](super::ProcessPlan).
 
+use crate::Code;
 use serde::{Deserialize, Serialize};
 
 use crate::validate::ValidationError;
@@ -115,7 +116,7 @@ impl Container {
             let valid: Vec<_> = Container::ALL.iter().map(|c| c.ext()).collect();
             ValidationError::new(
                 "operations.format",
-                "invalid_format",
+                Code::InvalidOutputFormat,
                 format!("'{s}' is not one of {}", valid.join(", ")),
             )
         })
@@ -151,7 +152,7 @@ pub struct Operations {
 }
 
 fn bad(field: &'static str, message: impl Into<String>) -> ValidationError {
-    ValidationError::new(field, "invalid_operation", message)
+    ValidationError::new(field, Code::InvalidOperation, message)
 }
 
 fn number(field: &'static str, v: &NumOrText) -> Result<f64, ValidationError> {

@@ -4,7 +4,7 @@ use std::{path::Path, time::Duration};
 
 use super::probe::{MediaProbe, ProbeArgs, ProbeError, parse_probe_json};
 use crate::{
-    error::{ErrorClass, HasErrorClass},
+    error::{Code, HasCode},
     process::{self, ChildCommand, RunError},
 };
 
@@ -20,19 +20,13 @@ pub enum ProbeRunError {
     Tool(RunError),
 }
 
-impl HasErrorClass for ProbeRunError {
-    fn class(&self) -> ErrorClass {
+impl HasCode for ProbeRunError {
+    fn code(&self) -> Code {
         match self {
             ProbeRunError::NotMedia(_) | ProbeRunError::Rejected(_) | ProbeRunError::TimedOut => {
-                ErrorClass::BadRequest
+                Code::NotMedia
             }
-            ProbeRunError::Tool(_) => ErrorClass::Internal,
-        }
-    }
-    fn code(&self) -> &'static str {
-        match self {
-            ProbeRunError::NotMedia(_) | ProbeRunError::Rejected(_) | ProbeRunError::TimedOut => "not_media",
-            ProbeRunError::Tool(_) => "tool_error",
+            ProbeRunError::Tool(_) => Code::ToolError,
         }
     }
 }
@@ -53,7 +47,7 @@ pub async fn probe(ffprobe: &Path, path: &Path) -> Result<MediaProbe, ProbeRunEr
     )
     .await
     .map_err(|e| match e {
-        RunError::TimedOut(_) => ProbeRunError::TimedOut,
+        RunError::Stopped(process::StopReason::TimedOut(_)) => ProbeRunError::TimedOut,
         other => ProbeRunError::Tool(other),
     })?;
     if !out.status.success() {

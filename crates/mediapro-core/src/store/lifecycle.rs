@@ -1,10 +1,16 @@
-//! Status changes of one task, each a compare-and-set.
+//! Status changes of one task, each a compare-and-set built by
+//! [`Transition`](super::transition::Transition) from the status sets on
+//! [`TaskStatus`].
 
-use sqlx::AnyConnection;
 use uuid::Uuid;
 
-use super::{COLUMNS, StoreError, TaskStore, micros, row};
-use crate::task::{Task, TaskStatus, new_job_id, now};
+use super::{
+    COLUMNS, StoreError, TaskStore, micros, row,
+    transition::{Sql, Transition},
+};
+use crate::task::{Task, TaskKind, TaskRequest, TaskStatus, new_job_id, now};
+use sqlx::AnyConnection;
+use strum::IntoEnumIterator;
 
 /// What a running attempt learns when it renews its lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,10 +24,10 @@ pub enum Lease {
 }
 
 /// Answer to a worker that wants to run a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
-    /// Run it: this is attempt number `n`.
-    Claimed(i64),
+    /// Run it: this is attempt number `attempt`, and this is what to do.
+    Claimed { attempt: i64, request: TaskRequest },
     /// A live attempt holds the task (its lease is fresh): try again later.
     Held,
     /// Final (e.g. cancelled while queued) or unknown: nothing to run.
@@ -50,40 +56,6 @@ impl TaskStore {
         self.inserter.insert(task.clone()).await
     }
 
-    /// Completes a download and, in the same transaction, records the processing
-    /// task chained after it (pending, to be queued by the caller), so a chain is
-    /// never half-written.
-    pub async fn complete_and_chain(
-        &self,
-        task_id: Uuid,
-        attempt: i64,
-        downloaded_files: &[String],
-        next: &Task,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let files = serde_json::to_string(downloaded_files)
-            .map_err(|e| StoreError::Corrupt { task_id: task_id.to_string(), why: e.to_string() })?;
-        let t = micros(now());
-        let done = sqlx::query(
-            "UPDATE tasks SET status = 'completed', progress = 100, completed_at = $3, updated_at = $3, \
-             downloaded_files = $4, error = NULL, next_task_id = $5 \
-             WHERE task_id = $1 AND attempts = $2 AND status = 'downloading'",
-        )
-        .bind(task_id.to_string())
-        .bind(attempt)
-        .bind(t)
-        .bind(files)
-        .bind(next.task_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        insert_row(&mut tx, next).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
     pub async fn get(&self, task_id: Uuid) -> Result<Option<Task>, StoreError> {
         let row =
             sqlx::query_as::<_, row::TaskRow>(&format!("SELECT {COLUMNS} FROM tasks WHERE task_id = $1"))
@@ -95,46 +67,63 @@ impl TaskStore {
 
     /// Removes a task that was never queued (the queue refused it).
     pub async fn delete_pending(&self, task_id: Uuid) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM tasks WHERE task_id = $1 AND status = 'pending'")
-            .bind(task_id.to_string())
+        Sql::new("DELETE FROM tasks WHERE task_id = ")
+            .arg(task_id.to_string())
+            .text(" AND status IN ")
+            .statuses(&[TaskStatus::Pending])
             .execute(&self.writer)
             .await?;
         Ok(())
     }
 
-    /// A worker takes the task: `pending` → the kind's running status, with a new
-    /// attempt number and a fresh lease. A task already running is taken over only
-    /// when its lease is older than `lease_timeout` (its worker died), so a job
-    /// delivered twice never runs twice at once.
+    /// A worker takes the task: `pending` → its kind's running status, with a new
+    /// attempt number and a fresh lease, returning what to run in the same round
+    /// trip. A task already running is taken over only when its lease is older
+    /// than `lease_timeout` (its worker died), so a job delivered twice never
+    /// runs twice at once.
     pub async fn claim(
         &self,
         task_id: Uuid,
-        running: TaskStatus,
         worker: &str,
         lease_timeout: std::time::Duration,
     ) -> Result<Claim, StoreError> {
         let t = micros(now());
         let stale = t - i64::try_from(lease_timeout.as_micros()).unwrap_or(i64::MAX);
-        let attempt: Option<(i64,)> = sqlx::query_as(
-            "UPDATE tasks SET status = $2, attempts = attempts + 1, started_at = $3, updated_at = $3, \
-             heartbeat_at = $3, worker = $4, progress = 0, error = NULL, downloaded_files = '[]', \
-             output_file = NULL, completed_at = NULL \
-             WHERE task_id = $1 AND (status = 'pending' \
-                OR (status = $2 AND (heartbeat_at IS NULL OR heartbeat_at < $5))) \
-             RETURNING attempts",
-        )
-        .bind(task_id.to_string())
-        .bind(running.as_str())
-        .bind(t)
-        .bind(worker)
-        .bind(stale)
-        .fetch_optional(&self.writer)
-        .await?;
-        if let Some((n,)) = attempt {
-            return Ok(Claim::Claimed(n));
+        // status = CASE kind WHEN 'download' THEN 'downloading' … END, from the enums.
+        let mut running = Sql::new("status = CASE kind");
+        for kind in TaskKind::iter() {
+            running = running.text(" WHEN ").arg(kind.as_str()).text(" THEN ").arg(kind.running_status());
+        }
+        let claimable = Sql::new("status IN ")
+            .statuses(&[TaskStatus::Pending])
+            .text(" OR (status IN ")
+            .statuses(TaskStatus::RUNNING)
+            .text(" AND (heartbeat_at IS NULL OR heartbeat_at < ")
+            .arg(stale)
+            .text("))");
+        let claimed: Option<(i64, String)> = Transition::keep()
+            .set_sql(running.text(" END"))
+            .set_sql(Sql::new("attempts = attempts + 1"))
+            .set("started_at", t)
+            .set("updated_at", t)
+            .set("heartbeat_at", t)
+            .set("worker", worker)
+            .set("progress", 0.0)
+            .set("error", None::<&str>)
+            .set("downloaded_files", "[]")
+            .set("output_file", None::<&str>)
+            .set("completed_at", None::<&str>)
+            .guard(claimable)
+            .returning("attempts, request")
+            .apply_returning(&task_id.to_string(), &self.writer)
+            .await?;
+        if let Some((attempt, request)) = claimed {
+            let request = serde_json::from_str(&request)
+                .map_err(|e| StoreError::Corrupt { task_id: task_id.to_string(), why: e.to_string() })?;
+            return Ok(Claim::Claimed { attempt, request });
         }
         Ok(match self.get(task_id).await? {
-            Some(task) if !task.status.is_final() && task.status != TaskStatus::Pending => Claim::Held,
+            Some(task) if task.status.is_running() => Claim::Held,
             _ => Claim::Gone,
         })
     }
@@ -143,26 +132,25 @@ impl TaskStore {
     /// whether to go on.
     pub async fn heartbeat(&self, task_id: Uuid, attempt: i64, progress: f64) -> Result<Lease, StoreError> {
         let t = micros(now());
-        let renewed = sqlx::query(
-            "UPDATE tasks SET heartbeat_at = $3, progress = $4, \
-             updated_at = CASE WHEN progress = $4 THEN updated_at ELSE $3 END \
-             WHERE task_id = $1 AND attempts = $2 AND status IN ('downloading', 'processing')",
-        )
-        .bind(task_id.to_string())
-        .bind(attempt)
-        .bind(t)
-        .bind(progress)
-        .execute(&self.writer)
-        .await?;
-        if renewed.rows_affected() == 1 {
+        let renewed = Transition::keep()
+            .set("heartbeat_at", t)
+            .set_sql(
+                Sql::new("updated_at = CASE WHEN progress = ")
+                    .arg(progress)
+                    .text(" THEN updated_at ELSE ")
+                    .arg(t)
+                    .text(" END"),
+            )
+            .set("progress", progress)
+            .from(TaskStatus::RUNNING)
+            .attempt(attempt)
+            .apply(&task_id.to_string(), &self.writer)
+            .await?;
+        if renewed {
             return Ok(Lease::Held);
         }
-        let status: Option<(String,)> = sqlx::query_as("SELECT status FROM tasks WHERE task_id = $1")
-            .bind(task_id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match status {
-            Some((s,)) if s == TaskStatus::Cancelled.as_str() => Lease::Cancelled,
+        Ok(match self.get(task_id).await? {
+            Some(task) if task.status == TaskStatus::Cancelled => Lease::Cancelled,
             _ => Lease::Lost,
         })
     }
@@ -171,54 +159,47 @@ impl TaskStore {
     /// attempt notices at its next lease renewal and kills its subprocess.
     pub async fn cancel(&self, task_id: Uuid) -> Result<Cancel, StoreError> {
         let t = micros(now());
-        let done = sqlx::query(
-            "UPDATE tasks SET status = 'cancelled', completed_at = $2, updated_at = $2, error = NULL \
-             WHERE task_id = $1 AND status IN ('pending', 'downloading', 'processing')",
-        )
-        .bind(task_id.to_string())
-        .bind(t)
-        .execute(&self.writer)
-        .await?;
-        Ok(match (done.rows_affected(), self.get(task_id).await?) {
+        let done = Transition::to(TaskStatus::Cancelled, t)
+            .set("completed_at", t)
+            .set("error", None::<&str>)
+            .from(TaskStatus::ACTIVE)
+            .apply(&task_id.to_string(), &self.writer)
+            .await?;
+        Ok(match (done, self.get(task_id).await?) {
             (_, None) => Cancel::NotFound,
-            (1, Some(task)) => Cancel::Cancelled(task),
-            (_, Some(task)) => Cancel::AlreadyFinal(task),
+            (true, Some(task)) => Cancel::Cancelled(task),
+            (false, Some(task)) => Cancel::AlreadyFinal(task),
         })
     }
 
     /// `POST /api/tasks/{id}/retry`: `failed`/`cancelled` → `pending` with a new job
     /// id (the caller queues it); the next claim counts the attempt.
     pub async fn retry(&self, task_id: Uuid) -> Result<Retry, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tasks SET status = 'pending', progress = 0, completed_at = NULL, error = NULL, \
-             updated_at = $2, job_id = $3 WHERE task_id = $1 AND status IN ('failed', 'cancelled')",
-        )
-        .bind(task_id.to_string())
-        .bind(micros(now()))
-        .bind(new_job_id())
-        .execute(&self.writer)
-        .await?;
-        Ok(match (done.rows_affected(), self.get(task_id).await?) {
+        let done = Transition::to(TaskStatus::Pending, micros(now()))
+            .set("progress", 0.0)
+            .set("completed_at", None::<&str>)
+            .set("error", None::<&str>)
+            .set("job_id", new_job_id())
+            .from(TaskStatus::RETRYABLE)
+            .apply(&task_id.to_string(), &self.writer)
+            .await?;
+        Ok(match (done, self.get(task_id).await?) {
             (_, None) => Retry::NotFound,
-            (1, Some(task)) => Retry::Requeued(task),
-            (_, Some(task)) => Retry::NotRetryable(task),
+            (true, Some(task)) => Retry::Requeued(task),
+            (false, Some(task)) => Retry::NotRetryable(task),
         })
     }
 
-    /// Undoes [`retry`](Self::retry) when the job could not be queued.
+    /// Fails a pending task whose job `job_id` could not be queued.
     pub async fn fail_pending(&self, task_id: Uuid, job_id: &str, reason: &str) -> Result<bool, StoreError> {
         let t = micros(now());
-        let done = sqlx::query(
-            "UPDATE tasks SET status = 'failed', completed_at = $3, updated_at = $3, error = $4 \
-             WHERE task_id = $1 AND status = 'pending' AND job_id = $2",
-        )
-        .bind(task_id.to_string())
-        .bind(job_id)
-        .bind(t)
-        .bind(reason)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        Transition::to(TaskStatus::Failed, t)
+            .set("completed_at", t)
+            .set("error", reason)
+            .from(&[TaskStatus::Pending])
+            .guard(Sql::new("job_id = ").arg(job_id))
+            .apply(&task_id.to_string(), &self.writer)
+            .await
     }
 
     /// The running attempt succeeded with these storage-relative files.
@@ -229,70 +210,76 @@ impl TaskStore {
         downloaded_files: &[String],
         output_file: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let t = micros(now());
-        let files = serde_json::to_string(downloaded_files)
-            .map_err(|e| StoreError::Corrupt { task_id: task_id.to_string(), why: e.to_string() })?;
-        let done = sqlx::query(
-            "UPDATE tasks SET status = 'completed', progress = 100, completed_at = $3, updated_at = $3, \
-             downloaded_files = $4, output_file = $5, error = NULL \
-             WHERE task_id = $1 AND attempts = $2 AND status IN ('downloading', 'processing')",
-        )
-        .bind(task_id.to_string())
-        .bind(attempt)
-        .bind(t)
-        .bind(files)
-        .bind(output_file)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        completed(task_id, attempt, downloaded_files, output_file)?
+            .apply(&task_id.to_string(), &self.writer)
+            .await
+    }
+
+    /// Completes a download and, in the same transaction, records the processing
+    /// task chained after it (pending, to be queued by the caller), so a chain is
+    /// never half-written.
+    pub async fn complete_and_chain(
+        &self,
+        task_id: Uuid,
+        attempt: i64,
+        downloaded_files: &[String],
+        next: &Task,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let done = completed(task_id, attempt, downloaded_files, None)?
+            .set("next_task_id", next.task_id.to_string())
+            .apply(&task_id.to_string(), &mut *tx)
+            .await?;
+        if !done {
+            return Ok(false);
+        }
+        insert_row(&mut tx, next).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The running attempt failed for good.
     pub async fn fail(&self, task_id: Uuid, attempt: i64, reason: &str) -> Result<bool, StoreError> {
         let t = micros(now());
-        let done = sqlx::query(
-            "UPDATE tasks SET status = 'failed', completed_at = $3, updated_at = $3, error = $4 \
-             WHERE task_id = $1 AND attempts = $2 AND status IN ('downloading', 'processing')",
-        )
-        .bind(task_id.to_string())
-        .bind(attempt)
-        .bind(t)
-        .bind(reason)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        Transition::to(TaskStatus::Failed, t)
+            .set("completed_at", t)
+            .set("error", reason)
+            .from(TaskStatus::RUNNING)
+            .attempt(attempt)
+            .apply(&task_id.to_string(), &self.writer)
+            .await
     }
 
-    /// The running attempt failed transiently and the job will run again: back to
-    /// `pending`, keeping the reason visible meanwhile.
-    pub async fn requeue(&self, task_id: Uuid, attempt: i64, reason: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tasks SET status = 'pending', progress = 0, updated_at = $3, error = $4 \
-             WHERE task_id = $1 AND attempts = $2 AND status IN ('downloading', 'processing')",
-        )
-        .bind(task_id.to_string())
-        .bind(attempt)
-        .bind(micros(now()))
-        .bind(reason)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+    /// The running attempt failed transiently and will run again as job
+    /// `job_id` (queued by the caller): back to `pending`, keeping the reason
+    /// visible meanwhile.
+    pub async fn requeue(
+        &self,
+        task_id: Uuid,
+        attempt: i64,
+        reason: &str,
+        job_id: &str,
+    ) -> Result<bool, StoreError> {
+        Transition::to(TaskStatus::Pending, micros(now()))
+            .set("progress", 0.0)
+            .set("error", reason)
+            .set("job_id", job_id)
+            .from(TaskStatus::RUNNING)
+            .attempt(attempt)
+            .apply(&task_id.to_string(), &self.writer)
+            .await
     }
 
     /// Fails a task whatever attempt is running (used when a job cannot even be
-    /// decoded or claimed properly). Final tasks are left alone.
+    /// decoded or queued). Final tasks are left alone.
     pub async fn fail_unfinished(&self, task_id: Uuid, reason: &str) -> Result<bool, StoreError> {
         let t = micros(now());
-        let done = sqlx::query(
-            "UPDATE tasks SET status = 'failed', completed_at = $2, updated_at = $2, error = $3 \
-             WHERE task_id = $1 AND status IN ('pending', 'downloading', 'processing')",
-        )
-        .bind(task_id.to_string())
-        .bind(t)
-        .bind(reason)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        Transition::to(TaskStatus::Failed, t)
+            .set("completed_at", t)
+            .set("error", reason)
+            .from(TaskStatus::ACTIVE)
+            .apply(&task_id.to_string(), &self.writer)
+            .await
     }
 
     /// Number of tasks (for tests and metrics).
@@ -300,6 +287,26 @@ impl TaskStore {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM tasks").fetch_one(&self.pool).await?;
         Ok(n)
     }
+}
+
+/// Running attempt `attempt` → `completed` with its files.
+fn completed(
+    task_id: Uuid,
+    attempt: i64,
+    downloaded_files: &[String],
+    output_file: Option<&str>,
+) -> Result<Transition, StoreError> {
+    let t = micros(now());
+    let files = serde_json::to_string(downloaded_files)
+        .map_err(|e| StoreError::Corrupt { task_id: task_id.to_string(), why: e.to_string() })?;
+    Ok(Transition::to(TaskStatus::Completed, t)
+        .set("progress", 100.0)
+        .set("completed_at", t)
+        .set("downloaded_files", files)
+        .set("output_file", output_file)
+        .set("error", None::<&str>)
+        .from(TaskStatus::RUNNING)
+        .attempt(attempt))
 }
 
 pub(super) async fn insert_row(conn: &mut AnyConnection, task: &Task) -> Result<(), StoreError> {

@@ -1,6 +1,7 @@
 //! `GET /api/tasks`: filtered, newest first, keyset pagination (stable while tasks
 //! are being added: a page never repeats or skips a task).
 
+use crate::Code;
 use time::OffsetDateTime;
 
 use super::{COLUMNS, StoreError, TaskStore, micros, row};
@@ -21,7 +22,7 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        let bad = || ValidationError::new("cursor", "invalid_cursor", "is not a cursor this API returned");
+        let bad = || ValidationError::new("cursor", Code::InvalidCursor, "is not a cursor this API returned");
         let (t, id) = raw.split_once('_').ok_or_else(bad)?;
         let created_at = t.parse().map_err(|_| bad())?;
         let task_id = id.parse::<uuid::Uuid>().map_err(|_| bad())?.to_string();

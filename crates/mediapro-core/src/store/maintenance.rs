@@ -3,8 +3,11 @@
 
 use uuid::Uuid;
 
-use super::{StoreError, TaskStore, micros};
-use crate::task::{TaskKind, now};
+use super::{
+    StoreError, TaskStore, micros,
+    transition::{Sql, Transition},
+};
+use crate::task::{TaskKind, TaskStatus, now};
 
 /// A task the reconciler should look at: pending for a while, or running with a
 /// lease nobody renews.
@@ -23,16 +26,18 @@ impl TaskStore {
         lease_before: time::OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<StaleTask>, StoreError> {
-        let rows: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(&format!(
-            "SELECT task_id, kind, job_id, updated_at FROM tasks \
-             WHERE (status = 'pending' AND updated_at < $1) \
-                OR (status IN ('downloading', 'processing') AND heartbeat_at < $2) \
-             ORDER BY updated_at LIMIT {limit}"
-        ))
-        .bind(micros(pending_before))
-        .bind(micros(lease_before))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(String, String, Option<String>, i64)> =
+            Sql::new("SELECT task_id, kind, job_id, updated_at FROM tasks WHERE (status IN ")
+                .statuses(&[TaskStatus::Pending])
+                .text(" AND updated_at < ")
+                .arg(micros(pending_before))
+                .text(") OR (status IN ")
+                .statuses(TaskStatus::RUNNING)
+                .text(" AND heartbeat_at < ")
+                .arg(micros(lease_before))
+                .text(format!(") ORDER BY updated_at LIMIT {limit}"))
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .into_iter()
             .filter_map(|(id, kind, job, updated_at)| {
@@ -50,16 +55,12 @@ impl TaskStore {
     /// was read (another reconciler, or the task moved on): exactly one caller wins
     /// and pushes the new job.
     pub async fn reassign_job(&self, task: &StaleTask, new_job_id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tasks SET job_id = $3, updated_at = $4 WHERE task_id = $1 AND updated_at = $2",
-        )
-        .bind(task.task_id.to_string())
-        .bind(task.updated_at)
-        .bind(new_job_id)
-        .bind(micros(now()))
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        Transition::keep()
+            .set("job_id", new_job_id)
+            .set("updated_at", micros(now()))
+            .guard(Sql::new("updated_at = ").arg(task.updated_at))
+            .apply(&task.task_id.to_string(), &self.writer)
+            .await
     }
 
     /// Finished tasks completed before `before`.
@@ -68,24 +69,24 @@ impl TaskStore {
         before: time::OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(&format!(
-            "SELECT task_id FROM tasks WHERE status IN ('completed', 'failed', 'cancelled') \
-             AND completed_at < $1 ORDER BY completed_at LIMIT {limit}"
-        ))
-        .bind(micros(before))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(String,)> = Sql::new("SELECT task_id FROM tasks WHERE status IN ")
+            .statuses(TaskStatus::FINAL)
+            .text(" AND completed_at < ")
+            .arg(micros(before))
+            .text(format!(" ORDER BY completed_at LIMIT {limit}"))
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.into_iter().filter_map(|(id,)| id.parse().ok()).collect())
     }
 
     /// Removes a finished task's row (after its files).
     pub async fn delete_finished(&self, task_id: Uuid) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM tasks WHERE task_id = $1 AND status IN ('completed', 'failed', 'cancelled')",
-        )
-        .bind(task_id.to_string())
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let deleted = Sql::new("DELETE FROM tasks WHERE task_id = ")
+            .arg(task_id.to_string())
+            .text(" AND status IN ")
+            .statuses(TaskStatus::FINAL)
+            .execute(&self.writer)
+            .await?;
+        Ok(deleted == 1)
     }
 }

@@ -10,6 +10,7 @@ mod lifecycle;
 mod list;
 mod maintenance;
 mod row;
+mod transition;
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use sqlx::{
     any::{AnyPoolOptions, install_default_drivers},
 };
 
-use crate::error::{ErrorClass, HasErrorClass};
+use crate::error::{Code, HasCode};
 
 pub use lifecycle::{Cancel, Claim, Lease, Retry};
 pub use list::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, TaskFilter, TaskPage};
@@ -43,17 +44,11 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-impl HasErrorClass for StoreError {
-    fn class(&self) -> ErrorClass {
+impl HasCode for StoreError {
+    fn code(&self) -> Code {
         match self {
-            StoreError::Unavailable(_) => ErrorClass::Unavailable,
-            _ => ErrorClass::Internal,
-        }
-    }
-    fn code(&self) -> &'static str {
-        match self {
-            StoreError::Unavailable(_) => "store_unavailable",
-            _ => "internal_error",
+            StoreError::Unavailable(_) => Code::StoreUnavailable,
+            _ => Code::InternalError,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `*`) followed by simple `[key<op>value]` filters. `all`/`mergeall` (download
 //! every format) and anything that looks like an option are refused.
 
+use crate::Code;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -21,7 +22,7 @@ pub struct FormatSelector(String);
 
 impl FormatSelector {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        let bad = |msg: String| ValidationError::new(FIELD, "invalid_format", msg);
+        let bad = |msg: String| ValidationError::new(FIELD, Code::InvalidFormatId, msg);
         if raw.is_empty() {
             return Err(bad("must not be empty".into()));
         }

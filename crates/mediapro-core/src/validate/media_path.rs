@@ -3,6 +3,7 @@
 //! resolves elsewhere (`..`, other absolute paths, symlinks pointing out) is
 //! refused, as are non-regular files.
 
+use crate::Code;
 use std::path::{Path, PathBuf};
 
 use super::ValidationError;
@@ -19,7 +20,7 @@ pub struct MediaPath {
 }
 
 fn refused(message: &str) -> ValidationError {
-    ValidationError::new(FIELD, "invalid_input_file", message)
+    ValidationError::new(FIELD, Code::InvalidInputFile, message)
 }
 
 impl MediaPath {

@@ -13,28 +13,25 @@ pub use media_path::MediaPath;
 pub use subtitles::{SubtitleLang, SubtitleLangs};
 pub use url::{AddressPolicy, SourceUrl};
 
-use crate::error::{ErrorClass, HasErrorClass};
+use crate::error::{Code, HasCode};
 
 /// A request field that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct ValidationError {
     pub field: &'static str,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
 }
 
 impl ValidationError {
-    pub fn new(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(field: &'static str, code: Code, message: impl Into<String>) -> Self {
         Self { field, code, message: message.into() }
     }
 }
 
-impl HasErrorClass for ValidationError {
-    fn class(&self) -> ErrorClass {
-        ErrorClass::BadRequest
-    }
-    fn code(&self) -> &'static str {
+impl HasCode for ValidationError {
+    fn code(&self) -> Code {
         self.code
     }
 }

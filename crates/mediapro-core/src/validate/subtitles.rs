@@ -1,6 +1,7 @@
 //! Subtitle language tags (`en`, `zh-CN`, `pt-BR`): plain BCP-47-like tags only,
 //! never yt-dlp's regexes, `all` or `-` exclusions.
 
+use crate::Code;
 use serde::{Deserialize, Serialize};
 
 use super::ValidationError;
@@ -27,7 +28,7 @@ impl SubtitleLang {
         } else {
             Err(ValidationError::new(
                 FIELD,
-                "invalid_subtitle_lang",
+                Code::InvalidSubtitleLang,
                 format!("'{}' is not a language tag like 'en' or 'zh-CN'", raw.escape_debug()),
             ))
         }
@@ -60,7 +61,7 @@ impl SubtitleLangs {
         if raw.len() > MAX_LANGS {
             return Err(ValidationError::new(
                 FIELD,
-                "too_many_subtitle_langs",
+                Code::TooManySubtitleLangs,
                 format!("at most {MAX_LANGS} languages"),
             ));
         }

@@ -3,6 +3,7 @@
 //! dotted form, so the address policy sees what yt-dlp will connect to; the
 //! normalised string is what is stored and passed on.
 
+use crate::Code;
 use std::{fmt, net::IpAddr, time::Duration};
 
 use serde::{Deserialize, Serialize};
@@ -18,7 +19,7 @@ pub struct SourceUrl(String);
 
 impl SourceUrl {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        let invalid = |msg: &str| ValidationError::new(FIELD, "invalid_url", msg);
+        let invalid = |msg: &str| ValidationError::new(FIELD, Code::InvalidUrl, msg);
         if raw.is_empty() {
             return Err(invalid("is required"));
         }
@@ -35,7 +36,7 @@ impl SourceUrl {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ValidationError::new(
                 FIELD,
-                "unsupported_scheme",
+                Code::UnsupportedScheme,
                 format!("scheme '{}' is not allowed; use http or https", url.scheme()),
             ));
         }
@@ -95,7 +96,7 @@ impl AddressPolicy {
         let refused = |what: String| {
             ValidationError::new(
                 FIELD,
-                "private_address",
+                Code::PrivateAddress,
                 format!("{what} is not a public address; requests to private networks are disabled"),
             )
         };
@@ -107,7 +108,7 @@ impl AddressPolicy {
                 return check_ip(IpAddr::V6(ip)).map_err(|_| refused(ip.to_string()));
             }
             Some(::url::Host::Domain(d)) => d.trim_end_matches('.').to_ascii_lowercase(),
-            None => return Err(ValidationError::new(FIELD, "invalid_url", "has no host")),
+            None => return Err(ValidationError::new(FIELD, Code::InvalidUrl, "has no host")),
         };
         if is_internal_name(&host) {
             return Err(refused(format!("host '{host}'")));
@@ -121,7 +122,7 @@ impl AddressPolicy {
             Ok(Err(_)) | Err(_) => {
                 return Err(ValidationError::new(
                     FIELD,
-                    "unresolvable_host",
+                    Code::UnresolvableHost,
                     format!("host '{host}' does not resolve"),
                 ));
             }
@@ -129,7 +130,7 @@ impl AddressPolicy {
         if addrs.is_empty() {
             return Err(ValidationError::new(
                 FIELD,
-                "unresolvable_host",
+                Code::UnresolvableHost,
                 format!("host '{host}' has no addresses"),
             ));
         }
@@ -158,7 +159,7 @@ mod tests {
     use super::*;
 
     fn code(raw: &str) -> &'static str {
-        SourceUrl::parse(raw).expect_err("must be refused").code
+        SourceUrl::parse(raw).expect_err("must be refused").code.as_str()
     }
 
     #[test]
@@ -199,7 +200,7 @@ mod tests {
         ] {
             let url = SourceUrl::parse(raw).expect("parses");
             let err = policy.check(&url).await.expect_err(raw);
-            assert_eq!(err.code, "private_address", "{raw}");
+            assert_eq!(err.code, Code::PrivateAddress, "{raw}");
         }
         let allowed = AddressPolicy { allow_private_networks: true };
         let url = SourceUrl::parse("http://127.0.0.1:9/x").expect("parses");

@@ -1,15 +1,17 @@
-//! One attempt at a task: take it from the store, supervise the subprocess that
-//! does the work, and say how it ended.
+//! One attempt at a task: take it from the store, and supervise the subprocess
+//! that does the work.
 //!
 //! Supervision is a loop beside the subprocess that, every second, renews the
 //! attempt's lease on the task (writing its progress) and learns from the store
 //! whether a client cancelled the task or another attempt took it over; it also
-//! kills a child that has printed nothing for `limits.stall_timeout_seconds`. The
-//! store is shared by every host, so a cancel reaches the job wherever it runs.
+//! stops a child that has printed nothing for `limits.stall_timeout_seconds`. The
+//! loop resolves with the [`StopReason`], which the runner hands back with the
+//! killed child's result: one kill reason, no side channel. The store is shared
+//! by every host, so a cancel reaches the job wherever it runs.
 
 use std::{
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -18,8 +20,9 @@ use std::{
 use apalis::prelude::{AbortError, BoxDynError};
 use mediapro_core::{
     jobs::JobPayload,
+    process::StopReason,
     store::{Claim, Lease},
-    task::{TaskRequest, TaskStatus},
+    task::TaskRequest,
 };
 use uuid::Uuid;
 
@@ -32,26 +35,27 @@ const TICK: Duration = Duration::from_secs(1);
 #[error("task {0} is held by another live attempt; will look again")]
 struct HeldElsewhere(Uuid);
 
-#[derive(Debug, Clone, Copy)]
+/// A claimed attempt: the task, its attempt number, and what to do.
+#[derive(Debug, Clone)]
 pub struct Attempt {
     pub task_id: Uuid,
     pub number: i64,
+    pub request: TaskRequest,
 }
 
-/// Claims the task a job carries. `Ok(None)`: nothing to run (final, held by a
-/// live attempt, unknown, or given up on).
+/// Claims the task a job carries. `Ok(None)`: nothing to run (final, unknown,
+/// or given up on).
 pub async fn begin(
     ctx: &JobContext,
     payload: &JobPayload,
-    running: TaskStatus,
     worker: &str,
-) -> Result<Option<(Attempt, TaskRequest)>, BoxDynError> {
+) -> Result<Option<Attempt>, BoxDynError> {
     let task_id = match payload {
         JobPayload::Task { task_id } => *task_id,
         JobPayload::Undecodable(value) => {
             tracing::error!(payload = %value, "undecodable job payload");
             if let Some(id) = payload.claimed_task_id() {
-                ctx.store
+                ctx.store()
                     .fail_unfinished(id, "the queued job could not be read")
                     .await
                     .map_err(store_error)?;
@@ -60,8 +64,8 @@ pub async fn begin(
         }
     };
     let lease = Duration::from_secs(ctx.settings.worker.lease_seconds);
-    let number = match ctx.store.claim(task_id, running, worker, lease).await.map_err(store_error)? {
-        Claim::Claimed(n) => n,
+    let attempt = match ctx.store().claim(task_id, worker, lease).await.map_err(store_error)? {
+        Claim::Claimed { attempt, request } => Attempt { task_id, number: attempt, request },
         Claim::Gone => {
             tracing::info!(%task_id, "task is final or unknown; job skipped");
             return Ok(None);
@@ -70,25 +74,15 @@ pub async fn begin(
         // on its own clock): come back later rather than drop the job.
         Claim::Held => return Err(HeldElsewhere(task_id).into()),
     };
-    let attempt = Attempt { task_id, number };
     // Poison guard: a job whose runs keep dying with their worker (OOM, crash)
     // is re-delivered by the queue again and again; the store counts the starts.
     let max = i64::from(ctx.settings.limits.max_attempts);
-    if number > max {
+    if attempt.number > max {
         let reason = format!("gave up after {max} attempts (the last ones did not finish: worker lost)");
-        settle(ctx, attempt, Outcome::Failed(reason)).await?;
+        settle(ctx, &attempt, Outcome::Failed(reason)).await?;
         return Ok(None);
     }
-    let task = ctx.store.get(task_id).await.map_err(store_error)?;
-    Ok(task.map(|t| (attempt, t.request)))
-}
-
-/// Why supervision stopped a child early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    Cancelled,
-    Stalled(u64),
-    Lost,
+    Ok(Some(attempt))
 }
 
 /// Shared between the subprocess's output callback (which records activity and
@@ -98,7 +92,6 @@ pub struct Supervisor {
     started: Instant,
     last_activity_ms: Arc<AtomicU64>,
     progress_bits: Arc<AtomicU64>,
-    stop: Arc<Mutex<Option<Stop>>>,
 }
 
 impl Supervisor {
@@ -107,7 +100,6 @@ impl Supervisor {
             started: Instant::now(),
             last_activity_ms: Arc::new(AtomicU64::new(0)),
             progress_bits: Arc::new(AtomicU64::new(0f64.to_bits())),
-            stop: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -128,43 +120,25 @@ impl Supervisor {
         }
     }
 
-    pub fn reason(&self) -> Option<Stop> {
-        *self.stop.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Resolves when the child must stop; [`reason`](Self::reason) says why.
-    pub async fn watch(&self, ctx: &JobContext, attempt: Attempt) {
-        let stall_ms = ctx.settings.limits.stall_timeout_seconds.saturating_mul(1000);
+    /// Resolves with the reason when the child must stop.
+    pub async fn watch(&self, ctx: &JobContext, attempt: &Attempt) -> StopReason {
+        let stall = Duration::from_secs(ctx.settings.limits.stall_timeout_seconds);
         loop {
             tokio::time::sleep(TICK).await;
             let progress = f64::from_bits(self.progress_bits.load(Ordering::Relaxed));
-            let stop = match ctx.store.heartbeat(attempt.task_id, attempt.number, progress).await {
+            match ctx.store().heartbeat(attempt.task_id, attempt.number, progress).await {
                 Ok(Lease::Held) => {
                     let idle =
                         self.elapsed_ms().saturating_sub(self.last_activity_ms.load(Ordering::Relaxed));
-                    (idle > stall_ms).then_some(Stop::Stalled(ctx.settings.limits.stall_timeout_seconds))
+                    if u128::from(idle) > stall.as_millis() {
+                        return StopReason::Stalled(stall);
+                    }
                 }
-                Ok(Lease::Cancelled) => Some(Stop::Cancelled),
-                Ok(Lease::Lost) => Some(Stop::Lost),
-                Err(e) => {
-                    // A store blip is no reason to kill a job; the lease is generous.
-                    tracing::warn!(task_id = %attempt.task_id, error = %e, "lease renewal failed");
-                    None
-                }
-            };
-            if let Some(stop) = stop {
-                *self.stop.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(stop);
-                return;
+                Ok(Lease::Cancelled) => return StopReason::Cancelled,
+                Ok(Lease::Lost) => return StopReason::LeaseLost,
+                // A store blip is no reason to kill a job; the lease is generous.
+                Err(e) => tracing::warn!(task_id = %attempt.task_id, error = %e, "lease renewal failed"),
             }
-        }
-    }
-
-    /// The outcome of a child stopped by supervision.
-    pub fn stopped_outcome(&self) -> Outcome {
-        match self.reason() {
-            Some(Stop::Cancelled) => Outcome::Cancelled,
-            Some(Stop::Stalled(secs)) => Outcome::Failed(format!("stalled: no output for {secs} s")),
-            Some(Stop::Lost) | None => Outcome::Lost,
         }
     }
 }

@@ -4,40 +4,20 @@
 
 use std::path::{Path, PathBuf};
 
-use apalis::prelude::{BoxDynError, WorkerContext};
 use mediapro_core::{
-    jobs::JobPayload,
-    process::{self, ChildCommand, RunError},
+    process::{self, ChildCommand},
     requests::DownloadSpec,
-    task::{TaskRequest, TaskStatus},
     ytdlp::{DownloadArgs, DownloadOutput, ProgressTracker, classify_failure, parse_output_line},
 };
 
 use super::{
-    attempt::{self, Attempt, Supervisor},
+    attempt::{Attempt, Supervisor},
     fsutil::reset_dir,
-    outcome::{Outcome, settle},
-    pipeline,
+    outcome::Outcome,
 };
 use crate::context::JobContext;
 
-#[tracing::instrument(skip_all, fields(task_id = ?job.claimed_task_id()))]
-pub async fn run(job: JobPayload, ctx: &JobContext, worker: &WorkerContext) -> Result<(), BoxDynError> {
-    let Some((attempt, request)) = attempt::begin(ctx, &job, TaskStatus::Downloading, worker.name()).await?
-    else {
-        return Ok(());
-    };
-    let TaskRequest::Download(spec) = request else {
-        return settle(ctx, attempt, Outcome::Failed("task is not a download".into())).await;
-    };
-    let outcome = download(ctx, attempt, &spec).await;
-    match (outcome, &spec.process) {
-        (Outcome::Completed { files, .. }, Some(ops)) => pipeline::chain(ctx, attempt, files, ops).await,
-        (outcome, _) => settle(ctx, attempt, outcome).await,
-    }
-}
-
-async fn download(ctx: &JobContext, attempt: Attempt, spec: &DownloadSpec) -> Outcome {
+pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec) -> Outcome {
     let dir = ctx.layout.download_dir(attempt.task_id);
     // Every attempt starts from an empty folder: a re-run after a crash must not
     // pick up (or list) a previous attempt's partial files.
@@ -75,10 +55,7 @@ async fn download(ctx: &JobContext, attempt: Attempt, spec: &DownloadSpec) -> Ou
     let _ = tokio::fs::remove_dir_all(&temp_dir).await;
 
     let outcome = match result {
-        Err(RunError::TimedOut(d)) => Outcome::Failed(format!("timed out after {} s", d.as_secs())),
-        Err(RunError::Cancelled) => supervisor.stopped_outcome(),
-        Err(e @ RunError::Spawn { .. }) => Outcome::Transient(e.to_string()),
-        Err(e) => Outcome::Transient(format!("yt-dlp output could not be read: {e}")),
+        Err(e) => Outcome::from_run_error(e, "yt-dlp"),
         Ok(out) if !out.status.success() => {
             let failure = classify_failure(&out.stderr_tail);
             if failure.permanent {

@@ -1,27 +1,26 @@
-//! Job handlers, one module per queue, plus what they share.
+//! The job handler of every queue: claim the task, run the work its request
+//! asks for, end the attempt in one place. The request (from the store, in the
+//! same round trip as the claim) decides what runs, not the queue the job came on.
 
 mod attempt;
 mod download;
 mod fsutil;
 mod outcome;
-mod pipeline;
 mod process;
 
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
-use mediapro_core::jobs::JobPayload;
-use mediapro_queue::QueueName;
+use mediapro_core::{jobs::JobPayload, task::TaskRequest};
 
 use crate::context::JobContext;
 
-/// The handler of both queues: the queue a worker consumes decides the job kind.
-pub async fn run(
-    job: JobPayload,
-    ctx: Data<JobContext>,
-    queue: Data<QueueName>,
-    worker: WorkerContext,
-) -> Result<(), BoxDynError> {
-    match *queue {
-        QueueName::Download => download::run(job, &ctx, &worker).await,
-        QueueName::Process => process::run(job, &ctx, &worker).await,
-    }
+#[tracing::instrument(skip_all, fields(task_id = ?job.claimed_task_id()))]
+pub async fn run(job: JobPayload, ctx: Data<JobContext>, worker: WorkerContext) -> Result<(), BoxDynError> {
+    let Some(attempt) = attempt::begin(&ctx, &job, worker.name()).await? else {
+        return Ok(());
+    };
+    let outcome = match &attempt.request {
+        TaskRequest::Download(spec) => download::run(&ctx, &attempt, spec).await,
+        TaskRequest::Process(spec) => process::run(&ctx, &attempt, spec).await,
+    };
+    outcome::settle(&ctx, &attempt, outcome).await
 }

@@ -1,7 +1,15 @@
-//! How a job attempt ended, and what that means for the task and for apalis.
+//! How a job attempt ended, and the one place where an attempt ends: the
+//! outcome is recorded in the store (a compare-and-set on this attempt) or handed
+//! to the dispatcher (a chained processing task, a retry after backoff).
 
 use apalis::prelude::BoxDynError;
-use mediapro_core::store::StoreError;
+use mediapro_core::{
+    process::{RunError, StopReason},
+    requests::ProcessSpec,
+    store::StoreError,
+    task::{Task, TaskRequest},
+};
+use mediapro_queue::Requeued;
 
 use super::attempt::Attempt;
 use crate::context::JobContext;
@@ -15,11 +23,12 @@ pub enum Outcome {
     },
     /// Retrying cannot help.
     Failed(String),
-    /// Worth another attempt (network trouble), if any are left.
+    /// Worth another attempt (network trouble), if the retry policy allows.
     Transient(String),
     /// A client cancelled the task (the store already says so).
     Cancelled,
-    /// Another attempt owns the task now; this one writes nothing.
+    /// Another attempt owns the task now, or this worker is shutting down and
+    /// the job will run again elsewhere; this one writes nothing.
     Lost,
 }
 
@@ -29,31 +38,46 @@ impl Outcome {
     pub fn discards_files(&self) -> bool {
         !matches!(self, Outcome::Completed { .. } | Outcome::Lost)
     }
+
+    /// The outcome of a child the runner reported as failed to run or stopped.
+    pub fn from_run_error(err: RunError, tool: &str) -> Self {
+        match err {
+            RunError::Stopped(reason) => Self::from_stop(reason),
+            e @ RunError::Spawn { .. } => Outcome::Transient(e.to_string()),
+            e => Outcome::Failed(format!("{tool} output could not be read: {e}")),
+        }
+    }
+
+    fn from_stop(reason: StopReason) -> Self {
+        match reason {
+            StopReason::Cancelled => Outcome::Cancelled,
+            StopReason::LeaseLost | StopReason::Shutdown => Outcome::Lost,
+            StopReason::TimedOut(_)
+            | StopReason::Stalled(_)
+            | StopReason::TooLarge(_)
+            | StopReason::Blocked(_) => Outcome::Failed(reason.to_string()),
+        }
+    }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("transient failure, will retry: {0}")]
-struct RetryLater(String);
-
-/// Records the outcome in the store (compare-and-set on this attempt) and tells
-/// apalis whether to run the job again: `Err` only for a transient failure with
-/// attempts left, so a permanent failure is never retried.
-pub async fn settle(ctx: &JobContext, attempt: Attempt, outcome: Outcome) -> Result<(), BoxDynError> {
-    let (store, task_id, n) = (&ctx.store, attempt.task_id, attempt.number);
-    let max = i64::from(ctx.settings.limits.max_attempts);
+/// Ends the attempt. `Err` only for infrastructure trouble (the store), which
+/// hands the job back to the queue (see `crates/mediapro-core/src/retry.rs`).
+pub async fn settle(ctx: &JobContext, attempt: &Attempt, outcome: Outcome) -> Result<(), BoxDynError> {
+    let (store, task_id, n) = (ctx.store(), attempt.task_id, attempt.number);
     let applied = match outcome {
-        Outcome::Completed { files, output } => store.complete(task_id, n, &files, output.as_deref()).await?,
+        Outcome::Completed { files, output } => match chained_processing(attempt, &files) {
+            Some(next) => ctx.dispatcher.chain(task_id, n, &files, &next).await?,
+            None => store.complete(task_id, n, &files, output.as_deref()).await?,
+        },
         Outcome::Failed(reason) => store.fail(task_id, n, &reason).await?,
-        Outcome::Transient(reason) if n >= max => {
-            store.fail(task_id, n, &format!("{reason} (gave up after {n} attempts)")).await?
-        }
-        Outcome::Transient(reason) => {
-            if store.requeue(task_id, n, &reason).await? {
-                tracing::warn!(%task_id, attempt = n, %reason, "transient failure; will retry");
-                return Err(RetryLater(reason).into());
+        Outcome::Transient(reason) => match ctx.dispatcher.retry_later(task_id, n, &reason).await? {
+            Requeued::After(delay) => {
+                tracing::warn!(%task_id, attempt = n, %reason, ?delay, "transient failure; will retry");
+                true
             }
-            false
-        }
+            Requeued::GaveUp => true,
+            Requeued::Stale => false,
+        },
         Outcome::Cancelled | Outcome::Lost => true,
     };
     if !applied {
@@ -63,7 +87,21 @@ pub async fn settle(ctx: &JobContext, attempt: Attempt, outcome: Outcome) -> Res
     Ok(())
 }
 
-/// Store errors are transient by nature: let apalis run the job again.
+/// The processing task a completed download asked for, linked to it.
+fn chained_processing(attempt: &Attempt, files: &[String]) -> Option<Task> {
+    let TaskRequest::Download(spec) = &attempt.request else { return None };
+    let operations = spec.process.as_ref()?;
+    let media = files.first()?.clone();
+    let mut next = Task::new_pending(TaskRequest::Process(ProcessSpec {
+        input_file: media,
+        operations: operations.clone(),
+        probed: None,
+    }));
+    next.parent_task_id = Some(attempt.task_id);
+    Some(next)
+}
+
+/// Store errors are transient by nature: let the queue run the job again.
 pub fn store_error(e: StoreError) -> BoxDynError {
     e.into()
 }

@@ -6,36 +6,21 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{
-    attempt::{self, Attempt, Supervisor},
-    fsutil::reset_dir,
-    outcome::{Outcome, settle},
-};
-use crate::context::JobContext;
-use apalis::prelude::{BoxDynError, WorkerContext};
 use mediapro_core::{
     ffmpeg::{self, ProcessArgs, ProcessPlan, ffmpeg_reason, parse_progress_line, verify_output},
-    jobs::JobPayload,
-    process::{self, ChildCommand, RunError},
+    process::{self, ChildCommand},
     requests::ProcessSpec,
-    task::{TaskRequest, TaskStatus},
     validate::MediaPath,
 };
 
-#[tracing::instrument(skip_all, fields(task_id = ?job.claimed_task_id()))]
-pub async fn run(job: JobPayload, ctx: &JobContext, worker: &WorkerContext) -> Result<(), BoxDynError> {
-    let Some((attempt, request)) = attempt::begin(ctx, &job, TaskStatus::Processing, worker.name()).await?
-    else {
-        return Ok(());
-    };
-    let TaskRequest::Process(spec) = request else {
-        return settle(ctx, attempt, Outcome::Failed("task is not a processing task".into())).await;
-    };
-    let outcome = process(ctx, attempt, &spec).await;
-    settle(ctx, attempt, outcome).await
-}
+use super::{
+    attempt::{Attempt, Supervisor},
+    fsutil::reset_dir,
+    outcome::Outcome,
+};
+use crate::context::JobContext;
 
-async fn process(ctx: &JobContext, attempt: Attempt, spec: &ProcessSpec) -> Outcome {
+pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &ProcessSpec) -> Outcome {
     let settings = &ctx.settings;
     let input = match MediaPath::resolve(&ctx.layout, &spec.input_file).await {
         Ok(p) => p,
@@ -73,7 +58,7 @@ async fn process(ctx: &JobContext, attempt: Attempt, spec: &ProcessSpec) -> Outc
 
 async fn encode(
     ctx: &JobContext,
-    attempt: Attempt,
+    attempt: &Attempt,
     input: &Path,
     temp: &Path,
     target: &PathBuf,
@@ -98,10 +83,7 @@ async fn encode(
     )
     .await;
     match result {
-        Err(RunError::TimedOut(d)) => return Outcome::Failed(format!("timed out after {} s", d.as_secs())),
-        Err(RunError::Cancelled) => return supervisor.stopped_outcome(),
-        Err(e @ RunError::Spawn { .. }) => return Outcome::Transient(e.to_string()),
-        Err(e) => return Outcome::Failed(format!("ffmpeg output could not be read: {e}")),
+        Err(e) => return Outcome::from_run_error(e, "ffmpeg"),
         Ok(out) if !out.status.success() => {
             return Outcome::Failed(format!("ffmpeg failed: {}", ffmpeg_reason(&out.stderr_tail)));
         }

@@ -1,0 +1,247 @@
+//! The task store's state machine, fast: every transition and the races between
+//! them, on a temporary SQLite file and — when `MEDIAPRO_TEST_PG_URL` names a
+//! PostgreSQL server — on a throwaway PostgreSQL database too. No queue, no
+//! worker, no HTTP: these run in seconds.
+
+use std::time::Duration;
+
+use mediapro_core::{
+    requests::DownloadSpec,
+    store::{Cancel, Claim, Lease, Retry, TaskStore},
+    task::{Task, TaskRequest, TaskStatus},
+};
+use uuid::Uuid;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+/// Runs the body once per available store.
+macro_rules! on_every_store {
+    ($($name:ident => $body:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            for (backend, store, _guard) in stores().await {
+                eprintln!("{} on {backend}", stringify!($name));
+                let run: fn(TaskStore) -> _ = $body;
+                run(store).await;
+            }
+        }
+    )*};
+}
+
+struct Cleanup(Option<(String, String)>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some((server, name)) = self.0.take() {
+            // Best effort: a leftover database is dropped by scripts/test.sh.
+            let _ = std::process::Command::new("psql")
+                .args([server.as_str(), "-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                .output();
+        }
+    }
+}
+
+async fn stores() -> Vec<(&'static str, TaskStore, Cleanup)> {
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let sqlite = TaskStore::connect(&format!("sqlite://{}", dir.join("tasks.db").display()), 4)
+        .await
+        .expect("sqlite store");
+    sqlite.migrate().await.expect("migrate sqlite");
+    let mut out = vec![("sqlite", sqlite, Cleanup(None))];
+    if let Ok(server) = std::env::var("MEDIAPRO_TEST_PG_URL") {
+        let name = format!("mediapro_store_{}", Uuid::new_v4().simple());
+        let mut conn =
+            <sqlx::PgConnection as sqlx::Connection>::connect(&server).await.expect("PostgreSQL answers");
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+        let pg = TaskStore::connect(&format!("{base}/{name}"), 4).await.expect("pg store");
+        pg.migrate().await.expect("migrate pg");
+        out.push(("postgres", pg, Cleanup(Some((server, name)))));
+    }
+    out
+}
+
+fn download_task() -> Task {
+    let spec: DownloadSpec =
+        serde_json::from_value(serde_json::json!({"url": "https://media.example/v/1"})).expect("spec");
+    Task::new_pending(TaskRequest::Download(spec))
+}
+
+async fn pending(store: &TaskStore) -> Task {
+    let task = download_task();
+    store.insert(&task).await.expect("insert");
+    task
+}
+
+async fn claim(store: &TaskStore, task: &Task, worker: &str) -> Claim {
+    store.claim(task.task_id, worker, LEASE).await.expect("claim")
+}
+
+async fn status(store: &TaskStore, task: &Task) -> TaskStatus {
+    store.get(task.task_id).await.expect("get").expect("exists").status
+}
+
+fn attempt_of(claim: Claim) -> i64 {
+    match claim {
+        Claim::Claimed { attempt, .. } => attempt,
+        other => panic!("expected a claim, got {other:?}"),
+    }
+}
+
+on_every_store! {
+    a_claim_runs_the_kinds_status_and_returns_the_request => |store| Box::pin(async move {
+        let task = pending(&store).await;
+        match claim(&store, &task, "w1").await {
+            Claim::Claimed { attempt, request } => {
+                assert_eq!(attempt, 1);
+                assert_eq!(request, task.request);
+            }
+            other => panic!("{other:?}"),
+        }
+        let row = store.get(task.task_id).await.expect("get").expect("row");
+        assert_eq!(row.status, TaskStatus::Downloading);
+        assert_eq!(row.worker.as_deref(), Some("w1"));
+        // A second delivery of the same job while the lease is fresh: held.
+        assert_eq!(claim(&store, &task, "w2").await, Claim::Held);
+        // Unknown task: gone.
+        assert_eq!(store.claim(Uuid::new_v4(), "w1", LEASE).await.expect("claim"), Claim::Gone);
+    });
+
+    two_racing_claims_make_exactly_one_attempt => |store| Box::pin(async move {
+        for _ in 0..10 {
+            let task = pending(&store).await;
+            let (a, b) = tokio::join!(claim(&store, &task, "w1"), claim(&store, &task, "w2"));
+            let won = [&a, &b].iter().filter(|c| matches!(c, Claim::Claimed { .. })).count();
+            assert_eq!(won, 1, "{a:?} {b:?}");
+            assert!([&a, &b].contains(&&Claim::Held));
+        }
+    });
+
+    a_stale_lease_is_taken_over_and_the_old_attempt_writes_nothing => |store| Box::pin(async move {
+        let task = pending(&store).await;
+        let first = attempt_of(claim(&store, &task, "w1").await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // A lease timeout shorter than the lease's age: the first worker is presumed dead.
+        let second = attempt_of(store.claim(task.task_id, "w2", Duration::from_millis(1)).await.expect("claim"));
+        assert_eq!((first, second), (1, 2));
+        assert_eq!(store.heartbeat(task.task_id, first, 50.0).await.expect("hb"), Lease::Lost);
+        assert!(!store.complete(task.task_id, first, &["x".into()], None).await.expect("complete"));
+        assert!(!store.fail(task.task_id, first, "late").await.expect("fail"));
+        assert_eq!(store.heartbeat(task.task_id, second, 10.0).await.expect("hb"), Lease::Held);
+        assert!(store.complete(task.task_id, second, &["downloads/x/a.mp4".into()], None).await.expect("done"));
+        let row = store.get(task.task_id).await.expect("get").expect("row");
+        assert_eq!((row.status, row.progress, row.downloaded_files.len()), (TaskStatus::Completed, 100.0, 1));
+    });
+
+    cancel_stops_a_pending_task_and_tells_the_running_attempt => |store| Box::pin(async move {
+        let queued = pending(&store).await;
+        assert!(matches!(store.cancel(queued.task_id).await.expect("cancel"), Cancel::Cancelled(_)));
+        assert_eq!(claim(&store, &queued, "w1").await, Claim::Gone, "a cancelled task never starts");
+
+        let running = pending(&store).await;
+        let n = attempt_of(claim(&store, &running, "w1").await);
+        assert!(matches!(store.cancel(running.task_id).await.expect("cancel"), Cancel::Cancelled(_)));
+        assert_eq!(store.heartbeat(running.task_id, n, 1.0).await.expect("hb"), Lease::Cancelled);
+        assert!(!store.complete(running.task_id, n, &[], None).await.expect("complete"), "final stays final");
+        assert!(matches!(store.cancel(running.task_id).await.expect("cancel"), Cancel::AlreadyFinal(_)));
+        assert!(matches!(store.cancel(Uuid::new_v4()).await.expect("cancel"), Cancel::NotFound));
+    });
+
+    cancel_racing_a_claim_ends_cancelled_either_way => |store| Box::pin(async move {
+        for _ in 0..10 {
+            let task = pending(&store).await;
+            let (c, cancel) = tokio::join!(claim(&store, &task, "w1"), store.cancel(task.task_id));
+            assert!(matches!(cancel.expect("cancel"), Cancel::Cancelled(_)));
+            assert_eq!(status(&store, &task).await, TaskStatus::Cancelled);
+            if let Claim::Claimed { attempt, .. } = c {
+                // Claimed first: the attempt learns of the cancel at its next heartbeat.
+                assert_eq!(store.heartbeat(task.task_id, attempt, 0.0).await.expect("hb"), Lease::Cancelled);
+            }
+        }
+    });
+
+    retry_reruns_failed_and_cancelled_tasks_only => |store| Box::pin(async move {
+        let task = pending(&store).await;
+        let n = attempt_of(claim(&store, &task, "w1").await);
+        assert!(store.fail(task.task_id, n, "HTTP Error 404").await.expect("fail"));
+        let Retry::Requeued(again) = store.retry(task.task_id).await.expect("retry") else { panic!("requeued") };
+        assert_eq!((again.status, again.error.as_deref()), (TaskStatus::Pending, None));
+        assert_ne!(again.job_id, task.job_id, "a retry gets a new job id");
+        // The stale attempt settling after the retry changes nothing.
+        assert!(!store.fail(task.task_id, n, "late").await.expect("fail"));
+        assert!(!store.complete(task.task_id, n, &[], None).await.expect("complete"));
+        assert_eq!(attempt_of(claim(&store, &again, "w2").await), 2);
+        assert!(store.complete(task.task_id, 2, &["f".into()], None).await.expect("complete"));
+        assert!(matches!(store.retry(task.task_id).await.expect("retry"), Retry::NotRetryable(_)));
+        assert!(matches!(store.retry(Uuid::new_v4()).await.expect("retry"), Retry::NotFound));
+    });
+
+    a_transient_failure_requeues_with_a_new_job_and_counts_the_attempt => |store| Box::pin(async move {
+        let task = pending(&store).await;
+        let n = attempt_of(claim(&store, &task, "w1").await);
+        assert!(store.requeue(task.task_id, n, "connection reset", "01JOB").await.expect("requeue"));
+        let row = store.get(task.task_id).await.expect("get").expect("row");
+        assert_eq!((row.status, row.error.as_deref(), row.job_id.as_str()), (TaskStatus::Pending, Some("connection reset"), "01JOB"));
+        assert!(!store.requeue(task.task_id, n, "twice", "01JOC").await.expect("requeue"), "only from running");
+        assert_eq!(attempt_of(claim(&store, &task, "w1").await), 2);
+    });
+
+    fail_pending_and_fail_unfinished_respect_their_guards => |store| Box::pin(async move {
+        let task = pending(&store).await;
+        assert!(!store.fail_pending(task.task_id, "another-job", "x").await.expect("fail"), "job id guards");
+        assert!(store.fail_pending(task.task_id, &task.job_id, "not queued").await.expect("fail"));
+        assert_eq!(status(&store, &task).await, TaskStatus::Failed);
+        assert!(!store.fail_unfinished(task.task_id, "again").await.expect("fail"), "final stays final");
+
+        let running = pending(&store).await;
+        attempt_of(claim(&store, &running, "w1").await);
+        assert!(store.fail_unfinished(running.task_id, "undecodable").await.expect("fail"));
+        assert_eq!(status(&store, &running).await, TaskStatus::Failed);
+    });
+
+    a_chain_completes_the_download_and_records_the_next_task_atomically => |store| Box::pin(async move {
+        let task = pending(&store).await;
+        let n = attempt_of(claim(&store, &task, "w1").await);
+        let mut next = download_task();
+        next.parent_task_id = Some(task.task_id);
+        assert!(!store.complete_and_chain(task.task_id, n + 1, &["a".into()], &next).await.expect("chain"));
+        assert!(store.get(next.task_id).await.expect("get").is_none(), "a stale chain writes nothing");
+        assert!(store.complete_and_chain(task.task_id, n, &["a".into()], &next).await.expect("chain"));
+        let parent = store.get(task.task_id).await.expect("get").expect("row");
+        assert_eq!((parent.status, parent.next_task_id), (TaskStatus::Completed, Some(next.task_id)));
+        let child = store.get(next.task_id).await.expect("get").expect("row");
+        assert_eq!((child.status, child.parent_task_id), (TaskStatus::Pending, Some(task.task_id)));
+    });
+
+    only_pending_tasks_are_deleted_unqueued_and_only_final_ones_by_retention => |store| Box::pin(async move {
+        let task = pending(&store).await;
+        attempt_of(claim(&store, &task, "w1").await);
+        store.delete_pending(task.task_id).await.expect("delete");
+        assert!(store.get(task.task_id).await.expect("get").is_some(), "a running task is not deleted");
+        assert!(!store.delete_finished(task.task_id).await.expect("delete"));
+        assert!(store.complete(task.task_id, 1, &[], None).await.expect("complete"));
+        let later = time::OffsetDateTime::now_utc() + time::Duration::seconds(5);
+        assert!(store.finished_before(later, 100).await.expect("list").contains(&task.task_id));
+        assert!(store.delete_finished(task.task_id).await.expect("delete"));
+
+        let queued = pending(&store).await;
+        store.delete_pending(queued.task_id).await.expect("delete");
+        assert!(store.get(queued.task_id).await.expect("get").is_none());
+    });
+
+    the_reconciler_finds_stale_tasks_and_exactly_one_reassigns => |store| Box::pin(async move {
+        let queued = pending(&store).await;
+        let running = pending(&store).await;
+        attempt_of(claim(&store, &running, "w1").await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let future = time::OffsetDateTime::now_utc() + time::Duration::seconds(5);
+        let stale = store.stale_tasks(future, future, 100).await.expect("stale");
+        let ids: Vec<Uuid> = stale.iter().map(|s| s.task_id).collect();
+        assert!(ids.contains(&queued.task_id) && ids.contains(&running.task_id), "{ids:?}");
+        let mine = stale.iter().find(|s| s.task_id == queued.task_id).expect("queued is stale");
+        let (a, b) = tokio::join!(store.reassign_job(mine, "01A"), store.reassign_job(mine, "01B"));
+        assert_eq!(u8::from(a.expect("a")) + u8::from(b.expect("b")), 1, "exactly one reconciler wins");
+        let past = time::OffsetDateTime::now_utc() - time::Duration::seconds(60);
+        assert!(store.stale_tasks(past, past, 100).await.expect("stale").is_empty(), "fresh tasks are not stale");
+    });
+}
