@@ -19,35 +19,38 @@ macro_rules! on_every_store {
     ($($name:ident => $body:expr;)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            for (backend, store, _guard) in stores().await {
+            for (backend, store, database) in stores().await {
                 eprintln!("{} on {backend}", stringify!($name));
                 let run: fn(TaskStore) -> _ = $body;
                 run(store).await;
+                if let Some(database) = database {
+                    drop_database(database).await;
+                }
             }
         }
     )*};
 }
 
-struct Cleanup(Option<(String, String)>);
+/// A throwaway PostgreSQL database: (server URL, database name).
+type Database = (String, String);
 
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some((server, name)) = self.0.take() {
-            // Best effort: a leftover database is dropped by scripts/test.sh.
-            let _ = std::process::Command::new("psql")
-                .args([server.as_str(), "-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
-                .output();
-        }
-    }
+async fn drop_database((server, name): Database) {
+    let mut conn =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&server).await.expect("PostgreSQL answers");
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .expect("drop database");
 }
 
-async fn stores() -> Vec<(&'static str, TaskStore, Cleanup)> {
-    let dir = tempfile::tempdir().expect("temp dir").keep();
+async fn stores() -> Vec<(&'static str, TaskStore, Option<Database>)> {
+    // The SQLite file lives as long as the test process (the OS temp dir).
+    let dir = std::env::temp_dir().join(format!("mediapro-store-{}", Uuid::new_v4().simple()));
     let sqlite = TaskStore::connect(&format!("sqlite://{}", dir.join("tasks.db").display()), 4)
         .await
         .expect("sqlite store");
     sqlite.migrate().await.expect("migrate sqlite");
-    let mut out = vec![("sqlite", sqlite, Cleanup(None))];
+    let mut out = vec![("sqlite", sqlite, None)];
     if let Ok(server) = std::env::var("MEDIAPRO_TEST_PG_URL") {
         let name = format!("mediapro_store_{}", Uuid::new_v4().simple());
         let mut conn =
@@ -56,7 +59,7 @@ async fn stores() -> Vec<(&'static str, TaskStore, Cleanup)> {
         let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
         let pg = TaskStore::connect(&format!("{base}/{name}"), 4).await.expect("pg store");
         pg.migrate().await.expect("migrate pg");
-        out.push(("postgres", pg, Cleanup(Some((server, name)))));
+        out.push(("postgres", pg, Some((server, name))));
     }
     out
 }

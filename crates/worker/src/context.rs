@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore};
-use mediapro_queue::Dispatcher;
+use mediapro_core::{retry::RetryPolicy, settings::Settings, storage::StorageLayout, store::TaskStore};
+use mediapro_queue::{Dispatcher, QueueClient};
 
 #[derive(Clone)]
 pub struct JobContext {
@@ -14,6 +14,16 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    pub fn new(
+        settings: Arc<Settings>,
+        layout: StorageLayout,
+        store: TaskStore,
+        queue: Arc<QueueClient>,
+    ) -> Self {
+        let retry = RetryPolicy::from_limits(&settings.limits);
+        Self { layout, settings, dispatcher: Dispatcher::new(store, queue, retry) }
+    }
+
     pub fn store(&self) -> &TaskStore {
         self.dispatcher.store()
     }

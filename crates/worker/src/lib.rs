@@ -18,8 +18,8 @@ use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::*;
 use backon::{ExponentialBuilder, Retryable};
-use mediapro_core::{retry::RetryPolicy, settings::Settings, storage::StorageLayout, store::TaskStore};
-use mediapro_queue::{Dispatcher, QueueName, Queues};
+use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore};
+use mediapro_queue::{QueueName, Queues};
 
 pub use context::JobContext;
 
@@ -61,9 +61,7 @@ pub async fn run(
     let drain = Duration::from_secs(settings.worker.drain_timeout_seconds);
     let settings = Arc::new(settings);
     let queue = Arc::new(mediapro_queue::QueueClient::with_queues(settings.redis.clone(), queues.clone()));
-    let retry = RetryPolicy::from_limits(&settings.limits);
-    let ctx =
-        JobContext { layout, settings: settings.clone(), dispatcher: Dispatcher::new(store, queue, retry) };
+    let ctx = JobContext::new(settings.clone(), layout, store, queue);
 
     let mut monitor = Monitor::new()
         .should_restart(|worker, err| {

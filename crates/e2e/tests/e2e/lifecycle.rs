@@ -193,15 +193,15 @@ async fn retention_removes_old_tasks_and_their_files() {
     assert!(file.exists());
 
     let conn = mediapro_queue::connect(&app.settings.redis).await.expect("redis");
-    let ctx = JobContext {
-        store: app.store.clone(),
-        layout: StorageLayout::new(app.storage_root()).expect("layout"),
-        settings: Arc::new(app.settings.clone()),
-        queue: Arc::new(QueueClient::with_queues(
+    let ctx = JobContext::new(
+        Arc::new(app.settings.clone()),
+        StorageLayout::new(app.storage_root()).expect("layout"),
+        app.store.clone(),
+        Arc::new(QueueClient::with_queues(
             app.settings.redis.clone(),
             Queues::new(conn, &app.settings.redis),
         )),
-    };
+    );
     let removed = keepers::apply_retention(&ctx).await.expect("retention");
     assert!(removed >= 1);
     assert!(!file.exists());

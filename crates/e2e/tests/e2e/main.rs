@@ -2,6 +2,11 @@
 //! a temporary SQLite store and storage root, real yt-dlp and ffmpeg, and a local
 //! HTTP server serving clips made with ffmpeg. Nothing here reaches the internet.
 
+// The tests start worker binaries, ffmpeg (to make fixtures) and redis-server
+// themselves: they are the harness, not the service, whose processes all go
+// through `mediapro_core::process::run` (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 mod helpers;
 
 mod compat;

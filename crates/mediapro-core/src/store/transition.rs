@@ -103,6 +103,9 @@ impl Sql {
         for part in &self.parts {
             match part {
                 Part::Text(t) => text.push_str(t),
+                // An untyped NULL parameter is TEXT to PostgreSQL, which then
+                // refuses it for a BIGINT column: write the keyword instead.
+                Part::Arg(Arg::Null) => text.push_str("NULL"),
                 Part::Arg(a) => {
                     args.push(a.clone());
                     text.push_str(&format!("${}", args.len()));
@@ -252,11 +255,11 @@ mod tests {
         let (text, args) = t.statement("id-1").render();
         assert_eq!(
             text,
-            "UPDATE tasks SET status = $1, updated_at = $2, error = $3 WHERE task_id = $4 \
-             AND (status IN ($5, $6)) AND (attempts = $7) RETURNING attempts"
+            "UPDATE tasks SET status = $1, updated_at = $2, error = NULL WHERE task_id = $3 \
+             AND (status IN ($4, $5)) AND (attempts = $6) RETURNING attempts"
         );
-        assert_eq!(args.len(), 7);
-        assert!(matches!(&args[4], Arg::Text(s) if s == "downloading"));
+        assert_eq!(args.len(), 6);
+        assert!(matches!(&args[3], Arg::Text(s) if s == "downloading"));
         assert!(!text.contains('\''), "no literal in SQL");
     }
 }
