@@ -4,6 +4,7 @@
 mod command;
 mod failure;
 mod info;
+pub(crate) mod lenient;
 mod progress;
 
 pub use command::{AnalyzeArgs, DownloadArgs};

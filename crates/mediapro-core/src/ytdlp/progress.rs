@@ -3,7 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use super::command::{FILE_PREFIX, PROGRESS_PREFIX, SUBS_PREFIX};
+use serde::Deserialize;
+
+use super::{
+    command::{FILE_PREFIX, PROGRESS_PREFIX, SUBS_PREFIX},
+    lenient::{Loose, Object},
+};
 
 /// One meaningful stdout line.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +25,13 @@ pub enum OutputLine {
     File(String),
     /// Subtitle files that were written: language → path yt-dlp reported.
     Subtitles(BTreeMap<String, String>),
+}
+
+/// One value of the `requested_subtitles` map our `--print` template writes.
+#[derive(Deserialize)]
+struct WrittenSubtitle {
+    #[serde(default)]
+    filepath: Loose<String>,
 }
 
 fn field(s: Option<&str>) -> Option<&str> {
@@ -51,11 +63,10 @@ pub fn parse_output_line(line: &str) -> Option<OutputLine> {
         return (!path.is_empty()).then(|| OutputLine::File(path.to_owned()));
     }
     if let Some(json) = line.strip_prefix(SUBS_PREFIX) {
-        let value: serde_json::Value = serde_json::from_str(json).ok()?;
-        let subs = value
-            .as_object()?
-            .iter()
-            .filter_map(|(lang, info)| Some((lang.clone(), info.get("filepath")?.as_str()?.to_owned())))
+        let written: BTreeMap<String, Loose<Object<WrittenSubtitle>>> = serde_json::from_str(json).ok()?;
+        let subs = written
+            .into_iter()
+            .filter_map(|(lang, info)| Some((lang, info.get()?.0.filepath.get()?)))
             .collect();
         return Some(OutputLine::Subtitles(subs));
     }
@@ -157,5 +168,14 @@ mod tests {
         assert_eq!(ProgressTracker::default().update(&line), None);
         assert_eq!(parse_output_line("[download] 10% of 3MiB"), None);
         assert_eq!(parse_output_line("MPFILE "), None);
+    }
+
+    #[test]
+    fn subtitle_entries_without_a_path_are_skipped() {
+        let line = r#"MPSUBS {"en":{"filepath":"/o/a.en.vtt","ext":"vtt"},"fr":{"filepath":5},"de":null,"es":["/x"]}"#;
+        let Some(OutputLine::Subtitles(subs)) = parse_output_line(line) else { panic!("{line}") };
+        assert_eq!(subs.into_iter().collect::<Vec<_>>(), [("en".to_owned(), "/o/a.en.vtt".to_owned())]);
+        assert_eq!(parse_output_line("MPSUBS null"), None);
+        assert_eq!(parse_output_line("MPSUBS NA"), None);
     }
 }
