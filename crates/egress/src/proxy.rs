@@ -9,7 +9,8 @@
 //!
 //! Each request is checked on its own, also on a kept-alive client connection. A
 //! refusal answers 403 and is recorded on the [`ProxyHandle`], so the job can fail
-//! with the reason. Modelled on hyper's `examples/http_proxy.rs`.
+//! with the reason. The shape follows hyper's own HTTP proxy example: CONNECT answers
+//! first, and `hyper::upgrade::on` hands over the client connection afterwards.
 
 use std::convert::Infallible;
 use std::future::Future;

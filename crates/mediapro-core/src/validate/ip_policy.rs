@@ -190,9 +190,11 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let seg = ip.segments();
     let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
     let tail = v4(seg[6], seg[7]);
-    if seg[0..5] == [0, 0, 0, 0, 0] && (seg[5] == 0xffff || (seg[5] == 0 && seg[6] != 0)) {
-        Some(tail)
-    } else if seg[0] == 0x64 && seg[1] == 0xff9b && (seg[2..6] == [0, 0, 0, 0] || seg[2..6] == [1, 0, 0, 0]) {
+    let mapped_or_compatible =
+        seg[0..5] == [0, 0, 0, 0, 0] && (seg[5] == 0xffff || (seg[5] == 0 && seg[6] != 0));
+    let nat64 =
+        seg[0] == 0x64 && seg[1] == 0xff9b && (seg[2..6] == [0, 0, 0, 0] || seg[2..6] == [1, 0, 0, 0]);
+    if mapped_or_compatible || nat64 {
         Some(tail)
     } else if seg[0] == 0x2002 {
         Some(v4(seg[1], seg[2]))
