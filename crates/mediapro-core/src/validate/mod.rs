@@ -8,7 +8,7 @@ mod subtitles;
 mod url;
 
 pub use format::FormatSelector;
-pub use ip_policy::is_public_ip;
+pub use ip_policy::{BlockReason, Blocked, EgressPolicy, InvalidNetwork, is_public_ip, parse_networks};
 pub use media_path::MediaPath;
 pub use subtitles::{SubtitleLang, SubtitleLangs};
 pub use url::{AddressPolicy, SourceUrl};

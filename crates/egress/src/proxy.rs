@@ -1,0 +1,263 @@
+//! A forward HTTP proxy on 127.0.0.1 for one job, so yt-dlp and the ffmpeg it spawns
+//! (`--proxy`, `http_proxy`) make every connection through [`EgressGuard::connect`]:
+//! redirects, media and subtitle URLs and HLS segments are all checked, not just the
+//! URL the user submitted.
+//!
+//! - `CONNECT host:port` (https): connect through the guard, answer 200, splice bytes.
+//! - `GET http://host:port/path` (plain http): connect through the guard and forward
+//!   the request in origin-form over that connection; bodies are streamed.
+//!
+//! Each request is checked on its own, also on a kept-alive client connection. A
+//! refusal answers 403 and is recorded on the [`ProxyHandle`], so the job can fail
+//! with the reason. The shape follows hyper's own HTTP proxy example: CONNECT answers
+//! first, and `hyper::upgrade::on` hands over the client connection afterwards.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::{Scheme, Uri};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use mediapro_core::validate::Blocked;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::guard::{EgressError, EgressGuard};
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Headers that describe one hop, not the message; never forwarded.
+const HOP_BY_HOP: [&str; 7] =
+    ["proxy-connection", "proxy-authorization", "connection", "keep-alive", "te", "trailer", "upgrade"];
+
+/// A connection the proxy refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The host as the client asked for it (a name or an IP literal).
+    pub host: String,
+    pub port: u16,
+    pub blocked: Blocked,
+}
+
+impl Refusal {
+    /// `blocked: 10.0.0.5 is a private address`
+    pub fn reason(&self) -> String {
+        format!("blocked: {}", self.blocked)
+    }
+}
+
+/// A running proxy for one job. Dropping it stops the listener and every connection
+/// (tunnels and forwarded downloads included).
+#[derive(Debug)]
+pub struct ProxyHandle {
+    addr: SocketAddr,
+    refusals: Arc<Mutex<Vec<Refusal>>>,
+    _stop: watch::Sender<()>,
+}
+
+impl ProxyHandle {
+    /// `http://127.0.0.1:PORT`, for yt-dlp's `--proxy`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every refusal so far, oldest first.
+    pub fn refusals(&self) -> Vec<Refusal> {
+        lock(&self.refusals).clone()
+    }
+
+    /// The first refusal as a task error: `blocked: 127.0.0.2 is a loopback address`.
+    pub fn first_refusal_reason(&self) -> Option<String> {
+        lock(&self.refusals).first().map(Refusal::reason)
+    }
+}
+
+impl EgressGuard {
+    /// Start a proxy for one job on 127.0.0.1 (a free port); it lives until the handle
+    /// is dropped.
+    pub async fn start_proxy(&self) -> io::Result<ProxyHandle> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let (stop_tx, stop) = watch::channel(());
+        let proxy = Arc::new(Proxy { guard: self.clone(), refusals: Arc::default(), stop });
+        let refusals = proxy.refusals.clone();
+        spawn_until(&proxy.stop.clone(), accept_loop(listener, proxy));
+        Ok(ProxyHandle { addr, refusals, _stop: stop_tx })
+    }
+}
+
+struct Proxy {
+    guard: EgressGuard,
+    refusals: Arc<Mutex<Vec<Refusal>>>,
+    /// Never receives a value; `changed()` fails once the handle's sender is dropped.
+    stop: watch::Receiver<()>,
+}
+
+async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!(error = %err, "egress proxy: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let stop = proxy.stop.clone();
+        let proxy = proxy.clone();
+        spawn_until(&stop, async move {
+            let service = service_fn(move |req| proxy.clone().handle(req));
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(err) = conn.await {
+                tracing::debug!(error = %err, "egress proxy: client connection failed");
+            }
+        });
+    }
+}
+
+impl Proxy {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+        Ok(if req.method() == Method::CONNECT { self.tunnel(req).await } else { self.forward(req).await })
+    }
+
+    /// `CONNECT host:port`: connect through the guard, answer 200, then splice bytes.
+    async fn tunnel(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let target = req.uri().authority().and_then(|a| Some((a.host().to_owned(), a.port_u16()?)));
+        let Some((host, port)) = target else {
+            return text(StatusCode::BAD_REQUEST, "CONNECT needs host:port".into());
+        };
+        let mut upstream = match self.connect(&host, port).await {
+            Ok(stream) => stream,
+            Err(response) => return response,
+        };
+        spawn_until(&self.stop, async move {
+            // Resolves once hyper has sent the 200 and handed the connection over.
+            match hyper::upgrade::on(req).await {
+                Ok(upgraded) => {
+                    let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(upgraded), &mut upstream).await;
+                }
+                Err(err) => tracing::debug!(error = %err, "egress proxy: CONNECT upgrade failed"),
+            }
+        });
+        Response::new(Full::default().map_err(|never| match never {}).boxed())
+    }
+
+    /// `GET http://host:port/path`: connect through the guard and forward the request.
+    async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        let uri = req.uri().clone();
+        let authority = match (uri.scheme(), uri.authority()) {
+            (Some(scheme), Some(authority)) if *scheme == Scheme::HTTP => authority.clone(),
+            _ => {
+                let msg = "only absolute http:// URLs and CONNECT are proxied";
+                return text(StatusCode::BAD_REQUEST, msg.into());
+            }
+        };
+        let port = authority.port_u16().unwrap_or(80);
+        let upstream = match self.connect(authority.host(), port).await {
+            Ok(stream) => stream,
+            Err(response) => return response,
+        };
+
+        // Origin-form for the server; Host from the request target (RFC 9112 §3.2.2).
+        *req.uri_mut() =
+            uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+        strip_hop_by_hop(req.headers_mut());
+        let host = match authority.port() {
+            Some(port) => format!("{}:{port}", authority.host()),
+            None => authority.host().to_owned(),
+        };
+        if let Ok(host) = HeaderValue::from_str(&host) {
+            req.headers_mut().insert(header::HOST, host);
+        }
+
+        let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
+            Ok(pair) => pair,
+            Err(err) => return text(StatusCode::BAD_GATEWAY, format!("upstream handshake failed: {err}")),
+        };
+        spawn_until(&self.stop, async move {
+            if let Err(err) = conn.await {
+                tracing::debug!(error = %err, "egress proxy: upstream connection failed");
+            }
+        });
+        match sender.send_request(req).await {
+            Ok(mut response) => {
+                strip_hop_by_hop(response.headers_mut());
+                response.map(BodyExt::boxed)
+            }
+            Err(err) => text(StatusCode::BAD_GATEWAY, format!("upstream request failed: {err}")),
+        }
+    }
+
+    /// [`EgressGuard::connect`], with a refusal recorded and turned into a 403.
+    async fn connect(&self, host: &str, port: u16) -> Result<TcpStream, Response<ProxyBody>> {
+        match self.guard.connect(host, port).await {
+            Ok((stream, _)) => Ok(stream),
+            Err(EgressError::Blocked(blocked)) => {
+                let refusal = Refusal { host: host.to_owned(), port, blocked };
+                let reason = refusal.reason();
+                lock(&self.refusals).push(refusal);
+                Err(text(StatusCode::FORBIDDEN, reason))
+            }
+            Err(err) => Err(text(StatusCode::BAD_GATEWAY, err.to_string())),
+        }
+    }
+}
+
+/// Remove hop-by-hop headers, including any the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// Spawn `task`, cancelled when the proxy's handle is dropped.
+fn spawn_until(stop: &watch::Receiver<()>, task: impl Future<Output = ()> + Send + 'static) {
+    let mut stop = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = task => {}
+            _ = stop.changed() => {}
+        }
+    });
+}
+
+fn lock(refusals: &Mutex<Vec<Refusal>>) -> MutexGuard<'_, Vec<Refusal>> {
+    refusals.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
