@@ -874,8 +874,8 @@ async function loadTask(id) {
 }
 
 function renderTaskPage(task) {
-  $('#task-heading').textContent = `${task.kind} task ${shortId(task.task_id)} — ${
-    STATUS_LABEL[task.status] || task.status}`;
+  const kind = task.kind ? task.kind[0].toUpperCase() + task.kind.slice(1) : 'Task';
+  $('#task-heading').textContent = `${kind} task ${shortId(task.task_id)} — ${STATUS_LABEL[task.status] || task.status}`;
   const dl = $('#task-fields');
   for (const [field, label, value] of TASK_FIELDS) {
     let dd = dl.querySelector(`dd[data-field="${field}"]`);
