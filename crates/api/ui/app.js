@@ -978,11 +978,11 @@ function buildProcessFields(container, prefix) {
   const id = (name) => `${prefix}${name}`;
   const field = (name, label, attrs, hint) => h('div', { class: 'field' },
     h('label', { for: id(name) }, label),
-    h('input', { id: id(name), name, ...attrs }),
+    h('input', { id: id(name), name: `op-${name}`, ...attrs }),
     hint ? h('small', { class: 'muted' }, hint) : null);
   const formats = ['mp4', 'webm', 'mkv', 'mov', 'mp3', 'm4a', 'opus'];
   const check = (name, label) => h('div', { class: 'check' },
-    h('input', { type: 'checkbox', id: id(name), name, 'data-op': name.replace('-', '_') }),
+    h('input', { type: 'checkbox', id: id(name), name: `op-${name}`, 'data-op': name.replace('-', '_') }),
     h('label', { for: id(name) }, label));
   container.append(
     h('fieldset', {}, h('legend', {}, 'Trim'),
@@ -1000,7 +1000,7 @@ function buildProcessFields(container, prefix) {
       field('fps', 'Frame rate', { type: 'number', min: 1, max: 120, 'data-op': 'fps' }),
       h('div', { class: 'field' },
         h('label', { for: id('format') }, 'Format'),
-        h('select', { id: id('format'), name: 'format', 'data-op': 'format' },
+        h('select', { id: id('format'), name: 'op-format', 'data-op': 'format' },
           h('option', { value: '' }, 'default (mp4)'),
           ...formats.map((f) => h('option', { value: f }, f))))),
     h('div', { class: 'checks' },
