@@ -823,7 +823,7 @@ const TASK_FIELDS = [
   ['started_at', 'Started', (t) => fmt.time(t.started_at) || '—'],
   ['completed_at', 'Finished', (t) => fmt.time(t.completed_at) || '—'],
   ['url', 'URL', (t) => externalLink(t.url)],
-  ['format_id', 'Format', (t) => t.format_id || 'default'],
+  ['format_id', 'Format', (t) => t.format_id || (t.kind === 'process' ? '—' : 'default')],
   ['include_subtitles', 'Subtitles', (t) => (t.include_subtitles ? (t.subtitle_langs || []).join(', ') : 'no')],
   ['input_file', 'Input file', (t) => t.input_file || '—'],
   ['operations', 'Operations', (t) => (t.operations ? JSON.stringify(t.operations) : '—')],
