@@ -57,7 +57,9 @@ fn find(name: &str) -> Option<&'static Asset> {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(index)).default_service(web::to(method_not_allowed)))
         .service(
-            web::resource("/ui/{file}").route(web::get().to(file)).default_service(web::to(method_not_allowed)),
+            web::resource("/ui/{file}")
+                .route(web::get().to(file))
+                .default_service(web::to(method_not_allowed)),
         );
 }
 
@@ -89,11 +91,7 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 
 /// The asset, or `304 Not Modified` when the client already holds this version.
 fn serve(req: &HttpRequest, asset: &Asset) -> HttpResponse {
-    let mut res = if client_has(req, &asset.etag) {
-        HttpResponse::NotModified()
-    } else {
-        HttpResponse::Ok()
-    };
+    let mut res = if client_has(req, &asset.etag) { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     res.insert_header((header::ETAG, asset.etag.as_str()))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
@@ -189,7 +187,8 @@ mod tests {
             let res = get(path, None).await;
             assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
             assert!(header_of(&res, header::CONTENT_TYPE).starts_with("application/json"));
-            let body: serde_json::Value = serde_json::from_slice(&to_bytes(res.into_body()).await.unwrap()).unwrap();
+            let body: serde_json::Value =
+                serde_json::from_slice(&to_bytes(res.into_body()).await.unwrap()).unwrap();
             assert_eq!(body["code"], "not_found");
             assert!(body["error"].as_str().unwrap().contains("no UI file"));
         }
