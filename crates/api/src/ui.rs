@@ -91,13 +91,14 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 
 /// The asset, or `304 Not Modified` when the client already holds this version.
 fn serve(req: &HttpRequest, asset: &Asset) -> HttpResponse {
-    let mut res = if client_has(req, &asset.etag) { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    let fresh = client_has(req, &asset.etag);
+    let mut res = if fresh { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     res.insert_header((header::ETAG, asset.etag.as_str()))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"));
-    if res.status() == StatusCode::NOT_MODIFIED {
+    if fresh {
         return res.finish();
     }
     res.content_type(asset.content_type).body(asset.body)
