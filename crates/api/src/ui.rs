@@ -54,6 +54,7 @@ fn find(name: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.name == name)
 }
 
+/// Registers `GET /` and `GET /ui/{file}` (other methods: JSON 405).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(index)).default_service(web::to(method_not_allowed)))
         .service(
