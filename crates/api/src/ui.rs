@@ -130,7 +130,7 @@ mod tests {
         test::call_service(&app, req.to_request()).await
     }
 
-    fn header_of<'a>(res: &'a actix_web::dev::ServiceResponse, name: header::HeaderName) -> &'a str {
+    fn header_of(res: &actix_web::dev::ServiceResponse, name: header::HeaderName) -> &str {
         res.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 
