@@ -8,6 +8,7 @@ mod error;
 mod routes;
 mod startup;
 mod state;
+mod ui;
 mod view;
 
 pub use error::ApiError;

@@ -28,7 +28,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/tasks/{task_id}/retry").route(web::post().to(tasks::retry)))
         .service(resource("/api/download-result/{task_id}").route(web::get().to(result::download_result)))
         .service(resource("/healthz").route(web::get().to(health::healthz)))
-        .service(resource("/readyz").route(web::get().to(health::readyz)));
+        .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .configure(crate::ui::configure);
 }
 
 fn resource(path: &str) -> actix_web::Resource {
