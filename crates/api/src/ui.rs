@@ -8,14 +8,12 @@
 
 use std::sync::LazyLock;
 
-use actix_web::{
-    HttpRequest, HttpResponse, ResponseError,
-    http::{StatusCode, header},
-    web,
-};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, http::header, web};
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use mediapro_core::Code;
+
+use crate::{error::ApiError, routes::method_not_allowed};
 
 /// `default-src 'self'` forbids inline script/style and other origins. `media-src`
 /// additionally allows `blob:` because, with an API key, the player's source is a
@@ -76,18 +74,8 @@ async fn index(req: HttpRequest) -> HttpResponse {
 async fn file(req: HttpRequest, name: web::Path<String>) -> HttpResponse {
     match find(&name).filter(|a| a.name != "index.html") {
         Some(asset) => serve(&req, asset),
-        None => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no UI file named '{name}'"))
-            .error_response(),
+        None => ApiError::new(Code::NotFound, format!("no UI file named '{name}'")).error_response(),
     }
-}
-
-async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    )
-    .error_response()
 }
 
 /// The asset, or `304 Not Modified` when the client already holds this version.
@@ -117,7 +105,7 @@ fn client_has(req: &HttpRequest, etag: &str) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use actix_web::{App, body::to_bytes, test};
+    use actix_web::{App, body::to_bytes, http::StatusCode, test};
 
     use super::*;
 

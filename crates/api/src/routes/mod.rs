@@ -36,7 +36,7 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+pub(crate) async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     ApiError::new(Code::MethodNotAllowed, format!("{} is not allowed on {}", req.method(), req.path()))
         .error_response()
 }
