@@ -10,6 +10,7 @@ use mediapro_core::{
     storage::StorageLayout,
     store::{StoreError, TaskStore},
 };
+use mediapro_egress::EgressGuard;
 use mediapro_queue::{Dispatcher, QueueClient};
 use tokio::sync::Semaphore;
 
@@ -56,6 +57,7 @@ impl Application {
         let dispatcher =
             Dispatcher::new(store.clone(), queue.clone(), RetryPolicy::from_limits(&settings.limits));
         let state = web::Data::new(AppState {
+            egress: EgressGuard::new(settings.egress_policy()),
             queue,
             dispatcher,
             analyze_slots: Arc::new(Semaphore::new(ANALYZE_CONCURRENCY)),

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore, validate::AddressPolicy};
+use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore, validate::EgressPolicy};
+use mediapro_egress::EgressGuard;
 use mediapro_queue::{Dispatcher, QueueClient};
 use tokio::sync::Semaphore;
 
@@ -12,6 +13,8 @@ pub struct AppState {
     pub store: TaskStore,
     pub queue: Arc<QueueClient>,
     pub dispatcher: Dispatcher,
+    /// Every connection analyze makes goes through it (a proxy per call).
+    pub egress: EgressGuard,
     pub layout: StorageLayout,
     /// Bounds concurrent analyze runs: each is a yt-dlp (Python) process.
     pub analyze_slots: Arc<Semaphore>,
@@ -36,7 +39,7 @@ impl AppState {
         }
     }
 
-    pub fn address_policy(&self) -> AddressPolicy {
-        AddressPolicy { allow_private_networks: self.settings.security.allow_private_networks }
+    pub fn egress_policy(&self) -> &EgressPolicy {
+        self.egress.policy()
     }
 }

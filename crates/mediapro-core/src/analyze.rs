@@ -23,6 +23,9 @@ pub enum AnalyzeError {
     Parse(#[from] ParseError),
     #[error("yt-dlp could not be run: {0}")]
     Tool(RunError),
+    /// The egress guard refused a connection the analysis needed.
+    #[error("{0}")]
+    Blocked(String),
 }
 
 impl HasCode for AnalyzeError {
@@ -34,6 +37,7 @@ impl HasCode for AnalyzeError {
             AnalyzeError::Parse(ParseError::Playlist) => Code::PlaylistNotSupported,
             AnalyzeError::Parse(_) => Code::UpstreamError,
             AnalyzeError::Tool(_) => Code::ToolError,
+            AnalyzeError::Blocked(_) => Code::EgressBlocked,
         }
     }
 }
@@ -41,9 +45,15 @@ impl HasCode for AnalyzeError {
 /// Info JSON of even long pages stays far below this.
 const MAX_INFO_JSON: usize = 16 * 1024 * 1024;
 
-pub async fn analyze(ytdlp: &Path, url: &SourceUrl, timeout: Duration) -> Result<MediaInfo, AnalyzeError> {
+/// One analyze run; `proxy` is the egress guard's proxy its connections go through.
+pub async fn analyze(
+    ytdlp: &Path,
+    url: &SourceUrl,
+    timeout: Duration,
+    proxy: Option<&str>,
+) -> Result<MediaInfo, AnalyzeError> {
     let socket_timeout = u32::try_from(timeout.as_secs().clamp(1, 20)).unwrap_or(20);
-    let args = AnalyzeArgs { url, socket_timeout_secs: socket_timeout }.to_args();
+    let args = AnalyzeArgs { url, socket_timeout_secs: socket_timeout, proxy }.to_args();
     let mut spec = ChildCommand::new(ytdlp, args, timeout);
     spec.max_stdout_bytes = MAX_INFO_JSON;
     let mut stdout = String::new();

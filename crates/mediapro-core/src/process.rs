@@ -33,8 +33,10 @@ pub struct ChildCommand {
     /// Between SIGTERM and SIGKILL when the child is stopped.
     pub kill_grace: Duration,
     /// Extra environment variables (the cleared environment has only PATH,
-    /// HOME, the locale and PYTHONUNBUFFERED).
+    /// a private HOME, the locale and Python's unbuffered/no-user-site flags).
     pub env: Vec<(String, String)>,
+    /// Address-space ceiling for the child (`prlimit --as`), if any.
+    pub memory_limit_bytes: Option<u64>,
 }
 
 impl ChildCommand {
@@ -47,6 +49,7 @@ impl ChildCommand {
             max_stdout_bytes: 64 * 1024 * 1024,
             kill_grace: Duration::from_secs(1),
             env: Vec::new(),
+            memory_limit_bytes: None,
         }
     }
 }
@@ -133,12 +136,26 @@ pub async fn run(
     mut on_stdout_line: impl FnMut(&str),
     stop: impl Future<Output = StopReason>,
 ) -> Result<ProcessOutput, RunError> {
+    // A private, empty HOME (0700) per run: nothing a previous run or another
+    // user left there (a `.pth` file, a config) can run as the service.
+    let home = tempfile::Builder::new()
+        .prefix("mediapro-home-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .map_err(|source| RunError::Spawn { program: spec.program.display().to_string(), source })?;
     // The one place a process is spawned (clippy.toml forbids it elsewhere).
     #[allow(clippy::disallowed_methods)]
-    let mut cmd = Command::new(&spec.program);
+    let mut cmd = match spec.memory_limit_bytes {
+        Some(bytes) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--as={bytes}")).arg("--").arg(&spec.program);
+            c
+        }
+        None => Command::new(&spec.program),
+    };
     cmd.args(&spec.args)
         .env_clear()
-        .envs(minimal_env(spec))
+        .envs(minimal_env(home.path()))
         .envs(spec.env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -197,12 +214,12 @@ pub async fn run(
     }
 }
 
-fn minimal_env(spec: &ChildCommand) -> Vec<(String, String)> {
+fn minimal_env(home: &std::path::Path) -> Vec<(String, String)> {
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-    let home = spec.working_dir.clone().unwrap_or_else(std::env::temp_dir).display().to_string();
     vec![
         ("PATH".into(), path),
-        ("HOME".into(), home),
+        ("HOME".into(), home.display().to_string()),
+        ("PYTHONNOUSERSITE".into(), "1".into()),
         ("LANG".into(), "C.UTF-8".into()),
         ("LC_ALL".into(), "C.UTF-8".into()),
         ("PYTHONUNBUFFERED".into(), "1".into()),
@@ -275,6 +292,32 @@ mod tests {
         assert_eq!(lines, ["one", "two"]);
         assert_eq!(out.status.code(), Some(3));
         assert!(out.stderr_tail.starts_with("err10\n") && out.stderr_tail.ends_with("err29"));
+    }
+
+    #[tokio::test]
+    async fn the_child_gets_a_private_empty_home_and_no_user_site() {
+        let mut lines = Vec::new();
+        run(
+            &sh(
+                "stat -c %a \"$HOME\"; ls -A \"$HOME\" | wc -l; echo \"$PYTHONNOUSERSITE\"; echo \"$HOME\"",
+                Duration::from_secs(10),
+            ),
+            |l| lines.push(l.trim().to_owned()),
+            std::future::pending(),
+        )
+        .await
+        .expect("runs");
+        assert_eq!(lines[..3], ["700", "0", "1"]);
+        assert!(!std::path::Path::new(&lines[3]).exists(), "the HOME is removed after the run");
+    }
+
+    #[tokio::test]
+    async fn a_memory_ceiling_is_applied_through_prlimit() {
+        let mut spec = sh("ulimit -v", Duration::from_secs(10));
+        spec.memory_limit_bytes = Some(512 * 1024 * 1024);
+        let mut lines = Vec::new();
+        run(&spec, |l| lines.push(l.to_owned()), std::future::pending()).await.expect("runs");
+        assert_eq!(lines, ["524288"], "ulimit -v reports KiB");
     }
 
     #[tokio::test]

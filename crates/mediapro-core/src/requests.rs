@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::{
     ffmpeg::{self, MediaProbe, Operations, OperationsBody, ProbeRunError, ProcessPlan},
     storage::StorageLayout,
-    validate::{AddressPolicy, FormatSelector, MediaPath, SourceUrl, SubtitleLangs, ValidationError},
+    validate::{EgressPolicy, FormatSelector, MediaPath, SourceUrl, SubtitleLangs, ValidationError},
 };
 
 /// `POST /api/analyze`
@@ -21,9 +21,9 @@ pub struct AnalyzeBody {
 }
 
 impl AnalyzeBody {
-    pub async fn validate(self, policy: AddressPolicy) -> Result<SourceUrl, ValidationError> {
+    pub async fn validate(self, policy: &EgressPolicy) -> Result<SourceUrl, ValidationError> {
         let url = SourceUrl::parse(self.url.as_deref().unwrap_or_default())?;
-        policy.check(&url).await?;
+        policy.check_url(&url).await?;
         Ok(url)
     }
 }
@@ -71,7 +71,7 @@ pub struct DownloadSpec {
 const DEFAULT_SUBTITLE_LANGS: [&str; 2] = ["zh-CN", "en"];
 
 impl DownloadBody {
-    pub async fn validate(self, policy: AddressPolicy) -> Result<DownloadSpec, ValidationError> {
+    pub async fn validate(self, policy: &EgressPolicy) -> Result<DownloadSpec, ValidationError> {
         let url = SourceUrl::parse(self.url.as_deref().unwrap_or_default())?;
         let format_id =
             self.format_id.as_deref().filter(|f| !f.is_empty()).map(FormatSelector::parse).transpose()?;
@@ -90,7 +90,7 @@ impl DownloadBody {
         // Checked against the real file once it is downloaded.
         let process = self.process.map(|p| Operations::parse(&p.operations)).transpose()?;
         // Last: the only check that may touch the network (DNS).
-        policy.check(&url).await?;
+        policy.check_url(&url).await?;
         Ok(DownloadSpec {
             url,
             format_id,
@@ -197,7 +197,7 @@ impl ProcessBody {
 mod tests {
     use super::*;
 
-    const OPEN: AddressPolicy = AddressPolicy { allow_private_networks: true };
+    const OPEN: EgressPolicy = EgressPolicy { allow_private_networks: true, allowed_networks: Vec::new() };
 
     fn body(json: &str) -> DownloadBody {
         serde_json::from_str(json).expect("well-formed body")
@@ -208,7 +208,7 @@ mod tests {
         let spec = body(
             r#"{"url":"http://127.0.0.1:9/v.mp4","format_id":"18","include_subtitles":false,"subtitle_langs":["zh-CN","en"]}"#,
         )
-        .validate(OPEN)
+        .validate(&OPEN)
         .await
         .expect("valid");
         assert_eq!(spec.format_id.as_ref().map(FormatSelector::as_str), Some("18"));
@@ -217,10 +217,10 @@ mod tests {
 
     #[tokio::test]
     async fn missing_url_and_bad_format_name_their_field() {
-        let err = body(r#"{}"#).validate(OPEN).await.expect_err("no url");
+        let err = body(r#"{}"#).validate(&OPEN).await.expect_err("no url");
         assert_eq!(err.field, "url");
         let err = body(r#"{"url":"https://example.com/v","format_id":"all"}"#)
-            .validate(OPEN)
+            .validate(&OPEN)
             .await
             .expect_err("all");
         assert_eq!(err.field, "format_id");

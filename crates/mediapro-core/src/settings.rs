@@ -101,7 +101,11 @@ impl Default for StorageSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct SecuritySettings {
     /// Allow URLs whose host is loopback, private, link-local, … (off by default: SSRF).
+    /// Cloud metadata addresses stay refused even then.
     pub allow_private_networks: bool,
+    /// Networks (CIDR, or bare addresses) allowed even when private, e.g.
+    /// `["10.1.0.0/16"]`; metadata addresses stay refused.
+    pub allowed_networks: Vec<String>,
     /// API keys accepted as `Authorization: Bearer <key>`; empty = no authentication.
     pub api_keys: Vec<String>,
 }
@@ -125,6 +129,10 @@ pub struct LimitSettings {
     pub retention_days: u64,
     /// Downloads and uploads are refused while the storage root has less free space.
     pub min_free_disk_bytes: u64,
+    /// ffmpeg's `-threads` (0 = one per core, ffmpeg's default).
+    pub ffmpeg_threads: u32,
+    /// Address-space ceiling of each ffmpeg run (`prlimit --as`); 0 = none.
+    pub ffmpeg_max_memory_bytes: u64,
 }
 
 impl Default for LimitSettings {
@@ -140,6 +148,8 @@ impl Default for LimitSettings {
             stall_timeout_seconds: 600,
             retention_days: 7,
             min_free_disk_bytes: 1024 * 1024 * 1024,
+            ffmpeg_threads: 2,
+            ffmpeg_max_memory_bytes: 8 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -191,7 +201,7 @@ impl Default for ToolSettings {
 }
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["server.cors_origins", "security.api_keys"];
+const LIST_KEYS: &[&str] = &["server.cors_origins", "security.api_keys", "security.allowed_networks"];
 
 impl Settings {
     /// Loads the layered settings from the process environment.
@@ -286,6 +296,9 @@ impl Settings {
         if self.storage.root.as_os_str().is_empty() {
             return bad("storage.root", "must not be empty".into());
         }
+        if let Err(e) = crate::validate::parse_networks(&self.security.allowed_networks.join(",")) {
+            return bad("security.allowed_networks", e.to_string());
+        }
         if self.limits.task_timeout_seconds == 0 {
             return bad("limits.task_timeout_seconds", "must be positive".into());
         }
@@ -317,6 +330,17 @@ impl Settings {
             return bad("worker.download_concurrency", "concurrency must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// The address policy every outbound connection made for a user follows
+    /// (`crates/egress` enforces it at connect time).
+    pub fn egress_policy(&self) -> crate::validate::EgressPolicy {
+        crate::validate::EgressPolicy {
+            allow_private_networks: self.security.allow_private_networks,
+            // Checked by `validate` at load time.
+            allowed_networks: crate::validate::parse_networks(&self.security.allowed_networks.join(","))
+                .unwrap_or_default(),
+        }
     }
 
     pub fn task_timeout(&self) -> Duration {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use mediapro_core::{retry::RetryPolicy, settings::Settings, storage::StorageLayout, store::TaskStore};
+use mediapro_egress::EgressGuard;
 use mediapro_queue::{Dispatcher, QueueClient};
 
 #[derive(Clone)]
@@ -11,6 +12,8 @@ pub struct JobContext {
     pub settings: Arc<Settings>,
     /// The task store and the queues: chained tasks, retries, lost jobs.
     pub dispatcher: Dispatcher,
+    /// Every connection a job makes for its user goes through it.
+    pub egress: EgressGuard,
 }
 
 impl JobContext {
@@ -21,7 +24,8 @@ impl JobContext {
         queue: Arc<QueueClient>,
     ) -> Self {
         let retry = RetryPolicy::from_limits(&settings.limits);
-        Self { layout, settings, dispatcher: Dispatcher::new(store, queue, retry) }
+        let egress = EgressGuard::new(settings.egress_policy());
+        Self { layout, settings, dispatcher: Dispatcher::new(store, queue, retry), egress }
     }
 
     pub fn store(&self) -> &TaskStore {

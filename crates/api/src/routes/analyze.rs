@@ -12,13 +12,25 @@ pub async fn analyze(
     state: web::Data<AppState>,
     body: web::Json<AnalyzeBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let url = body.into_inner().validate(state.address_policy()).await?;
+    let url = body.into_inner().validate(state.egress_policy()).await?;
     if let Some(cached) = state.queue.cached_analysis(url.as_str()).await {
         return Ok(HttpResponse::Ok().content_type("application/json").body(cached));
     }
     let _slot =
         state.analyze_slots.acquire().await.map_err(|_| ApiError::internal("analyze slots closed"))?;
-    let info = analyze::analyze(&state.settings.tools.ytdlp, &url, state.settings.analyze_timeout()).await?;
+    // Every connection yt-dlp makes (redirects too) goes through a proxy of its own.
+    let proxy = state.egress.start_proxy().await.map_err(|_| ApiError::internal("egress proxy"))?;
+    let result = analyze::analyze(
+        &state.settings.tools.ytdlp,
+        &url,
+        state.settings.analyze_timeout(),
+        Some(&proxy.url()),
+    )
+    .await;
+    if let Some(reason) = proxy.first_refusal_reason() {
+        return Err(analyze::AnalyzeError::Blocked(reason).into());
+    }
+    let info = result?;
     let json = serde_json::to_string(&info).map_err(|_| ApiError::internal("analysis does not serialise"))?;
     state.queue.cache_analysis(url.as_str(), &json, ANALYZE_CACHE_TTL).await;
     Ok(HttpResponse::Ok().content_type("application/json").body(json))

@@ -13,7 +13,7 @@ pub async fn create(
     body: web::Json<DownloadBody>,
 ) -> Result<HttpResponse, ApiError> {
     state.ensure_free_space()?;
-    let spec = body.into_inner().validate(state.address_policy()).await?;
+    let spec = body.into_inner().validate(state.egress_policy()).await?;
     let task = Task::new_pending(TaskRequest::Download(spec));
     tracing::Span::current().record("task_id", tracing::field::display(task.task_id));
     state.dispatcher.submit(&task).await?;

@@ -30,6 +30,10 @@ fn input_err(message: impl Into<String>) -> ValidationError {
     ValidationError::new("input_file", Code::UnsuitableInput, message)
 }
 
+/// The largest output frame (8K UHD), whichever side is scaled.
+const MAX_WIDTH: u32 = 7680;
+const MAX_HEIGHT: u32 = 4320;
+
 impl ProcessPlan {
     pub fn new(ops: &Operations, input: &MediaProbe) -> Result<Self, ValidationError> {
         let video = input.first(StreamKind::Video);
@@ -55,6 +59,16 @@ impl ProcessPlan {
                     ));
                 }
                 let rest = total - trim.start;
+                // Longer than the whole input is a mistake (or `1e20`); running past
+                // the end from a later start is cut at the end. A little slack:
+                // containers round their durations.
+                if let Some(d) = trim.duration.filter(|d| *d > total + 0.5) {
+                    return Err(ValidationError::new(
+                        "operations.trim.duration",
+                        Code::InvalidOperation,
+                        format!("{d} s is longer than the input ({total:.2} s)"),
+                    ));
+                }
                 expected_duration = Some(trim.duration.map_or(rest, |d| d.min(rest)));
             } else {
                 expected_duration = trim.duration;
@@ -79,6 +93,17 @@ impl ProcessPlan {
         }
         if !output_has_video {
             (expected_width, expected_height) = (None, None);
+        }
+        // The output is held to 8K too (one side scaled from a thin input can
+        // ask ffmpeg for a 59962×4320 frame).
+        if let (Some(w), Some(h)) = (expected_width, expected_height)
+            && (w > MAX_WIDTH || h > MAX_HEIGHT)
+        {
+            return Err(ValidationError::new(
+                "operations.resize",
+                Code::InvalidOperation,
+                format!("the output would be {w}x{h}, larger than {MAX_WIDTH}x{MAX_HEIGHT}"),
+            ));
         }
         let container = ops.format.unwrap_or(if ops.audio_only {
             Container::M4a
@@ -115,6 +140,8 @@ pub struct ProcessArgs<'a> {
     pub plan: &'a ProcessPlan,
     /// `-fs`: ffmpeg stops writing past this size.
     pub max_output_bytes: u64,
+    /// `-threads` for decoding, filtering and encoding; 0 = ffmpeg's choice.
+    pub threads: u32,
 }
 
 impl ProcessArgs<'_> {
@@ -136,6 +163,7 @@ impl ProcessArgs<'_> {
             }
         }
         push(&["-i", &format!("file:{}", self.input.display())]);
+        push(&["-threads", &self.threads.to_string(), "-filter_threads", &self.threads.max(1).to_string()]);
         if ops.audio_only {
             push(&["-map", "0:a:0", "-vn"]);
         } else {
@@ -231,6 +259,7 @@ mod tests {
             output: Path::new("/m/p/.out.tmp.mp4"),
             plan: &p,
             max_output_bytes: 99,
+            threads: 2,
         }
         .to_args()
     }
@@ -269,8 +298,30 @@ mod tests {
             plan(r#"{"trim":{"start":"1","duration":"3"}}"#).expect("plan").expected_duration,
             Some(3.0)
         );
-        // Asking past the end is clamped to what is there.
-        assert_eq!(plan(r#"{"trim":{"start":3,"duration":30}}"#).expect("plan").expected_duration, Some(1.0));
+        // A duration longer than the input is refused; one running past the end
+        // from a later start is cut there.
+        let err = plan(r#"{"trim":{"start":3,"duration":30}}"#).expect_err("longer than the input");
+        assert_eq!(err.field, "operations.trim.duration");
+        assert!(err.message.contains("longer than the input (4.00 s)"), "{err}");
+        assert!(plan(r#"{"trim":{"start":"1e20"}}"#).is_err());
+        assert!(plan(r#"{"trim":{"start":0,"duration":"1e20"}}"#).is_err());
+        assert_eq!(plan(r#"{"trim":{"start":3,"duration":4}}"#).expect("plan").expected_duration, Some(1.0));
+    }
+
+    #[test]
+    fn an_output_larger_than_8k_is_refused_whichever_side_is_scaled() {
+        let thin = include_str!("../../tests/fixtures/ffprobe-5.1.9-small-mp4.json")
+            .replace("\"width\": 320", "\"width\": 1388")
+            .replace("\"height\": 180", "\"height\": 100");
+        let thin = parse_probe_json(&thin).expect("fixture");
+        let ops = |json: &str| Operations::parse(&serde_json::from_str(json).expect("body")).expect("ops");
+        let err = ProcessPlan::new(&ops(r#"{"resize":{"height":4320}}"#), &thin).expect_err("59962 wide");
+        assert_eq!(err.field, "operations.resize");
+        assert!(err.message.contains("59962x4320"), "{err}");
+        let err = ProcessPlan::new(&ops(r#"{"resize":{"width":7680}}"#), &probe().clone())
+            .map(|p| p.expected_height);
+        assert_eq!(err.expect("320x180 to 7680 wide is 4320 high"), Some(4320));
+        assert!(ProcessPlan::new(&ops(r#"{"resize":{"height":2000}}"#), &thin).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub use format::FormatSelector;
 pub use ip_policy::{BlockReason, Blocked, EgressPolicy, InvalidNetwork, is_public_ip, parse_networks};
 pub use media_path::MediaPath;
 pub use subtitles::{SubtitleLang, SubtitleLangs};
-pub use url::{AddressPolicy, SourceUrl};
+pub use url::SourceUrl;
 
 use crate::error::{Code, HasCode};
 

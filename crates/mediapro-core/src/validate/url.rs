@@ -8,7 +8,7 @@ use std::{fmt, net::IpAddr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ValidationError, is_public_ip};
+use super::{Blocked, EgressPolicy, ValidationError};
 
 const FIELD: &str = "url";
 const MAX_LEN: usize = 2048;
@@ -79,39 +79,37 @@ impl fmt::Display for SourceUrl {
     }
 }
 
-/// Whether URLs may point at non-public addresses (SSRF guard). The check resolves
-/// the host name (DNS only; nothing is connected to) and refuses the URL when any of
-/// its addresses is not public.
-#[derive(Debug, Clone, Copy)]
-pub struct AddressPolicy {
-    pub allow_private_networks: bool,
-}
-
-impl AddressPolicy {
-    pub async fn check(&self, url: &SourceUrl) -> Result<(), ValidationError> {
-        if self.allow_private_networks {
-            return Ok(());
-        }
+impl EgressPolicy {
+    /// Checks a submitted URL before anything is queued: an IP literal is judged
+    /// directly; a name is resolved (DNS only, nothing is connected to) and refused
+    /// when any of its addresses is. This is the early, friendly answer; the egress
+    /// guard (`crates/egress`) enforces the same policy at connect time for every
+    /// hop (redirects, embedded URLs, manifests), which is what makes it hold.
+    pub async fn check_url(&self, url: &SourceUrl) -> Result<(), ValidationError> {
         let parsed = url.parsed();
-        let refused = |what: String| {
+        let refused = |blocked: Blocked| {
             ValidationError::new(
                 FIELD,
                 Code::PrivateAddress,
-                format!("{what} is not a public address; requests to private networks are disabled"),
+                format!("{blocked}; requests to private networks are disabled"),
             )
         };
         let host = match parsed.host() {
-            Some(::url::Host::Ipv4(ip)) => {
-                return check_ip(IpAddr::V4(ip)).map_err(|_| refused(ip.to_string()));
-            }
-            Some(::url::Host::Ipv6(ip)) => {
-                return check_ip(IpAddr::V6(ip)).map_err(|_| refused(ip.to_string()));
-            }
+            Some(::url::Host::Ipv4(ip)) => return self.check(IpAddr::V4(ip)).map_err(refused),
+            Some(::url::Host::Ipv6(ip)) => return self.check(IpAddr::V6(ip)).map_err(refused),
             Some(::url::Host::Domain(d)) => d.trim_end_matches('.').to_ascii_lowercase(),
             None => return Err(ValidationError::new(FIELD, Code::InvalidUrl, "has no host")),
         };
+        if self.allow_private_networks {
+            // Names are resolved (and checked) at connect time by the egress guard.
+            return Ok(());
+        }
         if is_internal_name(&host) {
-            return Err(refused(format!("host '{host}'")));
+            return Err(ValidationError::new(
+                FIELD,
+                Code::PrivateAddress,
+                format!("host '{host}' is not a public address; requests to private networks are disabled"),
+            ));
         }
         let port = parsed.port_or_known_default().unwrap_or(80);
         let lookup =
@@ -135,14 +133,16 @@ impl AddressPolicy {
             ));
         }
         for addr in addrs {
-            check_ip(addr.ip()).map_err(|_| refused(format!("host '{host}' ({})", addr.ip())))?;
+            self.check(addr.ip()).map_err(|b| {
+                ValidationError::new(
+                    FIELD,
+                    Code::PrivateAddress,
+                    format!("host '{host}' resolves to {b}; requests to private networks are disabled"),
+                )
+            })?;
         }
         Ok(())
     }
-}
-
-fn check_ip(ip: IpAddr) -> Result<(), ()> {
-    if is_public_ip(ip) { Ok(()) } else { Err(()) }
 }
 
 /// Names that mean "this machine or its private network" whatever DNS says.
@@ -186,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn literal_private_addresses_are_refused_without_any_lookup() {
-        let policy = AddressPolicy { allow_private_networks: false };
+        let policy = EgressPolicy { allow_private_networks: false, allowed_networks: Vec::new() };
         for raw in [
             "http://127.0.0.1:9/x",
             "http://127.1:9/x",
@@ -199,18 +199,31 @@ mod tests {
             "http://printer.local/x",
         ] {
             let url = SourceUrl::parse(raw).expect("parses");
-            let err = policy.check(&url).await.expect_err(raw);
+            let err = policy.check_url(&url).await.expect_err(raw);
             assert_eq!(err.code, Code::PrivateAddress, "{raw}");
         }
-        let allowed = AddressPolicy { allow_private_networks: true };
+        let allowed = EgressPolicy { allow_private_networks: true, allowed_networks: Vec::new() };
         let url = SourceUrl::parse("http://127.0.0.1:9/x").expect("parses");
-        assert!(allowed.check(&url).await.is_ok());
+        assert!(allowed.check_url(&url).await.is_ok());
+        let metadata = SourceUrl::parse("http://169.254.169.254/latest").expect("parses");
+        assert!(
+            allowed.check_url(&metadata).await.is_err(),
+            "metadata is refused even when private is allowed"
+        );
+        let one = EgressPolicy {
+            allow_private_networks: false,
+            allowed_networks: crate::validate::parse_networks("127.0.0.1/32").expect("cidr"),
+        };
+        assert!(one.check_url(&url).await.is_ok());
+        let other = SourceUrl::parse("http://127.0.0.2:9/x").expect("parses");
+        let err = one.check_url(&other).await.expect_err("127.0.0.2 is not allowed");
+        assert!(err.message.contains("127.0.0.2 is a loopback address"), "{err}");
     }
 
     #[tokio::test]
     async fn public_literal_addresses_pass() {
-        let policy = AddressPolicy { allow_private_networks: false };
+        let policy = EgressPolicy { allow_private_networks: false, allowed_networks: Vec::new() };
         let url = SourceUrl::parse("http://93.184.215.14/video.mp4").expect("parses");
-        assert!(policy.check(&url).await.is_ok());
+        assert!(policy.check_url(&url).await.is_ok());
     }
 }

@@ -13,8 +13,14 @@ pub(super) const SUBS_PREFIX: &str = "MPSUBS ";
 const PROGRESS_TEMPLATE: &str = "download:MPPROG %(progress.status)s %(progress.downloaded_bytes)s %(progress.total_bytes)s %(progress.total_bytes_estimate)s %(info.format_id)s";
 
 /// Flags on every invocation: no config files, plugins, cache, batch files or
-/// `--exec` hooks can change what runs; unqualified input is never a search.
-fn hardening(args: &mut Vec<String>, socket_timeout_secs: u32) {
+/// `--exec` hooks can change what runs; unqualified input is never a search; and
+/// every connection goes through the egress guard's proxy when one is given
+/// (yt-dlp hands it on to the ffmpeg it starts as `http_proxy`).
+fn hardening(args: &mut Vec<String>, socket_timeout_secs: u32, proxy: Option<&str>) {
+    if let Some(proxy) = proxy {
+        args.push("--proxy".into());
+        args.push(proxy.into());
+    }
     args.extend(
         [
             "--ignore-config",
@@ -38,12 +44,14 @@ fn hardening(args: &mut Vec<String>, socket_timeout_secs: u32) {
 pub struct AnalyzeArgs<'a> {
     pub url: &'a SourceUrl,
     pub socket_timeout_secs: u32,
+    /// `http://127.0.0.1:PORT` of the egress guard's proxy.
+    pub proxy: Option<&'a str>,
 }
 
 impl AnalyzeArgs<'_> {
     pub fn to_args(&self) -> Vec<String> {
         let mut args = Vec::with_capacity(24);
-        hardening(&mut args, self.socket_timeout_secs);
+        hardening(&mut args, self.socket_timeout_secs, self.proxy);
         args.extend(
             [
                 "--dump-single-json",
@@ -69,6 +77,8 @@ pub struct DownloadArgs<'a> {
     pub output_dir: &'a Path,
     pub max_filesize_bytes: u64,
     pub socket_timeout_secs: u32,
+    /// `http://127.0.0.1:PORT` of the egress guard's proxy.
+    pub proxy: Option<&'a str>,
 }
 
 impl DownloadArgs<'_> {
@@ -78,7 +88,7 @@ impl DownloadArgs<'_> {
 
     pub fn to_args(&self) -> Vec<String> {
         let mut args = Vec::with_capacity(48);
-        hardening(&mut args, self.socket_timeout_secs);
+        hardening(&mut args, self.socket_timeout_secs, self.proxy);
         let home = format!("home:{}", self.output_dir.display());
         let temp = format!("temp:{}", self.temp_dir().display());
         args.extend(
@@ -151,7 +161,9 @@ mod tests {
     #[test]
     fn analyze_is_hardened_and_ends_with_separator_and_url() {
         let url = SourceUrl::parse("https://example.com/v").expect("url");
-        let args = AnalyzeArgs { url: &url, socket_timeout_secs: 15 }.to_args();
+        let args = AnalyzeArgs { url: &url, socket_timeout_secs: 15, proxy: Some("http://127.0.0.1:4000") }
+            .to_args();
+        assert!(has_pair(&args, "--proxy", "http://127.0.0.1:4000"));
         for flag in [
             "--ignore-config",
             "--no-plugin-dirs",
@@ -171,9 +183,15 @@ mod tests {
     fn download_writes_only_into_the_task_folder() {
         let s = spec(Some("137+140"), false);
         let dir = Path::new("/srv/media/downloads/abc");
-        let args =
-            DownloadArgs { spec: &s, output_dir: dir, max_filesize_bytes: 1000, socket_timeout_secs: 20 }
-                .to_args();
+        let args = DownloadArgs {
+            spec: &s,
+            output_dir: dir,
+            max_filesize_bytes: 1000,
+            socket_timeout_secs: 20,
+            proxy: None,
+        }
+        .to_args();
+        assert!(!args.iter().any(|a| a == "--proxy"));
         assert!(has_pair(&args, "-P", "home:/srv/media/downloads/abc"));
         assert!(has_pair(&args, "-P", "temp:/srv/media/downloads/abc/.part"));
         assert!(has_pair(&args, "-o", "%(title).100B.%(ext)s"));
@@ -204,6 +222,7 @@ mod tests {
             output_dir: Path::new("/d"),
             max_filesize_bytes: 1,
             socket_timeout_secs: 20,
+            proxy: None,
         }
         .to_args();
         assert!(!args.iter().any(|a| a.starts_with("--format")));

@@ -3,6 +3,7 @@
 
 mod command;
 mod failure;
+pub mod files;
 mod info;
 pub(crate) mod lenient;
 mod progress;

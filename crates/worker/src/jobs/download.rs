@@ -1,13 +1,18 @@
-//! Download jobs: yt-dlp into `downloads/<task_id>/`, success decided from the
-//! path yt-dlp printed (checked to be a non-empty regular file inside the task's
-//! folder), never from the exit code alone and never by listing a shared folder.
+//! Download jobs: yt-dlp into `downloads/<task_id>/`, every connection through
+//! the egress guard, the size cap enforced while it runs, and success decided from
+//! the path yt-dlp printed (a non-empty regular file inside the task's folder that
+//! probes as media), never from the exit code alone and never by listing a shared
+//! folder.
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use mediapro_core::{
-    process::{self, ChildCommand},
+    ffmpeg,
+    process::{self, ChildCommand, StopReason},
     requests::DownloadSpec,
-    ytdlp::{DownloadArgs, DownloadOutput, ProgressTracker, classify_failure, parse_output_line},
+    ytdlp::{DownloadArgs, DownloadOutput, ProgressTracker, classify_failure, files, parse_output_line},
 };
 
 use super::{
@@ -24,20 +29,46 @@ pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec) -> Ou
     if let Err(e) = reset_dir(&dir).await {
         return Outcome::Transient(format!("cannot prepare the task folder: {e}"));
     }
+    let outcome = download(ctx, attempt, spec, &dir).await;
+    if outcome.discards_files() {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
+    outcome
+}
+
+async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir: &Path) -> Outcome {
     let settings = &ctx.settings;
+    // Every connection yt-dlp (and the ffmpeg it starts) makes goes through a
+    // proxy of this job's own, which checks each address at connect time.
+    let proxy = match ctx.egress.start_proxy().await {
+        Ok(p) => p,
+        Err(e) => return Outcome::Transient(format!("cannot start the egress proxy: {e}")),
+    };
+    let proxy_url = proxy.url();
+    let cap = settings.limits.max_file_size_bytes;
     let args = DownloadArgs {
         spec,
-        output_dir: &dir,
-        max_filesize_bytes: settings.limits.max_file_size_bytes,
+        output_dir: dir,
+        max_filesize_bytes: cap,
         socket_timeout_secs: 20,
+        proxy: Some(&proxy_url),
     };
     let temp_dir = args.temp_dir();
     let mut command = ChildCommand::new(&settings.tools.ytdlp, args.to_args(), settings.task_timeout());
-    command.working_dir = Some(dir.clone());
+    command.working_dir = Some(dir.to_path_buf());
 
     let supervisor = Supervisor::new();
     let mut tracker = ProgressTracker::default();
     let mut output = DownloadOutput::default();
+    // Stop on supervision (cancel, stall, lease) or when the folder passes the
+    // size cap, whatever the server announced (`--max-filesize` needs a
+    // Content-Length; a chunked stream has none).
+    let stop = async {
+        tokio::select! {
+            reason = supervisor.watch(ctx, attempt) => reason,
+            reason = size_watchdog(dir, cap) => reason,
+        }
+    };
     let result = process::run(
         &command,
         |line| {
@@ -49,12 +80,16 @@ pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec) -> Ou
                 output.record(&parsed);
             }
         },
-        supervisor.watch(ctx, attempt),
+        stop,
     )
     .await;
     let _ = tokio::fs::remove_dir_all(&temp_dir).await;
-
-    let outcome = match result {
+    // A refused connection decides the outcome: whatever yt-dlp made of the
+    // 403 it got, the page asked for an address it may not reach.
+    if let Some(reason) = proxy.first_refusal_reason() {
+        return Outcome::Failed(reason);
+    }
+    match result {
         Err(e) => Outcome::from_run_error(e, "yt-dlp"),
         Ok(out) if !out.status.success() => {
             let failure = classify_failure(&out.stderr_tail);
@@ -64,19 +99,86 @@ pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec) -> Ou
                 Outcome::Transient(failure.reason)
             }
         }
-        Ok(out) => match collect_files(ctx, &dir, &output).await {
-            Some(files) => Outcome::Completed { files, output: None },
+        Ok(out) => match collect_files(ctx, dir, &output).await {
+            Some(files) => verify(ctx, files).await,
             // Exit 0 without a file: e.g. over --max-filesize, or filtered out.
             None => Outcome::Failed(format!(
                 "yt-dlp produced no file: {}",
                 classify_failure(&out.stderr_tail).reason
             )),
         },
-    };
-    if outcome.discards_files() {
-        let _ = tokio::fs::remove_dir_all(&dir).await;
     }
-    outcome
+}
+
+/// Resolves once the files under `dir` (the part files included) pass `cap`
+/// bytes; checked twice a second.
+async fn size_watchdog(dir: &Path, cap: u64) -> StopReason {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if folder_size(dir).await > cap {
+            return StopReason::TooLarge(cap);
+        }
+    }
+}
+
+async fn folder_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let Ok(mut entries) = tokio::fs::read_dir(&d).await else { continue };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            match entry.file_type().await {
+                Ok(t) if t.is_dir() => pending.push(entry.path()),
+                Ok(t) if t.is_file() => total += entry.metadata().await.map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// A download is `completed` only if its media file is media: an allowed
+/// extension and a probe (the same whitelisted ffprobe as processing) that
+/// finds a stream. Subtitle files that are not subtitle text are dropped.
+async fn verify(ctx: &JobContext, files: Vec<String>) -> Outcome {
+    let Some((media, subtitles)) = files.split_first() else {
+        return Outcome::Failed("yt-dlp produced no file".into());
+    };
+    let Some(media_path) = ctx.layout.resolve(media) else {
+        return Outcome::Failed("the downloaded file is outside the storage root".into());
+    };
+    if !files::has_media_extension(&media_path) {
+        return Outcome::Failed(format!(
+            "not a media file: the extension of {} is not one of {}",
+            media_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+            files::MEDIA_EXTENSIONS.join(", ")
+        ));
+    }
+    if let Err(e) = ffmpeg::probe(&ctx.settings.tools.ffprobe, &media_path).await {
+        let why = e.to_string();
+        return Outcome::Failed(format!("not a media file ({})", why.trim_start_matches("input_file: ")));
+    }
+    let mut kept = vec![media.clone()];
+    for sub in subtitles {
+        let Some(path) = ctx.layout.resolve(sub) else { continue };
+        if subtitle_is_text(&path).await {
+            kept.push(sub.clone());
+        } else {
+            tracing::warn!(file = %sub, "dropped a subtitle file that is not subtitle text");
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+    }
+    Outcome::Completed { files: kept, output: None }
+}
+
+async fn subtitle_is_text(path: &Path) -> bool {
+    use tokio::io::AsyncReadExt;
+    let Ok(file) = tokio::fs::File::open(path).await else { return false };
+    let mut head = Vec::with_capacity(1024);
+    if file.take(1024).read_to_end(&mut head).await.is_err() {
+        return false;
+    }
+    files::is_subtitle_text(path, &head)
 }
 
 /// The media file first, then subtitles; each a storage-relative path of a

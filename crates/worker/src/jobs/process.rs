@@ -65,10 +65,16 @@ async fn encode(
     plan: &ProcessPlan,
 ) -> Outcome {
     let settings = &ctx.settings;
-    let args =
-        ProcessArgs { input, output: temp, plan, max_output_bytes: settings.limits.max_file_size_bytes }
-            .to_args();
-    let command = ChildCommand::new(&settings.tools.ffmpeg, args, settings.task_timeout());
+    let args = ProcessArgs {
+        input,
+        output: temp,
+        plan,
+        max_output_bytes: settings.limits.max_file_size_bytes,
+        threads: settings.limits.ffmpeg_threads,
+    }
+    .to_args();
+    let mut command = ChildCommand::new(&settings.tools.ffmpeg, args, settings.task_timeout());
+    command.memory_limit_bytes = Some(settings.limits.ffmpeg_max_memory_bytes).filter(|b| *b > 0);
     let supervisor = Supervisor::new();
     let expected = plan.expected_duration.filter(|d| *d > 0.0);
     let result = process::run(
