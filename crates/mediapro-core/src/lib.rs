@@ -4,6 +4,7 @@
 //! `worker` binaries do, on top of these types.
 
 pub mod analyze;
+pub mod body;
 pub mod error;
 pub mod ffmpeg;
 pub mod jobs;

@@ -10,9 +10,10 @@ const ANALYZE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60
 #[tracing::instrument(skip_all)]
 pub async fn analyze(
     state: web::Data<AppState>,
-    body: web::Json<AnalyzeBody>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let url = body.into_inner().validate(state.egress_policy()).await?;
+    let url =
+        mediapro_core::body::parse::<AnalyzeBody>(body.into_inner())?.validate(state.egress_policy()).await?;
     if let Some(cached) = state.queue.cached_analysis(url.as_str()).await {
         return Ok(HttpResponse::Ok().content_type("application/json").body(cached));
     }

@@ -10,10 +10,12 @@ use crate::{error::ApiError, state::AppState, view::Accepted};
 #[tracing::instrument(skip_all, fields(task_id))]
 pub async fn create(
     state: web::Data<AppState>,
-    body: web::Json<DownloadBody>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     state.ensure_free_space()?;
-    let spec = body.into_inner().validate(state.egress_policy()).await?;
+    let spec = mediapro_core::body::parse::<DownloadBody>(body.into_inner())?
+        .validate(state.egress_policy())
+        .await?;
     let task = Task::new_pending(TaskRequest::Download(spec));
     tracing::Span::current().record("task_id", tracing::field::display(task.task_id));
     state.dispatcher.submit(&task).await?;

@@ -12,10 +12,12 @@ use crate::{error::ApiError, state::AppState, view::Accepted};
 #[tracing::instrument(skip_all, fields(task_id))]
 pub async fn create(
     state: web::Data<AppState>,
-    body: web::Json<ProcessBody>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     state.ensure_free_space()?;
-    let (spec, _probe) = body.into_inner().validate(&state.layout, &state.settings.tools.ffprobe).await?;
+    let (spec, _probe) = mediapro_core::body::parse::<ProcessBody>(body.into_inner())?
+        .validate(&state.layout, &state.settings.tools.ffprobe)
+        .await?;
     let task = Task::new_pending(TaskRequest::Process(spec));
     tracing::Span::current().record("task_id", tracing::field::display(task.task_id));
     state.dispatcher.submit(&task).await?;

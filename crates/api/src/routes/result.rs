@@ -47,10 +47,12 @@ pub async fn download_result(
     if !real.starts_with(&root) {
         return Err(missing());
     }
-    let file = NamedFile::open_async(&real).await.map_err(|_| missing())?;
-    if !file.metadata().is_file() {
+    // A regular file, checked before opening: opening a FIFO (or a device) would
+    // block. Both calls run on the blocking pool, off the HTTP worker threads.
+    if !tokio::fs::metadata(&real).await.map_err(|_| missing())?.is_file() {
         return Err(missing());
     }
+    let file = NamedFile::open_async(&real).await.map_err(|_| missing())?;
     let name = real.file_name().and_then(|n| n.to_str()).unwrap_or("result");
     // Last-Modified is the one validator (no ETag), so `If-Range` can be checked
     // here: actix-files ignores it and would answer a stale range with 206.
@@ -80,21 +82,10 @@ fn range_is_stale(req: &HttpRequest, modified: Option<std::time::SystemTime>) ->
 
 async fn whole_file(path: &std::path::Path, named: &NamedFile) -> std::io::Result<HttpResponse> {
     use actix_web::body::SizedStream;
-    use tokio::io::AsyncReadExt;
 
     let file = tokio::fs::File::open(path).await?;
     let len = file.metadata().await?.len();
-    let chunks = futures::stream::unfold(file, |mut f| async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(web::Bytes::from(buf)), f))
-            }
-            Err(e) => Some((Err(e), f)),
-        }
-    });
+    let chunks = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
     let mut res = HttpResponse::Ok();
     res.content_type(named.content_type().to_string())
         .insert_header(named.content_disposition().clone())

@@ -20,7 +20,7 @@ pub struct UploadQuery {
 #[derive(Serialize)]
 struct Uploaded {
     input_file: String,
-    size_bytes: u64,
+    /// `container`, `duration`, `size_bytes` (the bytes received), `streams`.
     #[serde(flatten)]
     probe: MediaProbe,
 }
@@ -71,7 +71,8 @@ pub async fn upload(
         let probe = ffmpeg::probe(&state.settings.tools.ffprobe, &incoming).await?;
         let final_name = file_name(name.as_deref(), &probe);
         tokio::fs::rename(&incoming, dir.join(&final_name)).await.map_err(internal)?;
-        Ok(Uploaded { input_file: format!("uploads/{id}/{final_name}"), size_bytes: size, probe })
+        let probe = MediaProbe { size_bytes: Some(size), ..probe };
+        Ok(Uploaded { input_file: format!("uploads/{id}/{final_name}"), probe })
     }
     .await;
     match result {

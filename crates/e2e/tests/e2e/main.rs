@@ -11,6 +11,7 @@ mod helpers;
 
 mod compat;
 mod download;
+mod egress;
 mod errors;
 mod faults;
 pub mod lifecycle;

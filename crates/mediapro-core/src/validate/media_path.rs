@@ -10,6 +10,8 @@ use super::ValidationError;
 use crate::storage::StorageLayout;
 
 const FIELD: &str = "input_file";
+const NOT_OURS: &str =
+    "no such file in the storage root (a path relative to it, e.g. downloads/<task_id>/<name>)";
 
 /// A regular file inside the storage root, canonicalised.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,18 +38,14 @@ impl MediaPath {
         let root = tokio::fs::canonicalize(layout.root())
             .await
             .map_err(|_| refused("storage root is not available"))?;
-        let real = match tokio::fs::canonicalize(&candidate).await {
-            Ok(real) => real,
-            // Do not tell "missing" from "outside": both are simply not ours.
-            Err(_) => return Err(refused("no such file in the storage root")),
-        };
-        let Ok(rel) = real.strip_prefix(&root) else {
-            return Err(refused("must be a file inside the storage root"));
-        };
-        let meta =
-            tokio::fs::metadata(&real).await.map_err(|_| refused("no such file in the storage root"))?;
+        // One answer for "missing", "outside the root" and "not a regular file",
+        // so the refusal says nothing about what exists outside the root.
+        let not_ours = || refused(NOT_OURS);
+        let real = tokio::fs::canonicalize(&candidate).await.map_err(|_| not_ours())?;
+        let rel = real.strip_prefix(&root).map_err(|_| not_ours())?;
+        let meta = tokio::fs::metadata(&real).await.map_err(|_| not_ours())?;
         if !meta.is_file() {
-            return Err(refused("is not a regular file"));
+            return Err(not_ours());
         }
         let relative = rel.to_str().ok_or_else(|| refused("is not valid UTF-8"))?.to_owned();
         Ok(MediaPath { relative, absolute: real })
@@ -102,6 +100,14 @@ mod tests {
         ] {
             let err = MediaPath::resolve(&layout, raw).await.expect_err(raw);
             assert_eq!(err.field, "input_file", "{raw}");
+            if !raw.is_empty() {
+                assert_eq!(err.message, NOT_OURS, "{raw}: one message, existing or not");
+            }
         }
+        // An outside file that exists and one that does not get the same answer.
+        let missing = d.path().join("missing.txt");
+        let a = MediaPath::resolve(&layout, outside.to_str().expect("utf8")).await.expect_err("outside");
+        let b = MediaPath::resolve(&layout, missing.to_str().expect("utf8")).await.expect_err("missing");
+        assert_eq!(a, b);
     }
 }
