@@ -193,6 +193,19 @@ impl ProcessBody {
     }
 }
 
+impl crate::body::JsonBody for AnalyzeBody {
+    const OBJECT_FIELDS: &'static [&'static str] = &[];
+}
+
+impl crate::body::JsonBody for DownloadBody {
+    const OBJECT_FIELDS: &'static [&'static str] =
+        &["process", "process.operations", "process.operations.trim", "process.operations.resize"];
+}
+
+impl crate::body::JsonBody for ProcessBody {
+    const OBJECT_FIELDS: &'static [&'static str] = &["operations", "operations.trim", "operations.resize"];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,17 +243,4 @@ mod tests {
     fn unknown_fields_are_refused() {
         assert!(serde_json::from_str::<DownloadBody>(r#"{"url":"x","exec":"id"}"#).is_err());
     }
-}
-
-impl crate::body::JsonBody for AnalyzeBody {
-    const OBJECT_FIELDS: &'static [&'static str] = &[];
-}
-
-impl crate::body::JsonBody for DownloadBody {
-    const OBJECT_FIELDS: &'static [&'static str] =
-        &["process", "process.operations", "process.operations.trim", "process.operations.resize"];
-}
-
-impl crate::body::JsonBody for ProcessBody {
-    const OBJECT_FIELDS: &'static [&'static str] = &["operations", "operations.trim", "operations.resize"];
 }
