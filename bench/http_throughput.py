@@ -1,6 +1,6 @@
 """Benchmark: HTTP throughput and latency of enqueue (POST /api/download) and
 status (GET /api/tasks/{id}) with wrk, 32 connections, against a release API on
-SQLite. Targets (DESIGN.md): enqueue >= 4,500 req/s with p99 < 10 ms; status
+SQLite. Targets (README, "Performance"): enqueue >= 4,500 req/s with p99 < 10 ms; status
 >= 15,000 req/s with p99 < 5 ms."""
 
 import os

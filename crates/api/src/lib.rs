@@ -9,7 +9,6 @@ mod routes;
 mod startup;
 mod state;
 mod ui;
-mod view;
 
 pub use error::ApiError;
 pub use startup::{Application, StartupError};

@@ -31,6 +31,10 @@ pub struct Application {
     server: Server,
 }
 
+/// Task events buffered per API process for slow event-stream clients; one
+/// that falls further behind gets a `snapshot` event and re-lists.
+const EVENT_BUFFER: usize = 4096;
+
 /// Concurrent yt-dlp analyze runs per API process.
 const ANALYZE_CONCURRENCY: usize = 4;
 
@@ -58,6 +62,7 @@ impl Application {
             Dispatcher::new(store.clone(), queue.clone(), RetryPolicy::from_limits(&settings.limits));
         let state = web::Data::new(AppState {
             egress: EgressGuard::new(settings.egress_policy()),
+            events: mediapro_queue::events::spawn_event_reader(settings.redis.clone(), EVENT_BUFFER),
             queue,
             dispatcher,
             analyze_slots: Arc::new(Semaphore::new(ANALYZE_CONCURRENCY)),

@@ -15,6 +15,8 @@ pub struct AppState {
     pub dispatcher: Dispatcher,
     /// Every connection analyze makes goes through it (a proxy per call).
     pub egress: EgressGuard,
+    /// Task events from every host (`crates/queue/src/events.rs`), for `/api/events`.
+    pub events: tokio::sync::broadcast::Sender<Arc<mediapro_queue::events::TaskEvent>>,
     pub layout: StorageLayout,
     /// Bounds concurrent analyze runs: each is a yt-dlp (Python) process.
     pub analyze_slots: Arc<Semaphore>,

@@ -17,6 +17,7 @@ pub mod store;
 pub mod task;
 pub mod telemetry;
 pub mod validate;
+pub mod view;
 pub mod ytdlp;
 
 pub use error::{Code, ErrorClass, HasCode};

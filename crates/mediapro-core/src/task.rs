@@ -113,6 +113,35 @@ impl FromStr for TaskKind {
     }
 }
 
+/// What a running attempt is doing, for clients ("stuck at 100 %" is really
+/// merging or verifying).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, IntoStaticStr, Display)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Phase {
+    Queued,
+    Downloading,
+    Merging,
+    PostProcessing,
+    Verifying,
+    Encoding,
+}
+
+/// Live progress beyond the percentage, from machine-readable tool output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProgressDetail {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_bps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloaded_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
+}
+
 /// What was asked, validated; kept with the task so a retry re-runs the same work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -136,6 +165,7 @@ pub struct Task {
     pub task_id: Uuid,
     pub status: TaskStatus,
     pub progress: f64,
+    pub detail: ProgressDetail,
     pub created_at: OffsetDateTime,
     pub started_at: Option<OffsetDateTime>,
     pub completed_at: Option<OffsetDateTime>,
@@ -160,6 +190,7 @@ impl Task {
             task_id: Uuid::new_v4(),
             status: TaskStatus::Pending,
             progress: 0.0,
+            detail: ProgressDetail::default(),
             created_at: now(),
             started_at: None,
             completed_at: None,

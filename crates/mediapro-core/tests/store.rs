@@ -8,7 +8,7 @@ use std::time::Duration;
 use mediapro_core::{
     requests::DownloadSpec,
     store::{Cancel, Claim, Lease, Retry, TaskStore},
-    task::{Task, TaskRequest, TaskStatus},
+    task::{ProgressDetail, Task, TaskRequest, TaskStatus},
 };
 use uuid::Uuid;
 
@@ -127,10 +127,18 @@ on_every_store! {
         // A lease timeout shorter than the lease's age: the first worker is presumed dead.
         let second = attempt_of(store.claim(task.task_id, "w2", Duration::from_millis(1)).await.expect("claim"));
         assert_eq!((first, second), (1, 2));
-        assert_eq!(store.heartbeat(task.task_id, first, 50.0).await.expect("hb"), Lease::Lost);
+        assert_eq!(store.heartbeat(task.task_id, first, 50.0, &ProgressDetail::default()).await.expect("hb"), Lease::Lost);
         assert!(!store.complete(task.task_id, first, &["x".into()], None).await.expect("complete"));
         assert!(!store.fail(task.task_id, first, "late").await.expect("fail"));
-        assert_eq!(store.heartbeat(task.task_id, second, 10.0).await.expect("hb"), Lease::Held);
+        let detail = ProgressDetail {
+            phase: Some(mediapro_core::task::Phase::Downloading),
+            speed_bps: Some(1500.5),
+            eta_seconds: Some(3),
+            downloaded_bytes: Some(10),
+            total_bytes: Some(100),
+        };
+        assert_eq!(store.heartbeat(task.task_id, second, 10.0, &detail).await.expect("hb"), Lease::Held);
+        assert_eq!(store.get(task.task_id).await.expect("get").expect("row").detail, detail);
         assert!(store.complete(task.task_id, second, &["downloads/x/a.mp4".into()], None).await.expect("done"));
         let row = store.get(task.task_id).await.expect("get").expect("row");
         assert_eq!((row.status, row.progress, row.downloaded_files.len()), (TaskStatus::Completed, 100.0, 1));
@@ -144,7 +152,7 @@ on_every_store! {
         let running = pending(&store).await;
         let n = attempt_of(claim(&store, &running, "w1").await);
         assert!(matches!(store.cancel(running.task_id).await.expect("cancel"), Cancel::Cancelled(_)));
-        assert_eq!(store.heartbeat(running.task_id, n, 1.0).await.expect("hb"), Lease::Cancelled);
+        assert_eq!(store.heartbeat(running.task_id, n, 1.0, &ProgressDetail::default()).await.expect("hb"), Lease::Cancelled);
         assert!(!store.complete(running.task_id, n, &[], None).await.expect("complete"), "final stays final");
         assert!(matches!(store.cancel(running.task_id).await.expect("cancel"), Cancel::AlreadyFinal(_)));
         assert!(matches!(store.cancel(Uuid::new_v4()).await.expect("cancel"), Cancel::NotFound));
@@ -158,7 +166,7 @@ on_every_store! {
             assert_eq!(status(&store, &task).await, TaskStatus::Cancelled);
             if let Claim::Claimed { attempt, .. } = c {
                 // Claimed first: the attempt learns of the cancel at its next heartbeat.
-                assert_eq!(store.heartbeat(task.task_id, attempt, 0.0).await.expect("hb"), Lease::Cancelled);
+                assert_eq!(store.heartbeat(task.task_id, attempt, 0.0, &ProgressDetail::default()).await.expect("hb"), Lease::Cancelled);
             }
         }
     });

@@ -18,8 +18,9 @@ use backon::{ExponentialBuilder, Retryable};
 use mediapro_core::{
     Code, HasCode,
     retry::{Decision, RetryPolicy},
-    store::{Retry, StaleTask, StoreError, TaskStore},
+    store::{Cancel, Retry, StaleTask, StoreError, TaskStore},
     task::{Task, new_job_id},
+    view::TaskView,
 };
 use uuid::Uuid;
 
@@ -73,6 +74,22 @@ impl Dispatcher {
         &self.queue
     }
 
+    /// Tells event-stream clients (on every API host) that the task changed:
+    /// its current state, as clients see it. Best effort.
+    pub async fn publish(&self, task: &Task) {
+        match serde_json::to_string(&TaskView::from(task)) {
+            Ok(json) => self.queue.publish_event(&json).await,
+            Err(e) => tracing::warn!(error = %e, "task event does not serialise"),
+        }
+    }
+
+    /// [`publish`](Self::publish) of the task as the store has it now.
+    pub async fn publish_current(&self, task_id: Uuid) {
+        if let Ok(Some(task)) = self.store.get(task_id).await {
+            self.publish(&task).await;
+        }
+    }
+
     /// A new task from a client: stored, then queued; if Redis refuses the job
     /// the row is removed again and the caller answers 503.
     pub async fn submit(&self, task: &Task) -> Result<(), DispatchError> {
@@ -83,7 +100,17 @@ impl Dispatcher {
             }
             return Err(err.into());
         }
+        self.publish(task).await;
         Ok(())
+    }
+
+    /// A client's cancel; a running attempt notices at its next lease renewal.
+    pub async fn cancel(&self, task_id: Uuid) -> Result<Cancel, DispatchError> {
+        let answer = self.store.cancel(task_id).await?;
+        if let Cancel::Cancelled(task) = &answer {
+            self.publish(task).await;
+        }
+        Ok(answer)
     }
 
     /// A client's retry of a failed or cancelled task: back to pending with a new
@@ -97,6 +124,9 @@ impl Dispatcher {
                 .fail_pending(task.task_id, &task.job_id, "the retry could not be queued (Redis unavailable)")
                 .await?;
             return Err(err.into());
+        }
+        if let Retry::Requeued(task) = &answer {
+            self.publish(task).await;
         }
         Ok(answer)
     }
@@ -121,6 +151,8 @@ impl Dispatcher {
             let reason = format!("could not be queued: {err}");
             self.store.fail_unfinished(next.task_id, &reason).await?;
         }
+        self.publish_current(task_id).await;
+        self.publish_current(next.task_id).await;
         Ok(true)
     }
 
@@ -153,6 +185,7 @@ impl Dispatcher {
         if let Err(err) = self.push(&task, delay).await {
             tracing::warn!(%task_id, error = %err, "retry could not be queued; the reconciler will");
         }
+        self.publish(&task).await;
         Ok(Requeued::After(delay))
     }
 

@@ -9,6 +9,7 @@
 //! and our own connection manager with bounded timeouts.
 
 mod dispatch;
+pub mod events;
 
 pub use dispatch::{DispatchError, Dispatcher, Requeued};
 

@@ -4,7 +4,9 @@ use mediapro_core::{
     task::{Task, TaskRequest},
 };
 
-use crate::{error::ApiError, state::AppState, view::Accepted};
+use mediapro_core::view::Accepted;
+
+use crate::{error::ApiError, state::AppState};
 
 /// `POST /api/download` → 202 `{task_id, status: "pending", message}`.
 #[tracing::instrument(skip_all, fields(task_id))]

@@ -3,6 +3,7 @@
 
 mod analyze;
 mod download;
+mod events;
 mod health;
 mod process;
 mod result;
@@ -20,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/process").route(web::post().to(process::create)))
         .service(resource("/api/uploads").route(web::post().to(uploads::upload)))
         .service(resource("/api/tasks").route(web::get().to(tasks::list)))
+        .service(resource("/api/events").route(web::get().to(events::events)))
         .service(
             resource("/api/tasks/{task_id}")
                 .route(web::get().to(tasks::get))

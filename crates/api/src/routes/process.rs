@@ -4,7 +4,9 @@ use mediapro_core::{
     task::{Task, TaskRequest},
 };
 
-use crate::{error::ApiError, state::AppState, view::Accepted};
+use mediapro_core::view::Accepted;
+
+use crate::{error::ApiError, state::AppState};
 
 /// `POST /api/process {input_file, operations}` → 202. The input is probed (under
 /// the same whitelists as processing) and the operations checked against it

@@ -12,7 +12,9 @@ use serde_json::json;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use uuid::Uuid;
 
-use crate::{error::ApiError, state::AppState, view::TaskView};
+use mediapro_core::view::TaskView;
+
+use crate::{error::ApiError, state::AppState};
 
 /// `GET /api/tasks/{task_id}`
 pub async fn get(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
@@ -94,7 +96,7 @@ pub async fn list(
 /// `DELETE /api/tasks/{task_id}`: cancel. 200 with the task; 409 when it already
 /// finished. A running job is killed by its worker within about a second.
 pub async fn cancel(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
-    match state.store.cancel(path.into_inner()).await? {
+    match state.dispatcher.cancel(path.into_inner()).await? {
         Cancel::Cancelled(task) => Ok(HttpResponse::Ok().json(TaskView::from(&task))),
         Cancel::AlreadyFinal(task) => Err(ApiError::new(
             Code::TaskFinished,

@@ -13,6 +13,7 @@ mod compat;
 mod download;
 mod egress;
 mod errors;
+mod events;
 mod faults;
 pub mod lifecycle;
 mod processing;

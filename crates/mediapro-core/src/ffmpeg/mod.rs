@@ -4,7 +4,7 @@
 //!
 //! Every input is opened with `-protocol_whitelist file` and a `-format_whitelist`
 //! of real media demuxers, so a "video" that is really an HLS or concat playlist
-//! cannot make ffmpeg read another task's files or reach the network (SECURITY.md T14).
+//! cannot make ffmpeg read another task's files or reach the network (see the README's "Security" section).
 
 mod command;
 mod operations;
@@ -20,7 +20,7 @@ pub use progress::parse_progress_line;
 pub use run::{PROBE_TIMEOUT, ProbeRunError, ffmpeg_reason, probe};
 pub use verify::{VerifyError, verify_output};
 
-/// Demuxers an input may be opened with (SECURITY.md T14). No playlist, concat,
+/// Demuxers an input may be opened with; a playlist saved as `x.mp4` is refused. No playlist, concat,
 /// image-sequence or device demuxers.
 pub const INPUT_FORMAT_WHITELIST: &str =
     "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mp3,ogg,wav,flac,aac,avi,mpegts,flv";

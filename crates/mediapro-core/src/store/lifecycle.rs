@@ -8,7 +8,7 @@ use super::{
     COLUMNS, StoreError, TaskStore, micros, row,
     transition::{Sql, Transition},
 };
-use crate::task::{Task, TaskKind, TaskRequest, TaskStatus, new_job_id, now};
+use crate::task::{ProgressDetail, Task, TaskKind, TaskRequest, TaskStatus, new_job_id, now};
 use sqlx::AnyConnection;
 use strum::IntoEnumIterator;
 
@@ -109,6 +109,7 @@ impl TaskStore {
             .set("heartbeat_at", t)
             .set("worker", worker)
             .set("progress", 0.0)
+            .set("progress_detail", None::<&str>)
             .set("error", None::<&str>)
             .set("downloaded_files", "[]")
             .set("output_file", None::<&str>)
@@ -130,8 +131,15 @@ impl TaskStore {
 
     /// Renews the running attempt's lease (recording its progress), and tells it
     /// whether to go on.
-    pub async fn heartbeat(&self, task_id: Uuid, attempt: i64, progress: f64) -> Result<Lease, StoreError> {
+    pub async fn heartbeat(
+        &self,
+        task_id: Uuid,
+        attempt: i64,
+        progress: f64,
+        detail: &ProgressDetail,
+    ) -> Result<Lease, StoreError> {
         let t = micros(now());
+        let detail = serde_json::to_string(detail).unwrap_or_default();
         let renewed = Transition::keep()
             .set("heartbeat_at", t)
             .set_sql(
@@ -142,6 +150,7 @@ impl TaskStore {
                     .text(" END"),
             )
             .set("progress", progress)
+            .set("progress_detail", detail)
             .from(TaskStatus::RUNNING)
             .attempt(attempt)
             .apply(&task_id.to_string(), &self.writer)

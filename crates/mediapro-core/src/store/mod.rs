@@ -64,7 +64,7 @@ pub struct TaskStore {
     inserter: batch::Inserter,
 }
 
-const COLUMNS: &str = "task_id, kind, status, progress, created_at, started_at, completed_at, \
+const COLUMNS: &str = "task_id, kind, status, progress, progress_detail, created_at, started_at, completed_at, \
     request, downloaded_files, output_file, error, attempts, worker, parent_task_id, next_task_id, job_id";
 
 impl TaskStore {

@@ -12,6 +12,7 @@ pub(super) struct TaskRow {
     pub kind: String,
     pub status: String,
     pub progress: f64,
+    pub progress_detail: Option<String>,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
@@ -43,6 +44,7 @@ impl TaskRow {
             kind: t.kind().as_str().to_owned(),
             status: t.status.as_str().to_owned(),
             progress: t.progress,
+            progress_detail: None,
             created_at: micros(t.created_at),
             started_at: t.started_at.map(micros),
             completed_at: t.completed_at.map(micros),
@@ -65,6 +67,12 @@ impl TaskRow {
             task_id: self.task_id.parse().map_err(|e: uuid::Error| corrupt(e.to_string()))?,
             status: self.status.parse().map_err(|e: crate::task::UnknownVariant| corrupt(e.to_string()))?,
             progress: self.progress,
+            // Best effort: a detail that does not parse is no reason to lose the task.
+            detail: self
+                .progress_detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or_default(),
             created_at: from_micros(self.created_at).ok_or_else(|| corrupt("created_at".into()))?,
             started_at: self.started_at.and_then(from_micros),
             completed_at: self.completed_at.and_then(from_micros),

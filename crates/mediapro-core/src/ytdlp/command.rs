@@ -10,7 +10,10 @@ use crate::{requests::DownloadSpec, validate::SourceUrl};
 pub(super) const PROGRESS_PREFIX: &str = "MPPROG ";
 pub(super) const FILE_PREFIX: &str = "MPFILE ";
 pub(super) const SUBS_PREFIX: &str = "MPSUBS ";
-const PROGRESS_TEMPLATE: &str = "download:MPPROG %(progress.status)s %(progress.downloaded_bytes)s %(progress.total_bytes)s %(progress.total_bytes_estimate)s %(info.format_id)s";
+pub(super) const POSTPROCESS_PREFIX: &str = "MPPOST ";
+const PROGRESS_TEMPLATE: &str = "download:MPPROG %(progress.status)s %(progress.downloaded_bytes)s %(progress.total_bytes)s %(progress.total_bytes_estimate)s %(info.format_id)s %(progress.speed)s %(progress.eta)s";
+/// Post-processing (merging formats, fixing containers) as its own phase.
+const POSTPROCESS_TEMPLATE: &str = "postprocess:MPPOST %(progress.status)s %(progress.postprocessor)s";
 
 /// Flags on every invocation: no config files, plugins, cache, batch files or
 /// `--exec` hooks can change what runs; unqualified input is never a search; and
@@ -120,6 +123,8 @@ impl DownloadArgs<'_> {
                 "--newline",
                 "--progress-template",
                 PROGRESS_TEMPLATE,
+                "--progress-template",
+                POSTPROCESS_TEMPLATE,
             ]
             .map(String::from),
         );

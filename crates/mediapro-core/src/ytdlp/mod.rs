@@ -1,5 +1,5 @@
 //! yt-dlp: argument vectors for analyze and download, and pure parsers of what it
-//! prints. See SECURITY.md (T1–T8) for why each hardening flag is there.
+//! prints. The README's "Security" section says why each hardening flag is there.
 
 mod command;
 mod failure;
@@ -11,4 +11,4 @@ mod progress;
 pub use command::{AnalyzeArgs, DownloadArgs};
 pub use failure::{Failure, classify_failure};
 pub use info::{Carries, FormatInfo, MediaInfo, ParseError, parse_info_json};
-pub use progress::{DownloadOutput, ProgressTracker, parse_output_line};
+pub use progress::{DownloadOutput, OutputLine, ProgressTracker, parse_output_line};

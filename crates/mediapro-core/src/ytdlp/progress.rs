@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    command::{FILE_PREFIX, PROGRESS_PREFIX, SUBS_PREFIX},
+    command::{FILE_PREFIX, POSTPROCESS_PREFIX, PROGRESS_PREFIX, SUBS_PREFIX},
     lenient::{Loose, Object},
 };
 
@@ -20,7 +20,13 @@ pub enum OutputLine {
         total: Option<u64>,
         /// `None` for subtitle and thumbnail files.
         format_id: Option<String>,
+        /// Bytes per second, when yt-dlp knows it.
+        speed: Option<f64>,
+        /// Seconds left, when yt-dlp knows it.
+        eta: Option<u64>,
     },
+    /// A post-processor (e.g. `Merger`, `FixupM3u8`) started or finished.
+    PostProcess { postprocessor: String, finished: bool },
     /// The final path of the media file (after any merge/move).
     File(String),
     /// Subtitle files that were written: language → path yt-dlp reported.
@@ -52,11 +58,23 @@ pub fn parse_output_line(line: &str) -> Option<OutputLine> {
         let total = number(parts.next());
         let estimate = number(parts.next());
         let format_id = field(parts.next()).map(str::to_owned);
+        let speed =
+            field(parts.next()).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0);
+        let eta = number(parts.next());
         return Some(OutputLine::Progress {
             finished: status == "finished",
             downloaded,
             total: total.or(estimate).filter(|t| *t > 0),
             format_id,
+            speed,
+            eta,
+        });
+    }
+    if let Some(rest) = line.strip_prefix(POSTPROCESS_PREFIX) {
+        let (status, postprocessor) = rest.split_once(' ')?;
+        return Some(OutputLine::PostProcess {
+            postprocessor: postprocessor.trim().to_owned(),
+            finished: status == "finished",
         });
     }
     if let Some(path) = line.strip_prefix(FILE_PREFIX) {
@@ -115,7 +133,7 @@ impl DownloadOutput {
         match line {
             OutputLine::File(path) => self.media_file = Some(path.clone()),
             OutputLine::Subtitles(subs) => self.subtitle_files.extend(subs.clone()),
-            OutputLine::Progress { .. } => {}
+            OutputLine::Progress { .. } | OutputLine::PostProcess { .. } => {}
         }
     }
 }
@@ -161,8 +179,21 @@ mod tests {
                 finished: false,
                 downloaded: 1024,
                 total: Some(4096),
-                format_id: Some("137".into())
+                format_id: Some("137".into()),
+                speed: None,
+                eta: None,
             }
+        );
+        // The current template adds speed and ETA.
+        let Some(OutputLine::Progress { speed, eta, .. }) =
+            parse_output_line("MPPROG downloading 1024 4096 NA 137 2048.5 2")
+        else {
+            panic!("progress")
+        };
+        assert_eq!((speed, eta), (Some(2048.5), Some(2)));
+        assert_eq!(
+            parse_output_line("MPPOST started Merger"),
+            Some(OutputLine::PostProcess { postprocessor: "Merger".into(), finished: false })
         );
         let line = parse_output_line("MPPROG downloading 10 NA NA 137").expect("progress");
         assert_eq!(ProgressTracker::default().update(&line), None);

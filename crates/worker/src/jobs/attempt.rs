@@ -11,7 +11,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -22,7 +22,7 @@ use mediapro_core::{
     jobs::JobPayload,
     process::StopReason,
     store::{Claim, Lease},
-    task::TaskRequest,
+    task::{Phase, ProgressDetail, TaskRequest},
 };
 use uuid::Uuid;
 
@@ -74,6 +74,7 @@ pub async fn begin(
         // on its own clock): come back later rather than drop the job.
         Claim::Held => return Err(HeldElsewhere(task_id).into()),
     };
+    ctx.dispatcher.publish_current(task_id).await;
     // Poison guard: a job whose runs keep dying with their worker (OOM, crash)
     // is re-delivered by the queue again and again; the store counts the starts.
     let max = i64::from(ctx.settings.limits.max_attempts);
@@ -92,6 +93,8 @@ pub struct Supervisor {
     started: Instant,
     last_activity_ms: Arc<AtomicU64>,
     progress_bits: Arc<AtomicU64>,
+    /// Phase, speed, ETA and bytes: data for clients, written with each renewal.
+    detail: Arc<Mutex<ProgressDetail>>,
 }
 
 impl Supervisor {
@@ -100,7 +103,21 @@ impl Supervisor {
             started: Instant::now(),
             last_activity_ms: Arc::new(AtomicU64::new(0)),
             progress_bits: Arc::new(AtomicU64::new(0f64.to_bits())),
+            detail: Arc::new(Mutex::new(ProgressDetail::default())),
         }
+    }
+
+    /// Updates the progress detail (phase, speed, …) clients see.
+    pub fn detail(&self, update: impl FnOnce(&mut ProgressDetail)) {
+        update(&mut self.detail.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
+    pub fn phase(&self, phase: Phase) {
+        self.detail(|d| d.phase = Some(phase));
+    }
+
+    fn detail_now(&self) -> ProgressDetail {
+        self.detail.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -126,8 +143,10 @@ impl Supervisor {
         loop {
             tokio::time::sleep(TICK).await;
             let progress = f64::from_bits(self.progress_bits.load(Ordering::Relaxed));
-            match ctx.store().heartbeat(attempt.task_id, attempt.number, progress).await {
+            match ctx.store().heartbeat(attempt.task_id, attempt.number, progress, &self.detail_now()).await {
                 Ok(Lease::Held) => {
+                    // Live progress for event-stream clients, once a second.
+                    ctx.dispatcher.publish_current(attempt.task_id).await;
                     let idle =
                         self.elapsed_ms().saturating_sub(self.last_activity_ms.load(Ordering::Relaxed));
                     if u128::from(idle) > stall.as_millis() {

@@ -12,7 +12,10 @@ use mediapro_core::{
     ffmpeg,
     process::{self, ChildCommand, StopReason},
     requests::DownloadSpec,
-    ytdlp::{DownloadArgs, DownloadOutput, ProgressTracker, classify_failure, files, parse_output_line},
+    task::Phase,
+    ytdlp::{
+        DownloadArgs, DownloadOutput, OutputLine, ProgressTracker, classify_failure, files, parse_output_line,
+    },
 };
 
 use super::{
@@ -77,6 +80,7 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
                 if let Some(p) = tracker.update(&parsed) {
                     supervisor.report(p);
                 }
+                track_phase(&supervisor, &parsed);
                 output.record(&parsed);
             }
         },
@@ -100,13 +104,34 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
             }
         }
         Ok(out) => match collect_files(ctx, dir, &output).await {
-            Some(files) => verify(ctx, files).await,
+            Some(files) => {
+                supervisor.phase(Phase::Verifying);
+                verify(ctx, files).await
+            }
             // Exit 0 without a file: e.g. over --max-filesize, or filtered out.
             None => Outcome::Failed(format!(
                 "yt-dlp produced no file: {}",
                 classify_failure(&out.stderr_tail).reason
             )),
         },
+    }
+}
+
+/// Phase, speed, ETA and bytes from yt-dlp's machine-readable lines.
+fn track_phase(supervisor: &Supervisor, line: &OutputLine) {
+    match line {
+        OutputLine::Progress { downloaded, total, speed, eta, format_id: Some(_), finished } => {
+            supervisor.detail(|d| {
+                d.phase = Some(Phase::Downloading);
+                d.downloaded_bytes = Some(*downloaded);
+                d.total_bytes = *total;
+                d.speed_bps = if *finished { None } else { *speed };
+                d.eta_seconds = if *finished { None } else { *eta };
+            });
+        }
+        OutputLine::PostProcess { postprocessor, finished: false } => supervisor
+            .phase(if postprocessor.contains("Merger") { Phase::Merging } else { Phase::PostProcessing }),
+        _ => {}
     }
 }
 

@@ -80,7 +80,9 @@ pub async fn settle(ctx: &JobContext, attempt: &Attempt, outcome: Outcome) -> Re
         },
         Outcome::Cancelled | Outcome::Lost => true,
     };
-    if !applied {
+    if applied {
+        ctx.dispatcher.publish_current(task_id).await;
+    } else {
         // Cancelled meanwhile, or a newer attempt owns the task: leave it be.
         tracing::info!(%task_id, attempt = n, "task changed under this attempt; result dropped");
     }

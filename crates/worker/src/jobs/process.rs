@@ -10,6 +10,7 @@ use mediapro_core::{
     ffmpeg::{self, ProcessArgs, ProcessPlan, ffmpeg_reason, parse_progress_line, verify_output},
     process::{self, ChildCommand},
     requests::ProcessSpec,
+    task::Phase,
     validate::MediaPath,
 };
 
@@ -76,6 +77,7 @@ async fn encode(
     let mut command = ChildCommand::new(&settings.tools.ffmpeg, args, settings.task_timeout());
     command.memory_limit_bytes = Some(settings.limits.ffmpeg_max_memory_bytes).filter(|b| *b > 0);
     let supervisor = Supervisor::new();
+    supervisor.phase(Phase::Encoding);
     let expected = plan.expected_duration.filter(|d| *d > 0.0);
     let result = process::run(
         &command,
@@ -95,6 +97,7 @@ async fn encode(
         }
         Ok(_) => {}
     }
+    supervisor.phase(Phase::Verifying);
     let output = match ffmpeg::probe(&settings.tools.ffprobe, temp).await {
         Ok(p) => p,
         Err(e) => return Outcome::Failed(format!("ffmpeg produced no usable output: {e}")),

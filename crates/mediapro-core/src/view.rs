@@ -1,7 +1,8 @@
-//! The task as clients see it (DESIGN.md "A task"): the sketch's field names, times
-//! in RFC 3339, request fields flattened back out.
+//! The task as clients see it — in `GET /api/tasks/{id}`, in lists, in the event
+//! stream and (later) in webhooks: the sketch's field names, times in RFC 3339,
+//! request fields flattened back out, and the live progress detail.
 
-use mediapro_core::task::{Task, TaskKind, TaskRequest, TaskStatus};
+use crate::task::{Phase, Task, TaskKind, TaskRequest, TaskStatus};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -12,6 +13,12 @@ pub struct TaskView {
     pub kind: TaskKind,
     pub status: TaskStatus,
     pub progress: f64,
+    /// What the running attempt is doing (`queued` while pending; null once final).
+    pub phase: Option<Phase>,
+    pub speed_bps: Option<f64>,
+    pub eta_seconds: Option<u64>,
+    pub downloaded_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
@@ -41,6 +48,15 @@ impl From<&Task> for TaskView {
             kind: t.kind(),
             status: t.status,
             progress: (t.progress * 10.0).round() / 10.0,
+            phase: match t.status {
+                TaskStatus::Pending => Some(Phase::Queued),
+                s if s.is_running() => t.detail.phase,
+                _ => None,
+            },
+            speed_bps: t.status.is_running().then_some(t.detail.speed_bps).flatten(),
+            eta_seconds: t.status.is_running().then_some(t.detail.eta_seconds).flatten(),
+            downloaded_bytes: t.detail.downloaded_bytes,
+            total_bytes: t.detail.total_bytes,
             created_at: rfc3339(t.created_at),
             started_at: t.started_at.map(rfc3339),
             completed_at: t.completed_at.map(rfc3339),
