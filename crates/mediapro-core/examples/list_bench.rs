@@ -296,7 +296,8 @@ async fn main_cases(store: &TaskStore) -> AnyResult<Vec<Case>> {
     cases.push(Case { name: "status=pending,downloading,processing".into(), filter: statuses(&running) });
     cases.push(Case { name: "status=completed,failed".into(), filter: statuses(&done) });
     for k in TaskKind::ALL {
-        cases.push(Case { name: format!("kind={}", k.as_str()), filter: TaskFilter { kind: Some(k), ..f() } });
+        cases
+            .push(Case { name: format!("kind={}", k.as_str()), filter: TaskFilter { kind: Some(k), ..f() } });
     }
     let kp = Some(TaskKind::Process);
     let kd = Some(TaskKind::Download);
@@ -313,7 +314,10 @@ async fn main_cases(store: &TaskStore) -> AnyResult<Vec<Case>> {
             "kind=process&window 1h",
             TaskFilter { kind: kp, created_after: narrow.0, created_before: narrow.1, ..f() },
         ),
-        ("kind=download&created_before=oldest day", TaskFilter { kind: kd, created_before: old_before, ..f() }),
+        (
+            "kind=download&created_before=oldest day",
+            TaskFilter { kind: kd, created_before: old_before, ..f() },
+        ),
         ("kind=process&created_after=15 days ago", TaskFilter { kind: kp, created_after: wide_after, ..f() }),
         (
             "status=failed&window 1h",
@@ -349,10 +353,11 @@ async fn main_cases(store: &TaskStore) -> AnyResult<Vec<Case>> {
         ("mid cursor, status=pending,downloading,processing", statuses(&running)),
         ("mid cursor, kind=download&status=failed", TaskFilter { kind: kd, ..statuses(&[Failed]) }),
     ];
-    cases.extend(middle.into_iter().map(|(n, filter)| Case {
-        name: n.into(),
-        filter: TaskFilter { cursor: c.clone(), ..filter },
-    }));
+    cases.extend(
+        middle
+            .into_iter()
+            .map(|(n, filter)| Case { name: n.into(), filter: TaskFilter { cursor: c.clone(), ..filter } }),
+    );
     Ok(cases)
 }
 
@@ -442,7 +447,8 @@ async fn run(a: &Args, url: &str) -> AnyResult<()> {
     store.migrate().await?;
     let pool = AnyPoolOptions::new().max_connections(1).connect(url).await?;
     if sqlite {
-        pool.execute("PRAGMA synchronous=OFF").await?;
+        // A large page cache: the random task_id keys otherwise thrash the default 2 MB.
+        pool.execute("PRAGMA synchronous=OFF; PRAGMA cache_size=-400000").await?;
     }
     // The fixtures must decode as the store expects.
     serde_json::from_str::<TaskRequest>(&download_request(0))?;
