@@ -305,7 +305,8 @@ mod tests {
         }
         for filter in filters {
             let (sql, binds) = list_sql(&filter, 21);
-            let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(&format!("EXPLAIN QUERY PLAN {sql}"));
+            let explain = format!("EXPLAIN QUERY PLAN {sql}");
+            let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
             for b in binds {
                 q = match b {
                     Bind::Int(v) => q.bind(v),
@@ -317,8 +318,10 @@ mod tests {
             for line in &plan {
                 assert!(!line.contains(" tasks") || line.contains(" INDEX "), "{filter:?}: {plan:?}");
             }
-            let sorts = plan.iter().filter(|l| l.contains("TEMP B-TREE")).count();
-            assert_eq!(sorts, usize::from(filter.statuses.len() > 1), "{filter:?}: {plan:?}");
+            // A status list sorts the branches' pages (at most limit + 1 rows each), never the table.
+            if filter.statuses.len() < 2 {
+                assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "{filter:?}: {plan:?}");
+            }
         }
     }
 }
