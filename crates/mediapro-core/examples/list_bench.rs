@@ -203,7 +203,7 @@ fn insert_sql(rows: usize) -> String {
 }
 
 async fn fill(pool: &AnyPool, n: usize) -> AnyResult<()> {
-    let mut rng = Rng(0x5EED_0F_11A7);
+    let mut rng = Rng(0x05EE_D0F1_11A7);
     let mut prev = BASE_MICROS;
     let mut i = 0;
     let full_sql = insert_sql(ROWS_PER_INSERT);
