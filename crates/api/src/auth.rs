@@ -253,18 +253,23 @@ pub async fn access_log(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
-    let http = req.request().clone();
+    // Owned copies: a clone of the request itself would stop the router from
+    // recording the match (it needs the only reference).
+    let method = req.method().clone();
+    let path = req.path().to_owned();
     let result = next.call(req).await;
-    let status = match &result {
-        Ok(res) => res.status(),
-        Err(e) => e.as_response_error().status_code(),
+    let (status, route, key_id) = match &result {
+        Ok(res) => {
+            let http = res.request();
+            let key_id = http.extensions().get::<Principal>().and_then(|p| p.key_id.clone());
+            (res.status(), http.match_pattern().unwrap_or(path), key_id)
+        }
+        Err(e) => (e.as_response_error().status_code(), path, None),
     };
-    let route = http.match_pattern().unwrap_or_else(|| http.path().to_owned());
     if route != "/healthz" {
-        let key_id = http.extensions().get::<Principal>().and_then(|p| p.key_id.clone());
         tracing::info!(
             target: "mediapro_api::access",
-            method = %http.method(),
+            method = %method,
             route = %route,
             status = status.as_u16(),
             duration_ms = started.elapsed().as_millis() as u64,
