@@ -154,7 +154,9 @@ fn presented_key(req: &ServiceRequest) -> Option<SecretString> {
         let (scheme, rest) = v.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then_some(rest)
     });
-    bearer.or_else(|| header(header::HeaderName::from_static("x-api-key"))).map(|k| SecretString::from(k.trim()))
+    bearer
+        .or_else(|| header(header::HeaderName::from_static("x-api-key")))
+        .map(|k| SecretString::from(k.trim()))
 }
 
 /// The middleware every resource is wrapped in (see the module comment).
@@ -288,7 +290,8 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for h in ["localhost", "localhost:5000", "LOCALHOST", "127.0.0.1", "127.1.2.3:80", "[::1]", "[::1]:5000"]
+        for h in
+            ["localhost", "localhost:5000", "LOCALHOST", "127.0.0.1", "127.1.2.3:80", "[::1]", "[::1]:5000"]
         {
             assert!(is_loopback_host(h), "{h}");
         }
@@ -334,8 +337,12 @@ mod tests {
 
     #[test]
     fn a_key_in_both_lists_is_full() {
-        let ring = Keyring::new(&security(&["both-key-0123456789"], &["both-key-0123456789"])).expect("valid");
-        assert_eq!(ring.find(&SecretString::from("both-key-0123456789")).map(|k| k.access), Some(Access::Write));
+        let ring =
+            Keyring::new(&security(&["both-key-0123456789"], &["both-key-0123456789"])).expect("valid");
+        assert_eq!(
+            ring.find(&SecretString::from("both-key-0123456789")).map(|k| k.access),
+            Some(Access::Write)
+        );
     }
 
     /// Captures what the access log writes.
@@ -365,7 +372,8 @@ mod tests {
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
 
-        let ring = Keyring::new(&security(&["full-key-0123456789"], &["read-key-0123456789"])).expect("valid");
+        let ring =
+            Keyring::new(&security(&["full-key-0123456789"], &["read-key-0123456789"])).expect("valid");
         let app = test::init_service(
             App::new()
                 .app_data(web::Data::new(ring))
@@ -375,7 +383,9 @@ mod tests {
                         .route(web::get().to(HttpResponse::Ok))
                         .route(web::delete().to(HttpResponse::Ok)),
                 )
-                .service(crate::routes::resource("/healthz", Access::Open).route(web::get().to(HttpResponse::Ok))),
+                .service(
+                    crate::routes::resource("/healthz", Access::Open).route(web::get().to(HttpResponse::Ok)),
+                ),
         )
         .await;
         let call = |method: Method, uri: &str, key: Option<&str>| {

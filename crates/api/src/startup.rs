@@ -55,7 +55,8 @@ impl Application {
         // The one place migrations run.
         store.migrate().await?;
         // Checked on the address actually listened on, whatever `server.bind` says.
-        let local = listener.local_addr().map_err(|source| StartupError::Bind { addr: "listener".into(), source })?;
+        let local =
+            listener.local_addr().map_err(|source| StartupError::Bind { addr: "listener".into(), source })?;
         settings.security.check_exposure(&local).map_err(|e| StartupError::Security(e.to_string()))?;
         let keyring = Arc::new(auth::Keyring::new(&settings.security).map_err(StartupError::Security)?);
         let port = local.port();

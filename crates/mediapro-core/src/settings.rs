@@ -180,7 +180,8 @@ impl SecuritySettings {
 
     /// Every key entry is usable; the error names the list and the entry's position.
     pub fn check(&self) -> Result<(), SettingsError> {
-        for (list, entries) in [("security.api_keys", &self.api_keys), ("security.read_api_keys", &self.read_api_keys)]
+        for (list, entries) in
+            [("security.api_keys", &self.api_keys), ("security.read_api_keys", &self.read_api_keys)]
         {
             for (i, entry) in entries.iter().enumerate() {
                 if let Some(why) = entry.problem() {
@@ -549,7 +550,12 @@ mod tests {
             ("MEDIAPRO__SECURITY__API_KEYS", "sha256:abc", "security.api_keys", "64 hex"),
             ("MEDIAPRO__SECURITY__API_KEYS", not_hex.as_str(), "security.api_keys", "64 hex"),
             ("MEDIAPRO__SECURITY__API_KEYS", "short-secret", "security.api_keys", "shorter than 16"),
-            ("MEDIAPRO__SECURITY__API_KEYS", "full-key-0123456789,,", "security.api_keys", "entry 2 is empty"),
+            (
+                "MEDIAPRO__SECURITY__API_KEYS",
+                "full-key-0123456789,,",
+                "security.api_keys",
+                "entry 2 is empty",
+            ),
             ("MEDIAPRO__SECURITY__READ_API_KEYS", "tiny-secret", "security.read_api_keys", "shorter"),
         ] {
             let err = security_error(&[(var, value)]);

@@ -189,7 +189,8 @@ async fn no_spelling_of_a_path_reaches_a_handler_without_a_key() {
     ];
     for (method, target, body) in &targets {
         let what = format!("{method} {target}");
-        for headers in [vec![], vec![("Authorization", format!("Bearer {WRONG}"))], vec![("X-API-Key", "".into())]]
+        for headers in
+            [vec![], vec![("Authorization", format!("Bearer {WRONG}"))], vec![("X-API-Key", "".into())]]
         {
             let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let r = raw(&app, method, target, &headers, body).await;
@@ -231,9 +232,11 @@ async fn read_keys_read_and_full_keys_write() {
     assert_eq!(res.status(), 200);
     let res = c.get(format!("{base}/api/tasks")).header("Authorization", format!("bearer {READ}")).send();
     assert_eq!(res.await.expect("sent").status(), 200, "the scheme is case-insensitive");
-    let who: Value = read(c.get(format!("{base}/api/whoami"))).send().await.expect("sent").json().await.expect("json");
+    let who: Value =
+        read(c.get(format!("{base}/api/whoami"))).send().await.expect("sent").json().await.expect("json");
     assert_eq!(who, json!({"access": "read"}));
-    let who: Value = full(c.get(format!("{base}/api/whoami"))).send().await.expect("sent").json().await.expect("json");
+    let who: Value =
+        full(c.get(format!("{base}/api/whoami"))).send().await.expect("sent").json().await.expect("json");
     assert_eq!(who, json!({"access": "full"}));
 
     // A full key submits; a read key may see the task but neither submit nor cancel it.
@@ -356,13 +359,16 @@ async fn sha256_entries_are_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_keys_only_loopback_hosts_are_served() {
     let app = spawn(|_| {}).await;
-    for host in ["evil.example", "evil.example:5000", "localhost.evil.example", "127.0.0.1.nip.io", "10.0.0.1"] {
+    for host in
+        ["evil.example", "evil.example:5000", "localhost.evil.example", "127.0.0.1.nip.io", "10.0.0.1"]
+    {
         for target in ["/api/tasks", "/api/whoami", "/%61pi/tasks"] {
             let r = raw(&app, "GET", target, &[("Host", host)], "").await;
             assert_eq!((r.status, r.code()), (403, Some("forbidden")), "{host} {target}: {r:?}");
             assert!(r.body.contains("security.api_keys"), "{r:?}");
         }
-        let r = raw(&app, "POST", "/api/download", &[("Host", host)], r#"{"url":"http://127.0.0.1:9/"}"#).await;
+        let r =
+            raw(&app, "POST", "/api/download", &[("Host", host)], r#"{"url":"http://127.0.0.1:9/"}"#).await;
         assert_eq!(r.status, 403, "{host}: {r:?}");
         // Health checks and the UI's files are open.
         assert_eq!(raw(&app, "GET", "/healthz", &[("Host", host)], "").await.status, 200);
