@@ -27,6 +27,11 @@ async fn main() -> anyhow::Result<()> {
     if let Some(bind) = cli.bind {
         settings.server.bind = bind;
     }
+    // No keys on a non-loopback address would serve anyone: refuse, as for bad settings.
+    if let Err(e) = settings.check_api_exposure() {
+        eprintln!("mediapro-api: {e}");
+        std::process::exit(2);
+    }
     let app = Application::build(settings).await.context("start-up failed")?;
     tracing::info!(port = app.port(), "mediapro-api listening");
     app.run_until_stopped().await.context("server error")

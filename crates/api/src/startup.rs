@@ -24,6 +24,9 @@ pub enum StartupError {
     Storage { path: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Bad key entries, or no keys on a non-loopback address (`crates/api/src/auth.rs`).
+    #[error("{0}")]
+    Security(String),
 }
 
 pub struct Application {
@@ -56,7 +59,12 @@ impl Application {
         let store = TaskStore::connect(&settings.database.url, settings.database.max_connections).await?;
         // The one place migrations run.
         store.migrate().await?;
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        // Checked on the address actually listened on, whatever `server.bind` says.
+        let local =
+            listener.local_addr().map_err(|source| StartupError::Bind { addr: "listener".into(), source })?;
+        settings.security.check_exposure(&local).map_err(|e| StartupError::Security(e.to_string()))?;
+        let keyring = Arc::new(auth::Keyring::new(&settings.security).map_err(StartupError::Security)?);
+        let port = local.port();
         let queue = Arc::new(QueueClient::new(settings.redis.clone()));
         let dispatcher =
             Dispatcher::new(store.clone(), queue.clone(), RetryPolicy::from_limits(&settings.limits));
@@ -76,6 +84,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(web::Data::from(keyring.clone()))
                 .app_data(
                     web::JsonConfig::default()
                         .limit(max_body)
@@ -85,9 +94,10 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(error::query_error))
                 .app_data(web::PathConfig::default().error_handler(error::path_error))
                 .app_data(web::PayloadConfig::new(max_body))
-                .wrap(middleware::from_fn(auth::require_api_key))
+                // Keys are checked per resource, after routing (`routes::resource`); CORS
+                // answers preflights before routing, so they need no key.
                 .wrap(cors(&app_state.settings.server.cors_origins))
-                .wrap(middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
+                .wrap(middleware::from_fn(auth::access_log))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

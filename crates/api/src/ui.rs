@@ -13,7 +13,10 @@ use sha2::{Digest, Sha256};
 
 use mediapro_core::Code;
 
-use crate::{error::ApiError, routes::method_not_allowed};
+use crate::{
+    error::ApiError,
+    routes::{Access, resource},
+};
 
 /// `default-src 'self'` forbids inline script/style and other origins. `media-src`
 /// additionally allows `blob:` because, with an API key, the player's source is a
@@ -52,14 +55,10 @@ fn find(name: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.name == name)
 }
 
-/// Registers `GET /` and `GET /ui/{file}` (other methods: JSON 405).
+/// Registers `GET /` and `GET /ui/{file}`, open to all (other methods: JSON 405).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/").route(web::get().to(index)).default_service(web::to(method_not_allowed)))
-        .service(
-            web::resource("/ui/{file}")
-                .route(web::get().to(file))
-                .default_service(web::to(method_not_allowed)),
-        );
+    cfg.service(resource("/", Access::Open).route(web::get().to(index)))
+        .service(resource("/ui/{file}", Access::Open).route(web::get().to(file)));
 }
 
 /// `GET /`: the page.

@@ -17,6 +17,7 @@
 //! stays short; `n` says how many runs were timed.
 
 use std::time::{Duration, Instant};
+use strum::IntoEnumIterator;
 
 use mediapro_core::{
     store::{Cursor, TaskFilter, TaskStore},
@@ -290,12 +291,12 @@ async fn main_cases(store: &TaskStore) -> AnyResult<Vec<Case>> {
     let running = [Pending, Downloading, Processing];
     let done = [Completed, Failed];
     let mut cases = vec![Case { name: "no filter".into(), filter: f() }];
-    for s in TaskStatus::ALL {
+    for s in TaskStatus::iter() {
         cases.push(Case { name: format!("status={s}"), filter: statuses(&[s]) });
     }
     cases.push(Case { name: "status=pending,downloading,processing".into(), filter: statuses(&running) });
     cases.push(Case { name: "status=completed,failed".into(), filter: statuses(&done) });
-    for k in TaskKind::ALL {
+    for k in TaskKind::iter() {
         cases
             .push(Case { name: format!("kind={}", k.as_str()), filter: TaskFilter { kind: Some(k), ..f() } });
     }

@@ -106,8 +106,107 @@ pub struct SecuritySettings {
     /// Networks (CIDR, or bare addresses) allowed even when private, e.g.
     /// `["10.1.0.0/16"]`; metadata addresses stay refused.
     pub allowed_networks: Vec<String>,
-    /// API keys accepted as `Authorization: Bearer <key>`; empty = no authentication.
-    pub api_keys: Vec<String>,
+    /// Full-access API keys (`Authorization: Bearer <key>` or `X-API-Key: <key>`).
+    pub api_keys: Vec<ApiKeyEntry>,
+    /// Keys that may only read (GET); anything that changes something needs a full key.
+    pub read_api_keys: Vec<ApiKeyEntry>,
+    /// With no key configured, answer requests for any `Host` and allow a bind to a
+    /// non-loopback address. Off: a keyless API answers only `localhost`/loopback hosts.
+    pub allow_anonymous: bool,
+}
+
+/// Shortest key accepted (a key given as `sha256:` is not checked: its key is unknown).
+pub const MIN_API_KEY_LEN: usize = 16;
+
+/// Prefix of a key entry given as the hex SHA-256 of the key instead of the key.
+pub const API_KEY_HASH_PREFIX: &str = "sha256:";
+
+/// One configured API key: the key itself, or `sha256:<64 hex>`. `Debug` never shows
+/// it and serialising a plain key writes a placeholder, so neither a settings dump nor
+/// a log line carries a secret. The API turns entries into digests at start-up
+/// (`crates/api/src/auth.rs`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct ApiKeyEntry(String);
+
+impl ApiKeyEntry {
+    pub fn new(entry: impl Into<String>) -> Self {
+        Self(entry.into())
+    }
+
+    /// The entry as configured (the key itself unless it is a `sha256:` entry).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The 64 hex digits of a `sha256:` entry (not yet validated).
+    pub fn sha256_hex(&self) -> Option<&str> {
+        self.0.strip_prefix(API_KEY_HASH_PREFIX)
+    }
+
+    /// Why this entry cannot be used; the message never contains the key.
+    fn problem(&self) -> Option<&'static str> {
+        match self.sha256_hex() {
+            _ if self.0.is_empty() => Some("is empty"),
+            Some(hex) if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some("is not sha256: followed by 64 hex digits")
+            }
+            Some(_) => None,
+            None if self.0.chars().count() < MIN_API_KEY_LEN => Some("is shorter than 16 characters"),
+            None if self.0.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                Some("contains whitespace or control characters")
+            }
+            None => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiKeyEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKeyEntry(<redacted>)")
+    }
+}
+
+impl Serialize for ApiKeyEntry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // A hash is no secret; a key is replaced by a placeholder that fails validation.
+        match self.sha256_hex() {
+            Some(_) => serializer.serialize_str(&self.0),
+            None => serializer.serialize_str("<redacted>"),
+        }
+    }
+}
+
+impl SecuritySettings {
+    pub fn has_keys(&self) -> bool {
+        !self.api_keys.is_empty() || !self.read_api_keys.is_empty()
+    }
+
+    /// Every key entry is usable; the error names the list and the entry's position.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        for (list, entries) in
+            [("security.api_keys", &self.api_keys), ("security.read_api_keys", &self.read_api_keys)]
+        {
+            for (i, entry) in entries.iter().enumerate() {
+                if let Some(why) = entry.problem() {
+                    return Err(SettingsError(format!("{list}: entry {} {why}", i + 1)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The API may listen on `bind` with these settings: a non-loopback address needs
+    /// keys or `allow_anonymous`.
+    pub fn check_exposure(&self, bind: &SocketAddr) -> Result<(), SettingsError> {
+        if bind.ip().is_loopback() || self.has_keys() || self.allow_anonymous {
+            return Ok(());
+        }
+        Err(SettingsError(format!(
+            "security.api_keys: server.bind {bind} is not a loopback address; set security.api_keys \
+             (or security.allow_anonymous = true to serve without keys)"
+        )))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,7 +300,8 @@ impl Default for ToolSettings {
 }
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["server.cors_origins", "security.api_keys", "security.allowed_networks"];
+const LIST_KEYS: &[&str] =
+    &["server.cors_origins", "security.api_keys", "security.read_api_keys", "security.allowed_networks"];
 
 impl Settings {
     /// Loads the layered settings from the process environment.
@@ -252,7 +352,14 @@ impl Settings {
             list.retain(|s| !s.is_empty());
         };
         clean(&mut self.server.cors_origins);
-        clean(&mut self.security.api_keys);
+        // Keys are trimmed but an empty entry stays, to fail `check` ("k1,,k2" is a typo);
+        // only a list that is one empty value (`MEDIAPRO__SECURITY__API_KEYS=`) means none.
+        for keys in [&mut self.security.api_keys, &mut self.security.read_api_keys] {
+            keys.iter_mut().for_each(|k| k.0 = k.0.trim().to_owned());
+            if keys.iter().all(|k| k.0.is_empty()) {
+                keys.clear();
+            }
+        }
     }
 
     /// Semantic checks the types alone cannot express; each error names its key.
@@ -329,7 +436,16 @@ impl Settings {
         if self.worker.download_concurrency == 0 || self.worker.process_concurrency == 0 {
             return bad("worker.download_concurrency", "concurrency must be at least 1".into());
         }
-        Ok(())
+        self.security.check()
+    }
+
+    /// The API's start-up check (the worker listens on nothing): see
+    /// [`SecuritySettings::check_exposure`].
+    pub fn check_api_exposure(&self) -> Result<(), SettingsError> {
+        match self.server.bind.parse::<SocketAddr>() {
+            Ok(bind) => self.security.check_exposure(&bind),
+            Err(_) => Err(SettingsError(format!("server.bind: '{}' is not an address", self.server.bind))),
+        }
     }
 
     /// The address policy every outbound connection made for a user follows
@@ -391,7 +507,7 @@ mod tests {
                 ("MEDIAPRO__SERVER__BIND", "0.0.0.0:8080"),
                 ("MEDIAPRO__SERVER__CORS_ORIGINS", "https://a.example, https://b.example"),
                 ("MEDIAPRO__SECURITY__ALLOW_PRIVATE_NETWORKS", "true"),
-                ("MEDIAPRO__SECURITY__API_KEYS", "k1,k2"),
+                ("MEDIAPRO__SECURITY__API_KEYS", "key-one-0123456789, key-two-0123456789"),
                 ("MEDIAPRO__LIMITS__TASK_TIMEOUT_SECONDS", "60"),
             ]),
         )
@@ -399,7 +515,8 @@ mod tests {
         assert_eq!(s.server.bind, "0.0.0.0:8080");
         assert_eq!(s.server.cors_origins, vec!["https://a.example", "https://b.example"]);
         assert!(s.security.allow_private_networks);
-        assert_eq!(s.security.api_keys, vec!["k1", "k2"]);
+        let keys: Vec<&str> = s.security.api_keys.iter().map(ApiKeyEntry::expose).collect();
+        assert_eq!(keys, vec!["key-one-0123456789", "key-two-0123456789"]);
         assert_eq!(s.limits.task_timeout_seconds, 60);
     }
 
@@ -426,5 +543,84 @@ mod tests {
             .expect_err("must fail")
             .to_string();
         assert!(err.contains("database.url"), "{err}");
+    }
+
+    fn security_error(pairs: &[(&str, &str)]) -> String {
+        Settings::load_from(None, env(pairs)).expect_err("must fail").to_string()
+    }
+
+    #[test]
+    fn key_lists_load_plain_and_hashed_entries() {
+        let hash = format!("sha256:{}", "ab".repeat(32));
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("MEDIAPRO__SECURITY__API_KEYS", &format!("full-key-0123456789,{hash}")),
+                ("MEDIAPRO__SECURITY__READ_API_KEYS", "read-key-0123456789"),
+                ("MEDIAPRO__SECURITY__ALLOW_ANONYMOUS", "true"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(s.security.api_keys.len(), 2);
+        assert_eq!(s.security.api_keys[1].sha256_hex(), Some("ab".repeat(32).as_str()));
+        assert_eq!(s.security.read_api_keys[0].expose(), "read-key-0123456789");
+        assert!(s.security.allow_anonymous);
+        assert!(!Settings::default().security.allow_anonymous);
+    }
+
+    #[test]
+    fn bad_key_entries_fail_naming_the_list_but_not_the_key() {
+        let not_hex = format!("sha256:{}", "zz".repeat(32));
+        for (var, value, list, why) in [
+            ("MEDIAPRO__SECURITY__API_KEYS", "sha256:abc", "security.api_keys", "64 hex"),
+            ("MEDIAPRO__SECURITY__API_KEYS", not_hex.as_str(), "security.api_keys", "64 hex"),
+            ("MEDIAPRO__SECURITY__API_KEYS", "short-secret", "security.api_keys", "shorter than 16"),
+            (
+                "MEDIAPRO__SECURITY__API_KEYS",
+                "full-key-0123456789,,",
+                "security.api_keys",
+                "entry 2 is empty",
+            ),
+            ("MEDIAPRO__SECURITY__READ_API_KEYS", "tiny-secret", "security.read_api_keys", "shorter"),
+        ] {
+            let err = security_error(&[(var, value)]);
+            assert!(err.contains(list) && err.contains(why), "{value}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+            assert!(!err.contains(value), "the entry leaked: {err}");
+        }
+    }
+
+    #[test]
+    fn keys_never_show_in_debug_or_serialised_settings() {
+        let mut s = Settings::default();
+        s.security.api_keys = vec![ApiKeyEntry::new("super-secret-key-0123456789")];
+        s.security.read_api_keys = vec![ApiKeyEntry::new(format!("sha256:{}", "0f".repeat(32)))];
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("super-secret"), "{debug}");
+        let json = serde_json::to_string(&s).expect("serialises");
+        assert!(!json.contains("super-secret"), "{json}");
+        assert!(json.contains(&"0f".repeat(32)), "{json}");
+    }
+
+    #[test]
+    fn non_loopback_bind_needs_keys_or_allow_anonymous() {
+        let mut s = Settings::default();
+        assert!(s.check_api_exposure().is_ok(), "127.0.0.1 without keys is fine");
+        for bind in ["0.0.0.0:5000", "[::]:5000", "192.0.2.10:80"] {
+            s.server.bind = bind.into();
+            let err = s.check_api_exposure().expect_err(bind).to_string();
+            assert!(err.contains("security.api_keys") && !err.contains('\n'), "{err}");
+        }
+        s.server.bind = "[::1]:5000".into();
+        assert!(s.check_api_exposure().is_ok());
+        s.server.bind = "0.0.0.0:5000".into();
+        s.security.allow_anonymous = true;
+        assert!(s.check_api_exposure().is_ok());
+        s.security.allow_anonymous = false;
+        s.security.read_api_keys = vec![ApiKeyEntry::new("read-key-0123456789")];
+        assert!(s.check_api_exposure().is_ok(), "a read key is a key");
+        // The same through the environment, as `mediapro-api` loads it.
+        let s = Settings::load_from(None, env(&[("MEDIAPRO__SERVER__BIND", "0.0.0.0:5000")])).expect("loads");
+        assert!(s.check_api_exposure().is_err());
     }
 }

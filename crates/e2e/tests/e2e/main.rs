@@ -9,6 +9,7 @@
 
 mod helpers;
 
+mod auth;
 mod compat;
 mod download;
 mod egress;

@@ -174,6 +174,8 @@ impl TaskStore {
 
 #[cfg(test)]
 mod tests {
+    use strum::IntoEnumIterator;
+
     use super::*;
 
     #[test]
@@ -205,7 +207,7 @@ mod tests {
         for i in 0..60u16 {
             let request = if i % 4 == 0 { process.clone() } else { download.clone() };
             let mut t = Task::new_pending(request);
-            t.status = TaskStatus::ALL[usize::from(i * 7 % 6)];
+            t.status = TaskStatus::iter().nth(usize::from(i * 7 % 6)).expect("six statuses");
             t.created_at = base + time::Duration::seconds(i64::from(i / 3));
             store.insert(&t).await.expect("insert");
             tasks.push(t);
@@ -242,7 +244,7 @@ mod tests {
         let filters = [
             TaskFilter { statuses: vec![Pending, Completed, Failed], ..TaskFilter::default() },
             TaskFilter { statuses: vec![Completed, Completed, Cancelled], ..TaskFilter::default() },
-            TaskFilter { statuses: TaskStatus::ALL.to_vec(), ..TaskFilter::default() },
+            TaskFilter { statuses: TaskStatus::iter().collect(), ..TaskFilter::default() },
             TaskFilter {
                 statuses: vec![Downloading, Processing],
                 kind: Some(TaskKind::Process),
