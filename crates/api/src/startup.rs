@@ -13,7 +13,7 @@ use mediapro_core::{
 use mediapro_queue::{Dispatcher, QueueClient};
 use tokio::sync::Semaphore;
 
-use crate::{auth, error, routes, state::AppState};
+use crate::{auth, body_deadline, error, limits::Limits, routes, state::AppState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -55,16 +55,20 @@ impl Application {
         let queue = Arc::new(QueueClient::new(settings.redis.clone()));
         let dispatcher =
             Dispatcher::new(store.clone(), queue.clone(), RetryPolicy::from_limits(&settings.limits));
+        let analyze_slots = Arc::new(Semaphore::new(ANALYZE_CONCURRENCY));
+        let limits = Limits::new(&settings, queue.clone(), analyze_slots.clone());
         let state = web::Data::new(AppState {
             queue,
             dispatcher,
-            analyze_slots: Arc::new(Semaphore::new(ANALYZE_CONCURRENCY)),
+            analyze_slots,
+            limits,
             store,
             layout,
             settings,
         });
         let http_workers = state.settings.server.http_workers;
         let max_body = state.settings.limits.max_body_bytes;
+        let header_timeout = state.settings.body_read_timeout();
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -79,11 +83,13 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(error::path_error))
                 .app_data(web::PayloadConfig::new(max_body))
                 .wrap(middleware::from_fn(auth::require_api_key))
+                .wrap(middleware::from_fn(body_deadline::limit_body_rate))
                 .wrap(cors(&app_state.settings.server.cors_origins))
                 .wrap(middleware::Logger::new("%r %s %Dms").exclude("/healthz"))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        .client_request_timeout(header_timeout)
         .shutdown_timeout(30);
         if http_workers > 0 {
             server = server.workers(http_workers);

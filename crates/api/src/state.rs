@@ -6,6 +6,8 @@ use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore
 use mediapro_queue::{Dispatcher, QueueClient};
 use tokio::sync::Semaphore;
 
+use crate::limits::Limits;
+
 pub struct AppState {
     pub settings: Settings,
     /// Reads; every change that queues a job goes through `dispatcher`.
@@ -15,6 +17,8 @@ pub struct AppState {
     pub layout: StorageLayout,
     /// Bounds concurrent analyze runs: each is a yt-dlp (Python) process.
     pub analyze_slots: Arc<Semaphore>,
+    /// Rate limits, the pending-task cap and the analyze wait queue.
+    pub limits: Limits,
 }
 
 impl AppState {

@@ -9,8 +9,10 @@
 //! and our own connection manager with bounded timeouts.
 
 mod dispatch;
+mod rate;
 
 pub use dispatch::{DispatchError, Dispatcher, Requeued};
+pub use rate::{RateDecision, RateLimiter};
 
 use std::time::Duration;
 
@@ -142,6 +144,11 @@ impl QueueClient {
                 Ok(Queues::new(conn, &self.settings))
             })
             .await
+    }
+
+    /// The shared Redis connection (connecting on first use).
+    pub async fn connection(&self) -> Result<ConnectionManager, QueueError> {
+        Ok(self.queues().await?.conn.clone())
     }
 
     fn deadline(&self) -> Duration {

@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use mediapro_core::{analyze, requests::AnalyzeBody};
 
 use crate::{error::ApiError, state::AppState};
@@ -9,15 +9,16 @@ const ANALYZE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60
 /// `POST /api/analyze {url}` → formats, subtitles, title, duration.
 #[tracing::instrument(skip_all)]
 pub async fn analyze(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<AnalyzeBody>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_analyze(&req).await?;
     let url = body.into_inner().validate(state.address_policy()).await?;
     if let Some(cached) = state.queue.cached_analysis(url.as_str()).await {
         return Ok(HttpResponse::Ok().content_type("application/json").body(cached));
     }
-    let _slot =
-        state.analyze_slots.acquire().await.map_err(|_| ApiError::internal("analyze slots closed"))?;
+    let _slot = state.limits.analyze_slot().await?;
     let info = analyze::analyze(&state.settings.tools.ytdlp, &url, state.settings.analyze_timeout()).await?;
     let json = serde_json::to_string(&info).map_err(|_| ApiError::internal("analysis does not serialise"))?;
     state.queue.cache_analysis(url.as_str(), &json, ANALYZE_CACHE_TTL).await;

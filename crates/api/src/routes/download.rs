@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use mediapro_core::{
     requests::DownloadBody,
     task::{Task, TaskRequest},
@@ -9,9 +9,11 @@ use crate::{error::ApiError, state::AppState, view::Accepted};
 /// `POST /api/download` → 202 `{task_id, status: "pending", message}`.
 #[tracing::instrument(skip_all, fields(task_id))]
 pub async fn create(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<DownloadBody>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_submission(&req, &state.store).await?;
     state.ensure_free_space()?;
     let spec = body.into_inner().validate(state.address_policy()).await?;
     let task = Task::new_pending(TaskRequest::Download(spec));

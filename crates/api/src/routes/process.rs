@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use mediapro_core::{
     requests::ProcessBody,
     task::{Task, TaskRequest},
@@ -11,9 +11,11 @@ use crate::{error::ApiError, state::AppState, view::Accepted};
 /// before anything is stored or queued.
 #[tracing::instrument(skip_all, fields(task_id))]
 pub async fn create(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<ProcessBody>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_submission(&req, &state.store).await?;
     state.ensure_free_space()?;
     let (spec, _probe) = body.into_inner().validate(&state.layout, &state.settings.tools.ffprobe).await?;
     let task = Task::new_pending(TaskRequest::Process(spec));

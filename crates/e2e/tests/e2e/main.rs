@@ -9,6 +9,7 @@
 
 mod helpers;
 
+mod abuse;
 mod compat;
 mod download;
 mod errors;
