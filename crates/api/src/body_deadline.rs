@@ -15,7 +15,7 @@ use std::{
 };
 
 use actix_web::{
-    Error,
+    Error, HttpMessage,
     body::MessageBody,
     dev::{Payload, ServiceRequest, ServiceResponse},
     error::PayloadError,
@@ -49,7 +49,8 @@ pub struct DeadlinePayload<S> {
 
 impl<S> DeadlinePayload<S> {
     pub fn new(inner: S, window: Duration, min_bytes_per_second: u64) -> Self {
-        let min_bytes = (min_bytes_per_second.saturating_mul(window.as_secs())).max(1);
+        let per_window = u128::from(min_bytes_per_second) * window.as_millis() / 1000;
+        let min_bytes = u64::try_from(per_window).unwrap_or(u64::MAX).max(1);
         Self { inner, window, min_bytes, timer: None, in_window: 0, done: false }
     }
 
@@ -121,7 +122,7 @@ pub async fn limit_body_rate(
         .map(|s| (s.settings.body_read_timeout(), s.settings.limits.min_body_bytes_per_second));
     if has_body && let Some((window, min_rate)) = limits {
         let inner = req.take_payload();
-        let wrapped: actix_web::dev::BoxedPayloadStream =
+        let wrapped: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
             Box::pin(DeadlinePayload::new(inner, window, min_rate));
         req.set_payload(Payload::from(wrapped));
     }
@@ -140,32 +141,37 @@ mod tests {
         Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) }))
     }
 
-    #[tokio::test(start_paused = true)]
+    const WINDOW: Duration = Duration::from_millis(300);
+
+    #[tokio::test]
     async fn a_stalled_body_fails_after_one_window() {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut body = DeadlinePayload::new(chunks(rx), Duration::from_secs(3), 10);
+        // 30 bytes needed per 300 ms window.
+        let mut body = DeadlinePayload::new(chunks(rx), WINDOW, 100);
         tx.send(Bytes::from_static(b"abc")).await.expect("send");
-        assert_eq!(body.next().await.expect("chunk").expect("ok"), "abc");
         let start = Instant::now();
+        assert_eq!(body.next().await.expect("chunk").expect("ok"), "abc");
         let err = body.next().await.expect("an error").expect_err("times out");
         assert!(is_timeout(&err));
-        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        let elapsed = start.elapsed();
+        assert!(elapsed >= WINDOW && elapsed < WINDOW * 5, "{elapsed:?}");
         assert!(body.next().await.is_none());
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_trickle_fails_and_a_steady_body_passes() {
-        // 30 bytes needed per 3 s window; 1 byte a second is a trickle.
+        // One byte every 50 ms is 6 a window: too slow.
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let mut body = DeadlinePayload::new(chunks(rx), Duration::from_secs(3), 10);
+        let mut body = DeadlinePayload::new(chunks(rx), WINDOW, 100);
         tokio::spawn(async move {
-            for _ in 0..10 {
+            for _ in 0..40 {
                 if tx.send(Bytes::from_static(b"x")).await.is_err() {
                     break;
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
+        let start = Instant::now();
         let mut got = 0;
         let err = loop {
             match body.next().await.expect("not the end") {
@@ -173,20 +179,21 @@ mod tests {
                 Err(e) => break e,
             }
         };
-        assert!(is_timeout(&err) && got <= 4, "{got}");
+        assert!(is_timeout(&err), "{err}");
+        assert!(got < 30 && start.elapsed() < WINDOW * 5, "{got} bytes in {:?}", start.elapsed());
 
-        // 40 bytes a second for 10 s, then the end: never too slow.
+        // 40 bytes every 100 ms (120 a window) for a second, then the end.
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let mut body = DeadlinePayload::new(chunks(rx), Duration::from_secs(3), 10);
+        let mut body = DeadlinePayload::new(chunks(rx), WINDOW, 100);
         tokio::spawn(async move {
             for _ in 0..10 {
                 tx.send(Bytes::from(vec![0u8; 40])).await.expect("send");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
         let mut total = 0;
         while let Some(chunk) = body.next().await {
-            total += chunk.expect("steady body passes").len();
+            total += chunk.expect("a steady body passes").len();
         }
         assert_eq!(total, 400);
     }

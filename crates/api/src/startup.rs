@@ -56,11 +56,10 @@ impl Application {
         let dispatcher =
             Dispatcher::new(store.clone(), queue.clone(), RetryPolicy::from_limits(&settings.limits));
         let analyze_slots = Arc::new(Semaphore::new(ANALYZE_CONCURRENCY));
-        let limits = Limits::new(&settings, queue.clone(), analyze_slots.clone());
+        let limits = Limits::new(&settings, queue.clone(), analyze_slots);
         let state = web::Data::new(AppState {
             queue,
             dispatcher,
-            analyze_slots,
             limits,
             store,
             layout,

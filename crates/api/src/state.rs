@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore, validate::AddressPolicy};
 use mediapro_queue::{Dispatcher, QueueClient};
-use tokio::sync::Semaphore;
 
 use crate::limits::Limits;
 
@@ -15,9 +14,8 @@ pub struct AppState {
     pub queue: Arc<QueueClient>,
     pub dispatcher: Dispatcher,
     pub layout: StorageLayout,
-    /// Bounds concurrent analyze runs: each is a yt-dlp (Python) process.
-    pub analyze_slots: Arc<Semaphore>,
-    /// Rate limits, the pending-task cap and the analyze wait queue.
+    /// Rate limits, the pending-task cap, and the analyze slots (each run is a
+    /// yt-dlp process) with their bounded wait queue.
     pub limits: Limits,
 }
 
