@@ -57,14 +57,7 @@ impl Application {
             Dispatcher::new(store.clone(), queue.clone(), RetryPolicy::from_limits(&settings.limits));
         let analyze_slots = Arc::new(Semaphore::new(ANALYZE_CONCURRENCY));
         let limits = Limits::new(&settings, queue.clone(), analyze_slots);
-        let state = web::Data::new(AppState {
-            queue,
-            dispatcher,
-            limits,
-            store,
-            layout,
-            settings,
-        });
+        let state = web::Data::new(AppState { queue, dispatcher, limits, store, layout, settings });
         let http_workers = state.settings.server.http_workers;
         let max_body = state.settings.limits.max_body_bytes;
         let header_timeout = state.settings.body_read_timeout();

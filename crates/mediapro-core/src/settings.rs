@@ -419,7 +419,10 @@ mod tests {
         assert!(err.contains("server.trusted_proxies"), "{err}");
         let s = Settings::load_from(
             None,
-            env(&[("MEDIAPRO__SERVER__TRUSTED_PROXIES", "10.0.0.1, ::1"), ("MEDIAPRO__LIMITS__MAX_PENDING_TASKS", "0")]),
+            env(&[
+                ("MEDIAPRO__SERVER__TRUSTED_PROXIES", "10.0.0.1, ::1"),
+                ("MEDIAPRO__LIMITS__MAX_PENDING_TASKS", "0"),
+            ]),
         )
         .expect("loads");
         assert_eq!(s.server.trusted_proxies, vec!["10.0.0.1", "::1"]);

@@ -49,7 +49,9 @@ return {1, 0}
 pub enum RateDecision {
     Allowed,
     /// Refused; the client may try again after this long.
-    Limited { retry_after: Duration },
+    Limited {
+        retry_after: Duration,
+    },
 }
 
 /// Per-client limits over the queue client's Redis connection.
@@ -161,7 +163,10 @@ mod tests {
         // One interval later: exactly one more.
         let later = t0 + 12_000;
         assert_eq!(l.check_at("submit", "c1", 5, MIN, Some(later)).await, RateDecision::Allowed);
-        assert!(matches!(l.check_at("submit", "c1", 5, MIN, Some(later)).await, RateDecision::Limited { .. }));
+        assert!(matches!(
+            l.check_at("submit", "c1", 5, MIN, Some(later)).await,
+            RateDecision::Limited { .. }
+        ));
         // A full period of silence restores the whole burst.
         let idle = later + 60_000;
         for _ in 0..5 {

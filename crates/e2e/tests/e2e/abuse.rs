@@ -2,13 +2,7 @@
 //! on pending tasks, slow request headers and bodies (slowloris), and the bounded
 //! analyze wait queue. All traffic stays on 127.0.0.1.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::{
@@ -242,19 +236,17 @@ async fn slow_headers_and_bodies_are_dropped_and_partial_uploads_removed() {
 }
 
 /// A site that accepts connections and never answers: yt-dlp waits on it.
-async fn silent_server() -> (String, Arc<AtomicUsize>) {
+async fn silent_server() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
     tokio::spawn(async move {
         let mut held = Vec::new();
+        // Bounded by the test: the runtime (and this task) ends with it.
         while let Ok((socket, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
             held.push(socket);
         }
     });
-    (format!("http://127.0.0.1:{port}/video"), accepted)
+    format!("http://127.0.0.1:{port}/video")
 }
 
 #[tokio::test]
@@ -263,13 +255,14 @@ async fn analyze_requests_beyond_the_wait_queue_are_refused_promptly() {
         start_worker: false,
         tweak: |s| {
             s.limits.analyze_queue = 1;
-            s.limits.analyze_timeout_seconds = 15;
+            s.limits.analyze_timeout_seconds = 10;
         },
         ..AppOptions::default()
     })
     .await;
-    let (url, accepted) = silent_server().await;
-    // Four analyze runs hold the four slots; a fifth waits in the queue.
+    let url = silent_server().await;
+    // Four analyze runs hold the four slots (from validation until the analyze
+    // timeout: the site never answers); a fifth waits in the queue.
     let mut holders = Vec::new();
     for _ in 0..5 {
         let client = app.client.clone();
@@ -279,12 +272,8 @@ async fn analyze_requests_beyond_the_wait_queue_are_refused_promptly() {
             client.post(endpoint).json(&json!({ "url": url })).send().await.map(|r| r.status().as_u16())
         }));
     }
-    let start = Instant::now();
-    while accepted.load(Ordering::SeqCst) < 4 {
-        assert!(start.elapsed() < Duration::from_secs(10), "yt-dlp runs did not reach the silent server");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Validation is quick (a loopback literal); then the slots are taken.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     for _ in 0..3 {
         let asked = Instant::now();

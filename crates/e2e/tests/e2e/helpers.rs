@@ -112,7 +112,8 @@ impl TestApp {
     /// Redis namespace), as a second host behind a load balancer; its base URL.
     pub async fn spawn_second_api(&self) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-        let app = Application::build_with_listener(self.settings.clone(), listener).await.expect("app builds");
+        let app =
+            Application::build_with_listener(self.settings.clone(), listener).await.expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         address
