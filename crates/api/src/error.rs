@@ -4,7 +4,7 @@
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
-    error::{JsonPayloadError, PathError, QueryPayloadError},
+    error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError},
     http::{StatusCode, header},
 };
 use mediapro_core::{Code, ErrorClass, HasCode};
@@ -90,6 +90,10 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status());
+        if self.code == Code::RequestTimeout {
+            // The rest of a too-slow body is not worth waiting for.
+            res.force_close();
+        }
         if let Some(secs) = self.retry_after {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
@@ -113,6 +117,7 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
             Code::UnsupportedMediaType,
             "send the body as JSON with Content-Type: application/json",
         ),
+        JsonPayloadError::Payload(e) if crate::body_deadline::is_timeout(e) => request_timeout(),
         JsonPayloadError::Deserialize(e) if e.is_data() => {
             ApiError::new(Code::InvalidRequest, format!("invalid request body: {e}"))
         }
@@ -122,6 +127,20 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
         _ => ApiError::new(Code::InvalidBody, "could not read the request body"),
     };
     actix_web::error::InternalError::from_response(err, api.error_response()).into()
+}
+
+/// A body that stalled or trickled (`crates/api/src/body_deadline.rs`).
+pub fn request_timeout() -> ApiError {
+    ApiError::new(Code::RequestTimeout, "the request body stalled or arrived too slowly")
+}
+
+/// A payload read error: a timeout, or `otherwise`.
+pub fn payload_error(err: &PayloadError, otherwise: Code) -> ApiError {
+    if crate::body_deadline::is_timeout(err) {
+        request_timeout()
+    } else {
+        ApiError::new(otherwise, err.to_string())
+    }
 }
 
 pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {

@@ -4,7 +4,9 @@
 //! yt-dlp call).
 
 mod auth;
+mod body_deadline;
 mod error;
+mod limits;
 mod routes;
 mod startup;
 mod state;

@@ -14,7 +14,7 @@ use mediapro_egress::EgressGuard;
 use mediapro_queue::{Dispatcher, QueueClient};
 use tokio::sync::Semaphore;
 
-use crate::{auth, error, routes, state::AppState};
+use crate::{auth, body_deadline, error, limits::Limits, routes, state::AppState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -68,18 +68,20 @@ impl Application {
         let queue = Arc::new(QueueClient::new(settings.redis.clone()));
         let dispatcher =
             Dispatcher::new(store.clone(), queue.clone(), RetryPolicy::from_limits(&settings.limits));
+        let limits = Limits::new(&settings, queue.clone(), Arc::new(Semaphore::new(ANALYZE_CONCURRENCY)));
         let state = web::Data::new(AppState {
             egress: EgressGuard::new(settings.egress_policy()),
             events: mediapro_queue::events::spawn_event_reader(settings.redis.clone(), EVENT_BUFFER),
             queue,
             dispatcher,
-            analyze_slots: Arc::new(Semaphore::new(ANALYZE_CONCURRENCY)),
+            limits,
             store,
             layout,
             settings,
         });
         let http_workers = state.settings.server.http_workers;
         let max_body = state.settings.limits.max_body_bytes;
+        let header_timeout = state.settings.body_read_timeout();
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -96,11 +98,13 @@ impl Application {
                 .app_data(web::PayloadConfig::new(max_body))
                 // Keys are checked per resource, after routing (`routes::resource`); CORS
                 // answers preflights before routing, so they need no key.
+                .wrap(middleware::from_fn(body_deadline::limit_body_rate))
                 .wrap(cors(&app_state.settings.server.cors_origins))
                 .wrap(middleware::from_fn(auth::access_log))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        .client_request_timeout(header_timeout)
         .shutdown_timeout(30);
         if http_workers > 0 {
             server = server.workers(http_workers);

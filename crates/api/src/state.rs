@@ -5,7 +5,8 @@ use std::sync::Arc;
 use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore, validate::EgressPolicy};
 use mediapro_egress::EgressGuard;
 use mediapro_queue::{Dispatcher, QueueClient};
-use tokio::sync::Semaphore;
+
+use crate::limits::Limits;
 
 pub struct AppState {
     pub settings: Settings,
@@ -18,8 +19,9 @@ pub struct AppState {
     /// Task events from every host (`crates/queue/src/events.rs`), for `/api/events`.
     pub events: tokio::sync::broadcast::Sender<Arc<mediapro_queue::events::TaskEvent>>,
     pub layout: StorageLayout,
-    /// Bounds concurrent analyze runs: each is a yt-dlp (Python) process.
-    pub analyze_slots: Arc<Semaphore>,
+    /// Rate limits, the pending-task cap, and the analyze slots (each run is a
+    /// yt-dlp process) with their bounded wait queue.
+    pub limits: Limits,
 }
 
 impl AppState {

@@ -79,7 +79,7 @@ error_codes! {
     InvalidBody = 400, BadRequest, "invalid_body", "the body could not be read";
     InvalidQuery = 400, BadRequest, "invalid_query", "the query string could not be read";
     EmptyUpload = 400, BadRequest, "empty_upload", "an upload with an empty body";
-    UploadInterrupted = 400, BadRequest, "upload_interrupted", "the upload body ended early, stalled or trickled";
+    UploadInterrupted = 400, BadRequest, "upload_interrupted", "the upload body ended early";
     TaskNotCompleted = 400, BadRequest, "task_not_completed", "`download-result` of a task that is not completed";
     UnsupportedUrl = 400, BadRequest, "unsupported_url", "analyze: yt-dlp finds no media at the URL";
     PlaylistNotSupported = 400, BadRequest, "playlist_not_supported", "analyze: the URL is a playlist";
@@ -95,6 +95,7 @@ error_codes! {
     TaskFinished = 409, Conflict, "task_finished", "cancel of a task that already finished";
     NotRetryable = 409, Conflict, "not_retryable", "retry of a task that is not failed or cancelled";
     // Limits.
+    RequestTimeout = 408, Limit, "request_timeout", "the request headers or body did not arrive in time (stalled, or slower than `limits.min_body_bytes_per_second`)";
     PayloadTooLarge = 413, Limit, "payload_too_large", "the body is larger than the limit";
     UnsupportedMediaType = 415, BadRequest, "unsupported_media_type", "a JSON route called without `Content-Type: application/json`";
     RateLimited = 429, Limit, "rate_limited", "too many submissions or analyze calls, or too many pending tasks (see `Retry-After`)";

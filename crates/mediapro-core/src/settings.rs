@@ -33,11 +33,19 @@ pub struct ServerSettings {
     pub cors_origins: Vec<String>,
     /// HTTP worker threads of the API; 0 = one per core.
     pub http_workers: usize,
+    /// Reverse proxies (IP addresses) whose `X-Forwarded-For` is believed when the
+    /// API tells clients apart for rate limits; empty = the peer address is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:5000".into(), cors_origins: vec!["*".into()], http_workers: 0 }
+        Self {
+            bind: "127.0.0.1:5000".into(),
+            cors_origins: vec!["*".into()],
+            http_workers: 0,
+            trusted_proxies: Vec::new(),
+        }
     }
 }
 
@@ -232,6 +240,20 @@ pub struct LimitSettings {
     pub ffmpeg_threads: u32,
     /// Address-space ceiling of each ffmpeg run (`prlimit --as`); 0 = none.
     pub ffmpeg_max_memory_bytes: u64,
+    /// Submissions (download, process, upload, retry) per API key (or client IP)
+    /// per minute, shared by every API instance through Redis; 0 = unlimited.
+    pub submissions_per_minute: u32,
+    /// `POST /api/analyze` calls per API key (or client IP) per minute; 0 = unlimited.
+    pub analyze_per_minute: u32,
+    /// Submissions are refused (429) while the store holds this many pending
+    /// tasks; 0 = unlimited.
+    pub max_pending_tasks: u64,
+    /// Request headers must arrive within this many seconds, and a request body
+    /// must deliver `min_body_bytes_per_second` over each window this long.
+    pub body_read_timeout_seconds: u64,
+    pub min_body_bytes_per_second: u64,
+    /// Analyze requests that may wait for one of the busy analyze slots; more get 503.
+    pub analyze_queue: usize,
 }
 
 impl Default for LimitSettings {
@@ -249,6 +271,12 @@ impl Default for LimitSettings {
             min_free_disk_bytes: 1024 * 1024 * 1024,
             ffmpeg_threads: 2,
             ffmpeg_max_memory_bytes: 8 * 1024 * 1024 * 1024,
+            submissions_per_minute: 120,
+            analyze_per_minute: 60,
+            max_pending_tasks: 10_000,
+            body_read_timeout_seconds: 10,
+            min_body_bytes_per_second: 1024,
+            analyze_queue: 16,
         }
     }
 }
@@ -300,8 +328,13 @@ impl Default for ToolSettings {
 }
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] =
-    &["server.cors_origins", "security.api_keys", "security.read_api_keys", "security.allowed_networks"];
+const LIST_KEYS: &[&str] = &[
+    "server.cors_origins",
+    "server.trusted_proxies",
+    "security.api_keys",
+    "security.read_api_keys",
+    "security.allowed_networks",
+];
 
 impl Settings {
     /// Loads the layered settings from the process environment.
@@ -352,6 +385,8 @@ impl Settings {
             list.retain(|s| !s.is_empty());
         };
         clean(&mut self.server.cors_origins);
+        clean(&mut self.server.trusted_proxies);
+        clean(&mut self.security.allowed_networks);
         // Keys are trimmed but an empty entry stays, to fail `check` ("k1,,k2" is a typo);
         // only a list that is one empty value (`MEDIAPRO__SECURITY__API_KEYS=`) means none.
         for keys in [&mut self.security.api_keys, &mut self.security.read_api_keys] {
@@ -370,6 +405,11 @@ impl Settings {
                 "server.bind",
                 format!("'{}' is not an address like 127.0.0.1:5000", self.server.bind),
             );
+        }
+        if let Some(bad_ip) =
+            self.server.trusted_proxies.iter().find(|p| p.parse::<std::net::IpAddr>().is_err())
+        {
+            return bad("server.trusted_proxies", format!("'{bad_ip}' is not an IP address"));
         }
         let redis_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
             .iter()
@@ -427,6 +467,9 @@ impl Settings {
         if self.limits.stall_timeout_seconds == 0 {
             return bad("limits.stall_timeout_seconds", "must be positive".into());
         }
+        if !(1..=3600).contains(&self.limits.body_read_timeout_seconds) {
+            return bad("limits.body_read_timeout_seconds", "must be from 1 to 3600".into());
+        }
         if self.worker.lease_seconds < 3 {
             return bad("worker.lease_seconds", "must be at least 3".into());
         }
@@ -466,6 +509,10 @@ impl Settings {
     pub fn analyze_timeout(&self) -> Duration {
         Duration::from_secs(self.limits.analyze_timeout_seconds)
     }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.body_read_timeout_seconds)
+    }
 }
 
 /// The `config` crate's messages already name the key ("… for key `limits.x`");
@@ -497,6 +544,35 @@ mod tests {
         assert_eq!(s.limits.max_file_size_bytes, 5 * 1024 * 1024 * 1024);
         assert_eq!(s.limits.task_timeout_seconds, 3600);
         assert_eq!(s.limits.analyze_timeout_seconds, 30);
+        assert_eq!(s.limits.submissions_per_minute, 120);
+        assert_eq!(s.limits.analyze_per_minute, 60);
+        assert_eq!(s.limits.max_pending_tasks, 10_000);
+        assert_eq!(s.limits.body_read_timeout_seconds, 10);
+        assert_eq!(s.limits.min_body_bytes_per_second, 1024);
+        assert_eq!(s.limits.analyze_queue, 16);
+        assert!(s.server.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn limit_settings_are_checked() {
+        let err = Settings::load_from(None, env(&[("MEDIAPRO__LIMITS__BODY_READ_TIMEOUT_SECONDS", "0")]))
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("limits.body_read_timeout_seconds"), "{err}");
+        let err = Settings::load_from(None, env(&[("MEDIAPRO__SERVER__TRUSTED_PROXIES", "10.0.0.1,proxy")]))
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("server.trusted_proxies"), "{err}");
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("MEDIAPRO__SERVER__TRUSTED_PROXIES", "10.0.0.1, ::1"),
+                ("MEDIAPRO__LIMITS__MAX_PENDING_TASKS", "0"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(s.server.trusted_proxies, vec!["10.0.0.1", "::1"]);
+        assert_eq!(s.limits.max_pending_tasks, 0);
     }
 
     #[test]

@@ -10,8 +10,10 @@
 
 mod dispatch;
 pub mod events;
+mod rate;
 
 pub use dispatch::{DispatchError, Dispatcher, Requeued};
+pub use rate::{RateDecision, RateLimiter};
 
 use std::time::Duration;
 
@@ -143,6 +145,11 @@ impl QueueClient {
                 Ok(Queues::new(conn, &self.settings))
             })
             .await
+    }
+
+    /// The shared Redis connection (connecting on first use).
+    pub async fn connection(&self) -> Result<ConnectionManager, QueueError> {
+        Ok(self.queues().await?.conn.clone())
     }
 
     fn deadline(&self) -> Duration {

@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use mediapro_core::{analyze, requests::AnalyzeBody};
 
 use crate::{error::ApiError, state::AppState};
@@ -9,16 +9,17 @@ const ANALYZE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60
 /// `POST /api/analyze {url}` → formats, subtitles, title, duration.
 #[tracing::instrument(skip_all)]
 pub async fn analyze(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_analyze(&req).await?;
     let url =
         mediapro_core::body::parse::<AnalyzeBody>(body.into_inner())?.validate(state.egress_policy()).await?;
     if let Some(cached) = state.queue.cached_analysis(url.as_str()).await {
         return Ok(HttpResponse::Ok().content_type("application/json").body(cached));
     }
-    let _slot =
-        state.analyze_slots.acquire().await.map_err(|_| ApiError::internal("analyze slots closed"))?;
+    let _slot = state.limits.analyze_slot().await?;
     // Every connection yt-dlp makes (redirects too) goes through a proxy of its own.
     let proxy = state.egress.start_proxy().await.map_err(|_| ApiError::internal("egress proxy"))?;
     let result = analyze::analyze(

@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use mediapro_core::{
     requests::DownloadBody,
     task::{Task, TaskRequest},
@@ -11,9 +11,11 @@ use crate::{error::ApiError, state::AppState};
 /// `POST /api/download` → 202 `{task_id, status: "pending", message}`.
 #[tracing::instrument(skip_all, fields(task_id))]
 pub async fn create(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_submission(&req, &state.store).await?;
     state.ensure_free_space()?;
     let spec = mediapro_core::body::parse::<DownloadBody>(body.into_inner())?
         .validate(state.egress_policy())

@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use mediapro_core::{
     requests::ProcessBody,
     task::{Task, TaskRequest},
@@ -13,9 +13,11 @@ use crate::{error::ApiError, state::AppState};
 /// before anything is stored or queued.
 #[tracing::instrument(skip_all, fields(task_id))]
 pub async fn create(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_submission(&req, &state.store).await?;
     state.ensure_free_space()?;
     let (spec, _probe) = mediapro_core::body::parse::<ProcessBody>(body.into_inner())?
         .validate(&state.layout, &state.settings.tools.ffprobe)

@@ -1,6 +1,6 @@
 //! The task API: get, list (filters + cursor pagination), cancel, retry.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use mediapro_core::{
     Code,
     store::{Cancel, Cursor, DEFAULT_LIMIT, MAX_LIMIT, Retry, TaskFilter},
@@ -107,7 +107,12 @@ pub async fn cancel(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result
 }
 
 /// `POST /api/tasks/{task_id}/retry`: a failed or cancelled task runs again.
-pub async fn retry(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn retry(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    state.limits.check_submission(&req, &state.store).await?;
     let task = match state.dispatcher.retry(path.into_inner()).await? {
         Retry::Requeued(task) => task,
         Retry::NotRetryable(task) => {

@@ -34,6 +34,7 @@ pub async fn upload(
     query: web::Query<UploadQuery>,
     mut body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_submission(&req, &state.store).await?;
     state.ensure_free_space()?;
     let limit = state.settings.limits.max_file_size_bytes;
     let declared = req
@@ -56,7 +57,9 @@ pub async fn upload(
         let mut file = tokio::fs::File::create(&incoming).await.map_err(internal)?;
         let mut size: u64 = 0;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ApiError::new(Code::UploadInterrupted, e.to_string()))?;
+            // A stalled or trickling body fails here (`crates/api/src/body_deadline.rs`,
+            // installed on every request with a body) and the folder is removed below.
+            let chunk = chunk.map_err(|e| crate::error::payload_error(&e, Code::UploadInterrupted))?;
             size += chunk.len() as u64;
             if size > limit {
                 return Err(too_large(limit));

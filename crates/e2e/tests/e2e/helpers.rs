@@ -108,6 +108,17 @@ impl TestApp {
         TestApp { address, client: reqwest::Client::new(), settings, store, _dir: dir }
     }
 
+    /// Starts another API instance on the same settings (same store, storage and
+    /// Redis namespace), as a second host behind a load balancer; its base URL.
+    pub async fn spawn_second_api(&self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        let app =
+            Application::build_with_listener(self.settings.clone(), listener).await.expect("app builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        address
+    }
+
     /// The settings as `MEDIAPRO__…` variables, for worker processes.
     pub fn worker_env(&self) -> Vec<(String, String)> {
         let s = &self.settings;

@@ -9,6 +9,7 @@
 
 mod helpers;
 
+mod abuse;
 mod auth;
 mod compat;
 mod download;

@@ -10,6 +10,7 @@ mod lifecycle;
 mod list;
 mod maintenance;
 mod row;
+mod stats;
 mod transition;
 
 use std::time::Duration;
