@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from launcher import Instance, request  # noqa: E402  (needs the path above)
 
-__all__ = ["Instance", "request", "start", "wait_final", "rss_kib", "make_clip"]
+__all__ = ["Instance", "request", "launch", "wait_final", "rss_kib", "make_clip"]
 
 # The benches' Redis (database 0 unless MEDIAPRO__REDIS__URL says otherwise); the
 # keys go under a random bench-<hex> namespace, deleted at the end.
@@ -24,7 +24,7 @@ REDIS_URL = os.environ.get("MEDIAPRO__REDIS__URL", "redis://127.0.0.1:6379/0")
 BENCH_DEFAULTS = {"limits.task_timeout_seconds": None}
 
 
-def start(workers=(), overrides=None):
+def launch(workers=(), overrides=None):
     """An isolated instance from the release binaries: the API and one worker
     process per entry of `workers` ({"queues": "process"}, …). `overrides` maps
     SECTION.KEY to a value, or to None for the built-in default (see

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from harness import request, start
+from harness import launch, request
 
 SECONDS = os.environ.get("SECONDS_PER_RUN", "10")
 
@@ -27,7 +27,7 @@ def main():
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
     # The default API thread count (one per core), not the tests' 2.
-    svc = start(overrides={"server.http_workers": None})
+    svc = launch(overrides={"server.http_workers": None})
     try:
         status, accepted = request("POST", svc.url + "/api/download", {"url": "http://127.0.0.1:9/v.mp4"})
         assert status == 202, accepted

@@ -4,12 +4,12 @@ excluded), a few seconds after start-up. Target: under 30 MB each."""
 import sys
 import time
 
-from harness import rss_kib, start
+from harness import launch, rss_kib
 
 
 def main():
     # The default API thread count (one per core), not the tests' 2.
-    svc = start(workers=[{"queues": "download,process"}], overrides={"server.http_workers": None})
+    svc = launch(workers=[{"queues": "download,process"}], overrides={"server.http_workers": None})
     try:
         time.sleep(5)
         api = rss_kib(svc.api)

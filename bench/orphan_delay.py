@@ -8,7 +8,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from harness import make_clip, request, start, wait_final
+from harness import launch, make_clip, request, wait_final
 
 
 def ts(value):
@@ -19,7 +19,7 @@ def main():
     # Measures the DEFAULT fault recovery: not the fast heartbeat and lease of
     # tests/isolated.toml.
     defaults = dict.fromkeys(["redis.heartbeat_seconds", "redis.missed_heartbeats", "worker.lease_seconds"])
-    svc = start(workers=[{"queues": "process"}] * 2, overrides=defaults)
+    svc = launch(workers=[{"queues": "process"}] * 2, overrides=defaults)
     try:
         rel = "uploads/bench/long.mp4"
         src = os.path.join(svc.storage_root, rel)

@@ -10,7 +10,7 @@ import sys
 import time
 from datetime import datetime
 
-from harness import make_clip, request, start, wait_final
+from harness import launch, make_clip, request, wait_final
 
 
 def ts(value):
@@ -33,7 +33,7 @@ def bare_ffmpeg(src, out):
 
 
 def main():
-    svc = start(workers=[{"queues": "process"}])
+    svc = launch(workers=[{"queues": "process"}])
     try:
         rel = "uploads/bench/clip.mp4"
         src = os.path.join(svc.storage_root, rel)

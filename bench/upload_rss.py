@@ -7,13 +7,13 @@ import sys
 import threading
 import time
 
-from harness import make_clip, rss_kib, start
+from harness import launch, make_clip, rss_kib
 
 SIZE_MB = int(os.environ.get("SIZE_MB", "200"))
 
 
 def main():
-    svc = start(overrides={"limits.min_free_disk_bytes": 0})
+    svc = launch(overrides={"limits.min_free_disk_bytes": 0})
     try:
         # A real media file of the wanted size: a short clip in Matroska with a
         # large attachment (ffprobe accepts it, so the upload succeeds with 201).
