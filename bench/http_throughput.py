@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from harness import Service, request
+from harness import launch, request
 
 SECONDS = os.environ.get("SECONDS_PER_RUN", "10")
 
@@ -26,7 +26,8 @@ def wrk(args):
 def main():
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
-    svc = Service()
+    # The default API thread count (one per core), not the tests' 2.
+    svc = launch(overrides={"server.http_workers": None})
     try:
         status, accepted = request("POST", svc.url + "/api/download", {"url": "http://127.0.0.1:9/v.mp4"})
         assert status == 202, accepted
@@ -39,7 +40,7 @@ def main():
         rps, p50, p99, errors = wrk(["-s", lua, f"{svc.url}/api/download"])
         print(f"[bench] enqueue POST /api/download: {rps} req/s, p50 {p50}, p99 {p99} {errors or ''}")
     finally:
-        svc.close()
+        svc.stop()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from harness import Service, make_clip, request
+from harness import launch, make_clip, request, wait_final
 
 
 def ts(value):
@@ -16,10 +16,13 @@ def ts(value):
 
 
 def main():
-    svc = Service(worker_queues="process", workers=2)
+    # Measures the DEFAULT fault recovery: not the fast heartbeat and lease of
+    # tests/isolated.toml.
+    defaults = dict.fromkeys(["redis.heartbeat_seconds", "redis.missed_heartbeats", "worker.lease_seconds"])
+    svc = launch(workers=[{"queues": "process"}] * 2, overrides=defaults)
     try:
         rel = "uploads/bench/long.mp4"
-        src = os.path.join(svc.root, rel)
+        src = os.path.join(svc.storage_root, rel)
         os.makedirs(os.path.dirname(src))
         make_clip(src, "640x360", 60)
         ops = {"resize": {"width": 1920, "height": 1080}, "quality": 20}
@@ -44,12 +47,12 @@ def main():
                 break
             time.sleep(0.1)
         rerun = ts(task["started_at"]) - killed
-        final = svc.wait_final(tid, poll=0.2)
+        final = wait_final(svc, tid, poll=0.2)
         print(f"[bench] re-run started {rerun:.1f} s after the kill, on {final['worker']}")
         print(f"[bench] final status {final['status']}, attempts {final['attempts']}, "
               f"completed {ts(final['completed_at']) - killed:.1f} s after the kill")
     finally:
-        svc.close()
+        svc.stop()
 
 
 if __name__ == "__main__":

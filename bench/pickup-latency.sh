@@ -5,14 +5,17 @@
 # Makes sure Redis answers (scripts/ensure-redis.sh), builds the release binaries,
 # makes a 2 s clip with ffmpeg and serves it on 127.0.0.1, starts mediapro-api on a
 # free port with a temporary SQLite database and storage root and its own Redis
-# namespace (bench-<random>, so no other deployment's queue is touched), starts one
-# worker on the download queue, then runs bench/pickup_latency.py: one warm-up
+# namespace (bench-<random>, so no other deployment's queue is touched), all from
+# `tests/launcher.py env` (settings: tests/isolated.toml), starts one worker on
+# the download queue, then runs bench/pickup_latency.py: one warm-up
 # round, then ROUNDS (default 20) sequential rounds. Everything it started and
 # created (processes, temp dir, the namespace's Redis keys) is removed on exit.
 #
 # Environment: ROUNDS (default 20), MEDIAPRO__REDIS__URL (default
 # redis://127.0.0.1:6379/0); other MEDIAPRO__* variables (e.g.
-# MEDIAPRO__REDIS__POLL_INTERVAL_MS) are passed through to the API and worker.
+# MEDIAPRO__REDIS__POLL_INTERVAL_MS) are passed through to the API and worker
+# (`tests/launcher.py env --inherit`). MEDIAPRO_BIN_DIR / CARGO_TARGET_DIR: where
+# the release binaries are.
 #
 # Usage: bench/pickup-latency.sh
 set -euo pipefail
@@ -28,12 +31,12 @@ cd "$root"
 
 rounds="${ROUNDS:-20}"
 redis_url="${MEDIAPRO__REDIS__URL:-redis://127.0.0.1:6379/0}"
-namespace="bench-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+namespace="" # set by tests/launcher.py below
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/mediapro-bench.XXXXXX")"
 pids=()
 
 cleanup() {
-    local rc=$? pid i deadline keys
+    local rc=$? pid i deadline
     trap - EXIT INT TERM
     # Stop in reverse start order: worker, API, HTTP server.
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
@@ -55,9 +58,9 @@ cleanup() {
             fi
         done
     fi
-    keys="$(redis-cli -u "$redis_url" --scan --pattern "$namespace:*" 2>/dev/null || true)"
-    if [[ -n "$keys" ]]; then
-        xargs redis-cli -u "$redis_url" del <<<"$keys" >/dev/null 2>&1 || true
+    if [[ -n "$namespace" ]]; then
+        python3 "$root/tests/launcher.py" purge-redis --redis-url "$redis_url" --namespace "$namespace" \
+            >/dev/null 2>&1 || true
     fi
     rm -rf "$tmp"
     log "cleaned up (processes, $tmp, Redis keys $namespace:*)"
@@ -67,7 +70,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-for tool in ffmpeg python3 curl redis-cli cargo; do
+for tool in ffmpeg python3 curl cargo; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found; run scripts/install-deps.sh first"
 done
 
@@ -75,8 +78,9 @@ MEDIAPRO__REDIS__URL="$redis_url" bash "$root/scripts/ensure-redis.sh"
 
 log "building release binaries"
 cargo build --release -p mediapro-api -p mediapro-worker
-api_bin="$root/target/release/mediapro-api"
-worker_bin="$root/target/release/mediapro-worker"
+bin_dir="$(python3 "$root/tests/launcher.py" bin-dir --profile release)"
+api_bin="$bin_dir/mediapro-api"
+worker_bin="$bin_dir/mediapro-worker"
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -109,27 +113,23 @@ clip_url="http://127.0.0.1:$http_port/clip.mp4"
 wait_for "the clip HTTP server" "$clip_url" "${pids[-1]}"
 log "serving $clip_url"
 
-api_port="$(free_port)"
-api_url="http://127.0.0.1:$api_port"
-# The children run in the temp dir, so no mediapro.toml of the repository is read.
-bench_env=(
-    -u MEDIAPRO_CONFIG
-    "MEDIAPRO__SERVER__BIND=127.0.0.1:$api_port"
-    "MEDIAPRO__REDIS__URL=$redis_url"
-    "MEDIAPRO__REDIS__NAMESPACE=$namespace"
-    "MEDIAPRO__DATABASE__URL=sqlite://$tmp/db.sqlite"
-    "MEDIAPRO__STORAGE__ROOT=$tmp/media"
-    "MEDIAPRO__SECURITY__ALLOW_PRIVATE_NETWORKS=true"
-    "MEDIAPRO__SECURITY__API_KEYS="
-)
+# The instance's settings: tests/isolated.toml, the inherited MEDIAPRO__* variables,
+# no API keys, and a free port, the Redis namespace, a SQLite file and storage
+# root in $tmp. (Assigned first: a failure inside `eval "$(...)"` would be lost.)
+launch_env="$(python3 "$root/tests/launcher.py" env --tmp "$tmp" --name bench --redis-url "$redis_url" \
+    --inherit --set security.api_keys=)"
+eval "$launch_env"
+namespace="$MEDIAPRO__REDIS__NAMESPACE"
+api_url="http://$MEDIAPRO__SERVER__BIND"
 
-log "starting mediapro-api on 127.0.0.1:$api_port (namespace $namespace)"
-(cd "$tmp" && exec env "${bench_env[@]}" "$api_bin") </dev/null >"$tmp/api.log" 2>&1 &
+# The children run in the temp dir, so no mediapro.toml of the repository is read.
+log "starting mediapro-api on $MEDIAPRO__SERVER__BIND (namespace $namespace)"
+(cd "$tmp" && exec "$api_bin") </dev/null >"$tmp/api.log" 2>&1 &
 pids+=($!)
 wait_for "mediapro-api" "$api_url/readyz" "${pids[-1]}"
 
 log "starting one mediapro-worker --queues download"
-(cd "$tmp" && exec env "${bench_env[@]}" "$worker_bin" --queues download) </dev/null >"$tmp/worker.log" 2>&1 &
+(cd "$tmp" && exec "$worker_bin" --queues download) </dev/null >"$tmp/worker.log" 2>&1 &
 pids+=($!)
 
 log "worker poll interval: ${MEDIAPRO__REDIS__POLL_INTERVAL_MS:-50} ms (redis.poll_interval_ms); $rounds rounds"

@@ -10,7 +10,7 @@ import sys
 import time
 from datetime import datetime
 
-from harness import Service, make_clip, request
+from harness import launch, make_clip, request, wait_final
 
 
 def ts(value):
@@ -33,10 +33,10 @@ def bare_ffmpeg(src, out):
 
 
 def main():
-    svc = Service(worker_queues="process")
+    svc = launch(workers=[{"queues": "process"}])
     try:
         rel = "uploads/bench/clip.mp4"
-        src = os.path.join(svc.root, rel)
+        src = os.path.join(svc.storage_root, rel)
         os.makedirs(os.path.dirname(src))
         print("[bench] making a 60 s 1280x720 clip", flush=True)
         make_clip(src, "1280x720", 60)
@@ -48,7 +48,7 @@ def main():
             t = time.monotonic()
             status, accepted = request("POST", svc.url + "/api/process", {"input_file": rel, "operations": OPS})
             assert status == 202, accepted
-            task = svc.wait_final(accepted["task_id"], poll=0.05)
+            task = wait_final(svc, accepted["task_id"], poll=0.05)
             j = time.monotonic() - t
             assert task["status"] == "completed", task
             bare.append(b)
@@ -64,7 +64,7 @@ def main():
         print(f"[bench] ratio of medians job/bare: {mj / mb:.3f} (target <= 1.05)")
         print(f"[bench] median of per-run ratios: {statistics.median(ratios):.3f}")
     finally:
-        svc.close()
+        svc.stop()
 
 
 if __name__ == "__main__":

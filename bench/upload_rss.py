@@ -7,13 +7,13 @@ import sys
 import threading
 import time
 
-from harness import Service, make_clip
+from harness import launch, make_clip, rss_kib
 
 SIZE_MB = int(os.environ.get("SIZE_MB", "200"))
 
 
 def main():
-    svc = Service(extra_env={"MEDIAPRO__LIMITS__MIN_FREE_DISK_BYTES": "0"})
+    svc = launch(overrides={"limits.min_free_disk_bytes": 0})
     try:
         # A real media file of the wanted size: a short clip in Matroska with a
         # large attachment (ffprobe accepts it, so the upload succeeds with 201).
@@ -28,13 +28,13 @@ def main():
                         "-metadata:s:t", "mimetype=application/octet-stream", "-c", "copy", src], check=True)
         os.remove(blob)
         print(f"[bench] uploading {os.path.getsize(src) / 1e6:.0f} MB ({src})", flush=True)
-        before = svc.rss_kib()
+        before = rss_kib(svc.api)
         peak = [before]
         done = threading.Event()
 
         def sample():
             while not done.is_set():
-                peak[0] = max(peak[0], svc.rss_kib())
+                peak[0] = max(peak[0], rss_kib(svc.api))
                 time.sleep(0.01)
 
         t = threading.Thread(target=sample)
@@ -48,12 +48,12 @@ def main():
         elapsed = time.monotonic() - start
         done.set()
         t.join()
-        after = svc.rss_kib()
+        after = rss_kib(svc.api)
         print(f"[bench] upload of {SIZE_MB} MB answered HTTP {r.stdout} in {elapsed:.2f} s")
         print(f"[bench] API RSS before: {before / 1024:.1f} MiB, peak during: {peak[0] / 1024:.1f} MiB, after: {after / 1024:.1f} MiB")
         print(f"[bench] growth during the upload: {(peak[0] - before) / 1024:.1f} MiB for {SIZE_MB} MB streamed")
     finally:
-        svc.close()
+        svc.stop()
 
 
 if __name__ == "__main__":

@@ -8,8 +8,13 @@
 # Needs: nginx (apt-get install -y nginx), curl, ffmpeg/ffprobe, python3,
 # redis-cli and a Redis answering at MEDIAPRO_TEST_REDIS_URL; the binaries built.
 #
+# The API and worker get their settings from tests/launcher.py (tests/isolated.toml,
+# a free port, a temporary SQLite store and storage root, a random Redis namespace)
+# plus worker.drain_timeout_seconds=5 for a quick shutdown.
+#
 # Environment:
-#   MEDIAPRO_BIN_DIR         mediapro-api and mediapro-worker (default <repo>/target/debug)
+#   MEDIAPRO_BIN_DIR         mediapro-api and mediapro-worker (default
+#                            <CARGO_TARGET_DIR or repo/target>/debug)
 #   MEDIAPRO_TEST_REDIS_URL  Redis to use (default redis://127.0.0.1:6379/15); keys
 #                            go under a random namespace, deleted at exit
 #   NGINX                    nginx binary (default: nginx on PATH, else /usr/sbin/nginx)
@@ -24,7 +29,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-bin_dir="${MEDIAPRO_BIN_DIR:-$root/target/debug}"
+bin_dir="$(python3 "$root/tests/launcher.py" bin-dir --profile debug)"
 redis_url="${MEDIAPRO_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 template="${NGINX_CONF_TEMPLATE:-$root/docker/nginx.conf}"
 
@@ -68,7 +73,7 @@ tmp="$(mktemp -d "${TMPDIR:-/tmp}/mediapro-nginx-test.XXXXXX")"
 # nginx's worker processes run as an unprivileged user when this runs as root:
 # they must be able to reach the web root and their temporary directories.
 chmod 0755 "$tmp"
-namespace="mediapro-nginx-test-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+namespace="" # set by tests/launcher.py below
 pids=()
 
 stop_pid() {
@@ -89,8 +94,10 @@ cleanup() {
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
         stop_pid "${pids[$i]}"
     done
-    redis-cli -u "$redis_url" --scan --pattern "${namespace}*" 2>/dev/null |
-        xargs -r redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
+    if [[ -n "$namespace" ]]; then
+        python3 "$root/tests/launcher.py" purge-redis --redis-url "$redis_url" --namespace "$namespace" \
+            >/dev/null 2>&1 || true
+    fi
     if [[ "${KEEP_TMP:-0}" == "1" ]]; then
         log "kept $tmp"
     else
@@ -145,19 +152,17 @@ fetch() {
 }
 
 # --- the API and a process worker ------------------------------------------------------------
-api_port="$(free_port)"
+mkdir -p "$tmp/run"
+# Only this test's settings: tests/launcher.py unsets inherited MEDIAPRO__*
+# variables and exports MEDIAPRO_CONFIG (tests/isolated.toml) and the instance's
+# keys; no mediapro.toml is read (the working directory is an empty folder).
+# Assigned first: a failure inside `eval "$(...)"` would be lost.
+launch_env="$(python3 "$root/tests/launcher.py" env --tmp "$tmp" --name mediapro-nginx-test \
+    --redis-url "$redis_url" --set worker.drain_timeout_seconds=5)"
+eval "$launch_env"
+namespace="$MEDIAPRO__REDIS__NAMESPACE"
+api_port="${MEDIAPRO__SERVER__BIND##*:}"
 api="http://127.0.0.1:$api_port"
-mkdir -p "$tmp/media" "$tmp/run"
-# Only this test's settings: no inherited MEDIAPRO__* variables, no mediapro.toml
-# (the working directory is an empty folder).
-while IFS= read -r var; do unset "$var"; done < <(compgen -e | grep -E '^MEDIAPRO__|^MEDIAPRO_CONFIG$' || true)
-export MEDIAPRO__SERVER__BIND="127.0.0.1:$api_port"
-export MEDIAPRO__DATABASE__URL="sqlite://$tmp/db.sqlite"
-export MEDIAPRO__STORAGE__ROOT="$tmp/media"
-export MEDIAPRO__REDIS__URL="$redis_url"
-export MEDIAPRO__REDIS__NAMESPACE="$namespace"
-export MEDIAPRO__SERVER__HTTP_WORKERS=2
-export MEDIAPRO__WORKER__DRAIN_TIMEOUT_SECONDS=5
 export RUST_LOG="${RUST_LOG:-info}"
 
 log "mediapro-api on $api (binaries from $bin_dir, Redis $redis_url namespace $namespace)"

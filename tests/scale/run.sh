@@ -20,15 +20,19 @@
 # namespace and removes the temporary directory.
 #
 # Environment:
-#   MEDIAPRO_BIN_DIR         binaries (default target/debug; the first argument wins)
+#   MEDIAPRO_BIN_DIR         binaries (default <CARGO_TARGET_DIR or target>/debug; the
+#                            first argument wins)
 #   MEDIAPRO_TEST_REDIS_URL  Redis (default redis://127.0.0.1:6379/15); the keys go
 #                            under a random namespace scale-<random>
 #   MEDIAPRO_TEST_PG_URL     PostgreSQL server to create the throwaway database on,
 #                            e.g. postgres://postgres@127.0.0.1:5432/test; unset =
 #                            a temporary SQLite file
 #   MEDIAPRO_SCALE_KEEP=1    keep the temporary directory (logs) after a failure
-# Inherited MEDIAPRO__* settings and MEDIAPRO_CONFIG are ignored: the test sets
-# every setting it relies on. RUST_LOG is passed through.
+# Inherited MEDIAPRO__* settings and MEDIAPRO_CONFIG are ignored: supervisord and
+# its programs get MEDIAPRO_CONFIG=tests/isolated.toml (fast fault recovery:
+# heartbeat 1 s x 3, lease 3 s) and the per-instance keys from
+# `tests/launcher.py env`, with the default task timeout (the killed 60 s job
+# re-runs from the start on a busy machine). RUST_LOG is passed through.
 #
 # Usage: tests/scale/run.sh [BIN_DIR]
 set -euo pipefail
@@ -43,7 +47,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
 # --- binaries ---------------------------------------------------------------------
-bin_dir="${1:-${MEDIAPRO_BIN_DIR:-$root/target/debug}}"
+bin_dir="${1:-$(python3 "$root/tests/launcher.py" bin-dir --profile debug)}"
 [[ -d "$bin_dir" ]] || die "binaries directory '$bin_dir' does not exist; build first (cargo build --workspace) or pass the directory holding mediapro-api and mediapro-worker"
 bin_dir="$(cd "$bin_dir" && pwd)"
 for b in mediapro-api mediapro-worker; do
@@ -66,7 +70,7 @@ MEDIAPRO__REDIS__URL="$redis_url" bash "$root/scripts/ensure-redis.sh"
 
 # --- state that the cleanup removes -------------------------------------------------
 rand="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
-namespace="scale-$rand"
+namespace="" # set by tests/launcher.py below
 # Short path: the supervisord socket path must stay under ~100 bytes.
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/mediapro-scale.XXXXXX")"
 conf="$root/supervisor/supervisord.conf"
@@ -79,7 +83,7 @@ supervisord_started=0
 # carrying our Redis namespace in its environment (API, workers), or our temp dir
 # on its command line (ffmpeg, yt-dlp, the clip server). Prints them on one line.
 pids_of_ours() {
-    python3 - "$namespace" "$tmp/" <<'PY'
+    python3 - "${namespace:-no namespace yet}" "$tmp/" <<'PY'
 import os, sys
 env_tag = ("MEDIAPRO__REDIS__NAMESPACE=" + sys.argv[1]).encode()
 path = sys.argv[2].encode()
@@ -103,7 +107,7 @@ PY
 }
 
 cleanup() {
-    local rc=$? pid deadline keys left f
+    local rc=$? pid deadline left f
     trap - EXIT INT TERM
     set +e
     if [[ -n "$test_pid" ]] && kill -0 "$test_pid" 2>/dev/null; then
@@ -151,9 +155,8 @@ cleanup() {
             log "WARNING: could not drop PostgreSQL database $pg_db"
         fi
     fi
-    keys="$(redis-cli -u "$redis_url" --scan --pattern "$namespace:*" 2>/dev/null)"
-    if [[ -n "$keys" ]]; then
-        xargs redis-cli -u "$redis_url" del <<<"$keys" >/dev/null 2>&1
+    if [[ -n "$namespace" ]]; then
+        python3 "$root/tests/launcher.py" purge-redis --redis-url "$redis_url" --namespace "$namespace" >/dev/null 2>&1
     fi
     local kept="$tmp"
     if [[ $rc -ne 0 && "${MEDIAPRO_SCALE_KEEP:-0}" == 1 ]]; then
@@ -222,11 +225,6 @@ log "serving clips on $clip_base"
 api_port="$(free_port)"
 api_url="http://127.0.0.1:$api_port"
 
-while IFS= read -r var; do
-    unset "$var"
-done < <(compgen -e | grep -E '^MEDIAPRO__' || true)
-unset MEDIAPRO_CONFIG
-
 # Read by supervisor/*.conf.
 export MEDIAPRO_BIN_DIR="$bin_dir"
 export MEDIAPRO_HOME="$tmp/home"
@@ -234,17 +232,14 @@ export MEDIAPRO_LOG_DIR="$tmp/logs"
 export MEDIAPRO_RUN_DIR="$tmp/run"
 export MEDIAPRO_DOWNLOAD_WORKERS=2
 export MEDIAPRO_PROCESS_WORKERS=2
-# Inherited by every program supervisord starts.
-export MEDIAPRO__SERVER__BIND="127.0.0.1:$api_port"
-export MEDIAPRO__REDIS__URL="$redis_url"
-export MEDIAPRO__REDIS__NAMESPACE="$namespace"
-export MEDIAPRO__DATABASE__URL="$db_url"
-export MEDIAPRO__STORAGE__ROOT="$tmp/media"
-export MEDIAPRO__SECURITY__ALLOW_PRIVATE_NETWORKS=true
-# Fast orphan recovery: a worker silent for 3 x 1 s is dead; lease below that.
-export MEDIAPRO__REDIS__HEARTBEAT_SECONDS=1
-export MEDIAPRO__REDIS__MISSED_HEARTBEATS=3
-export MEDIAPRO__WORKER__LEASE_SECONDS=3
+# Inherited by every program supervisord starts: tests/launcher.py unsets the
+# inherited MEDIAPRO__* variables and exports MEDIAPRO_CONFIG (tests/isolated.toml)
+# and the instance's keys; storage root $tmp/media. Assigned first: a failure
+# inside `eval "$(...)"` would be lost.
+launch_env="$(python3 "$root/tests/launcher.py" env --tmp "$tmp" --name scale --port "$api_port" \
+    --redis-url "$redis_url" --database-url "$db_url" --default limits.task_timeout_seconds)"
+eval "$launch_env"
+namespace="$MEDIAPRO__REDIS__NAMESPACE"
 
 log "starting supervisord -c supervisor/supervisord.conf (API on $api_url, 2 download + 2 process workers, namespace $namespace, run dir $tmp/run)"
 supervisord -c "$conf" || die "supervisord did not start (exit $?)"

@@ -1,7 +1,12 @@
 //! Test harness: `TestApp::spawn` starts an isolated API + worker; `Fixtures`
-//! serves generated media over HTTP on 127.0.0.1 and counts requests.
+//! serves generated media over HTTP on 127.0.0.1 and counts requests. The settings
+//! of an isolated instance are the built-in defaults + `tests/isolated.toml` (the
+//! same file `tests/launcher.py` gives the benchmarks and shell tests) + the
+//! per-instance keys (port, Redis namespace, database, storage root) + the test's
+//! `tweak`.
 
 use std::{
+    collections::HashMap,
     net::TcpListener,
     path::{Path, PathBuf},
     process::Command,
@@ -36,6 +41,27 @@ async fn database_url(dir: &Path) -> String {
     format!("{base}/{name}")
 }
 
+/// `tests/isolated.toml`: the settings of an isolated test or bench instance beyond
+/// the built-in defaults.
+pub fn isolated_toml() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/isolated.toml");
+        path.canonicalize().unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    })
+}
+
+/// Built-in defaults + `tests/isolated.toml`, read explicitly (tests run in parallel
+/// threads: the process environment is neither read nor changed).
+pub fn isolated_settings() -> Settings {
+    static BASE: OnceLock<Settings> = OnceLock::new();
+    BASE.get_or_init(|| {
+        Settings::load_from(Some(isolated_toml().to_path_buf()), Some(HashMap::new()))
+            .expect("tests/isolated.toml loads")
+    })
+    .clone()
+}
+
 pub fn redis_url() -> String {
     std::env::var("MEDIAPRO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/15".into())
 }
@@ -51,7 +77,12 @@ pub struct AppOptions {
 
 impl Default for AppOptions {
     fn default() -> Self {
-        Self { allow_private_networks: true, start_worker: true, redis_url: redis_url(), tweak: |_| {} }
+        Self {
+            allow_private_networks: isolated_settings().security.allow_private_networks,
+            start_worker: true,
+            redis_url: redis_url(),
+            tweak: |_| {},
+        }
     }
 }
 
@@ -73,19 +104,14 @@ impl TestApp {
             mediapro_core::telemetry::init();
         }
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut settings = Settings::default();
+        let mut settings = isolated_settings();
+        // The per-instance keys, which tests/isolated.toml leaves out.
         settings.server.bind = "127.0.0.1:0".into();
-        settings.server.http_workers = 2;
         settings.database.url = database_url(dir.path()).await;
         settings.storage.root = dir.path().join("media");
         settings.redis.url = opts.redis_url.clone();
         settings.redis.namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
         settings.security.allow_private_networks = opts.allow_private_networks;
-        settings.limits.task_timeout_seconds = 120;
-        // Fast fault recovery in tests: a dead worker's job comes back after ~3 s.
-        settings.redis.heartbeat_seconds = 1;
-        settings.redis.missed_heartbeats = 3;
-        settings.worker.lease_seconds = 3;
         (opts.tweak)(&mut settings);
 
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
@@ -119,24 +145,13 @@ impl TestApp {
         address
     }
 
-    /// The settings as `MEDIAPRO__…` variables, for worker processes.
+    /// These settings for a worker process: `MEDIAPRO_CONFIG` naming
+    /// `tests/isolated.toml` plus a `MEDIAPRO__…` variable for every key whose value
+    /// differs from that file's (the per-instance keys and the test's tweaks).
     pub fn worker_env(&self) -> Vec<(String, String)> {
-        let s = &self.settings;
-        [
-            ("REDIS__URL", s.redis.url.clone()),
-            ("REDIS__NAMESPACE", s.redis.namespace.clone()),
-            ("REDIS__HEARTBEAT_SECONDS", s.redis.heartbeat_seconds.to_string()),
-            ("REDIS__MISSED_HEARTBEATS", s.redis.missed_heartbeats.to_string()),
-            ("DATABASE__URL", s.database.url.clone()),
-            ("STORAGE__ROOT", s.storage.root.display().to_string()),
-            ("SECURITY__ALLOW_PRIVATE_NETWORKS", s.security.allow_private_networks.to_string()),
-            ("LIMITS__TASK_TIMEOUT_SECONDS", s.limits.task_timeout_seconds.to_string()),
-            ("WORKER__LEASE_SECONDS", s.worker.lease_seconds.to_string()),
-            ("WORKER__DRAIN_TIMEOUT_SECONDS", s.worker.drain_timeout_seconds.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (format!("MEDIAPRO__{k}"), v))
-        .collect()
+        let mut env = vec![("MEDIAPRO_CONFIG".to_owned(), isolated_toml().display().to_string())];
+        env.extend(settings_env_diff(&isolated_settings(), &self.settings));
+        env
     }
 
     /// Starts a `mediapro-worker` process on these settings.
@@ -235,6 +250,30 @@ impl TestApp {
             redis::cmd("LLEN").arg(format!("{ns}:active")).query_async(&mut conn).await.expect("llen");
         scheduled + active
     }
+}
+
+/// `MEDIAPRO__SECTION__KEY` variables that turn `base` into `settings`: one per key
+/// whose value differs, lists comma separated (as `Settings::load` reads them).
+pub fn settings_env_diff(base: &Settings, settings: &Settings) -> Vec<(String, String)> {
+    fn env_value(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items.iter().map(env_value).collect::<Vec<_>>().join(","),
+            other => other.to_string(),
+        }
+    }
+    let base = serde_json::to_value(base).expect("settings serialise");
+    let mine = serde_json::to_value(settings).expect("settings serialise");
+    let mut env = Vec::new();
+    for (section, fields) in mine.as_object().expect("settings are a table") {
+        for (key, value) in fields.as_object().expect("a section is a table") {
+            if base[section][key] != *value {
+                let name = format!("MEDIAPRO__{}__{}", section.to_uppercase(), key.to_uppercase());
+                env.push((name, env_value(value)));
+            }
+        }
+    }
+    env
 }
 
 /// The `mediapro-worker` binary next to this test binary (built by
@@ -437,4 +476,24 @@ pub fn probe_full(path: &Path) -> Probed {
 pub fn probe(path: &Path) -> (f64, Option<(u64, u64)>) {
     let p = probe_full(path);
     (p.duration, p.video)
+}
+
+/// What `worker_env` gives a worker process loads back into the same settings.
+#[test]
+fn settings_env_diff_reproduces_the_settings() {
+    let mut settings = isolated_settings();
+    settings.server.bind = "127.0.0.1:0".into();
+    settings.redis.namespace = "test-roundtrip".into();
+    settings.storage.root = "/tmp/roundtrip/media".into();
+    settings.security.allow_private_networks = false;
+    // Hashed entries: a plain key is never serialised (settings dumps redact it).
+    settings.security.api_keys = ["a", "b"]
+        .map(|c| mediapro_core::settings::ApiKeyEntry::new(format!("sha256:{}", c.repeat(64))))
+        .to_vec();
+    settings.limits.task_timeout_seconds = 2;
+    let env: HashMap<_, _> = settings_env_diff(&isolated_settings(), &settings).into_iter().collect();
+    assert_eq!(env.len(), 6, "{env:?}");
+    let loaded = Settings::load_from(Some(isolated_toml().to_path_buf()), Some(env)).expect("loads");
+    let json = |s: &Settings| serde_json::to_value(s).expect("serialise");
+    assert_eq!(json(&loaded), json(&settings));
 }
