@@ -9,6 +9,7 @@
 
 mod helpers;
 
+mod browser;
 mod compat;
 mod download;
 mod egress;
