@@ -128,7 +128,7 @@ impl Browser {
                     "--disable-client-side-phishing-detection", "--disable-breakpad",
                     "--disable-features=OptimizationHints,MediaRouter,Translate,AutofillServerCommunication",
                     "--proxy-server=http://127.0.0.1:9",
-                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
+                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
                     "--autoplay-policy=no-user-gesture-required",
                 ],
             },
@@ -208,7 +208,8 @@ impl Browser {
 
     /// Viewport of exactly `width`×`height` CSS pixels at scale 1.
     async fn viewport(&self, width: u32, height: u32) {
-        let params = json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600 });
+        let params =
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600 });
         self.cdp("Emulation.setDeviceMetricsOverride", params).await;
     }
 
@@ -293,7 +294,11 @@ async fn wait_final_keyed(app: &TestApp, id: &str, key: &str) -> Value {
             .json()
             .await
             .map_err(|e| e.to_string())?;
-        if matches!(t["status"].as_str(), Some("completed" | "failed" | "cancelled")) { Ok(t) } else { Err(t.to_string()) }
+        if matches!(t["status"].as_str(), Some("completed" | "failed" | "cancelled")) {
+            Ok(t)
+        } else {
+            Err(t.to_string())
+        }
     })
     .await
 }
@@ -390,7 +395,8 @@ async fn browser_add_flow_downloads_the_picked_format() {
         if start.elapsed() > TASK_LIMIT {
             let api = app.task(&id).await;
             panic!(
-                "row {id} not final after {TASK_LIMIT:?}; seen {seen:?}; the API says {}",
+                "row {id} not final after {TASK_LIMIT:?}; seen {seen:?}; the API says {} \
+                 (after the submit, the row changes only through the live stream GET /api/events)",
                 api["status"]
             );
         }
@@ -524,7 +530,8 @@ async fn browser_keys_prompt_and_read_only_view() {
 
     b.type_into("#key-input", READ_KEY).await;
     b.click("#key-submit").await;
-    b.wait_js("the read-only key to be accepted", UI_LIMIT, "document.querySelector('#key-view').hidden").await;
+    b.wait_js("the read-only key to be accepted", UI_LIMIT, "document.querySelector('#key-view').hidden")
+        .await;
     let hidden = b
         .js("const visible = (id) => { const e = document.getElementById(id);\
                  return !!e && e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden'; };\
@@ -620,13 +627,20 @@ async fn browser_views_have_no_serious_accessibility_violations() {
             let out = b.client.execute_async(script, vec![]).await.expect("axe.run");
             let violations: Value = serde_json::from_str(out.as_str().expect("json text")).expect("axe json");
             let Some(list) = violations.as_array() else { panic!("axe failed on {view}: {violations}") };
+            let all: Vec<String> = list
+                .iter()
+                .map(|v| format!("{} ({})", v["id"], v["impact"].as_str().unwrap_or("?")))
+                .collect();
+            println!("axe on {view}: {} violation(s) {all:?}", list.len());
             for v in list {
                 if matches!(v["impact"].as_str(), Some("serious" | "critical")) {
                     let nodes: Vec<String> = v["nodes"]
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .map(|n| format!("    {} — {}", n["target"], n["failureSummary"].as_str().unwrap_or("")))
+                        .map(|n| {
+                            format!("    {} — {}", n["target"], n["failureSummary"].as_str().unwrap_or(""))
+                        })
                         .collect();
                     failures.borrow_mut().push(format!(
                         "[{view}] {} ({}): {}\n{}",
