@@ -2,7 +2,8 @@
 # Installs what MediaPro needs at run and test time on a Debian machine, only where
 # it is missing: ffmpeg/ffprobe, redis-server (+ redis-cli), curl, a C compiler,
 # python3 + pip, supervisord + supervisorctl (supervisor/, tests/scale), nginx and
-# psql (tests), and a
+# psql (tests), chromium + chromedriver and npm (the browser tests in
+# crates/e2e/tests/e2e/browser.rs), axe-core from npm (into tests/browser), and a
 # current yt-dlp from PyPI. Checks (but does not install) the Rust toolchain. Safe
 # to run again: a second run installs nothing.
 #
@@ -122,6 +123,26 @@ else
     need_apt "psql" postgresql-client
 fi
 
+# chromium + chromedriver: the browser tests (crates/e2e/tests/e2e/browser.rs) drive
+# Debian's Chromium headless through chromedriver.
+if have chromium || [[ -x /usr/bin/chromium ]]; then
+    log "chromium: already present"
+else
+    need_apt "chromium" chromium
+fi
+if have chromedriver || [[ -x /usr/bin/chromedriver ]]; then
+    log "chromedriver: already present"
+else
+    need_apt "chromedriver" chromium-driver
+fi
+
+# npm: installs axe-core (tests/browser/package.json) for the accessibility test.
+if have npm; then
+    log "npm: already present"
+else
+    need_apt "npm" npm
+fi
+
 pip_works() {
     { have python3 && python3 -m pip --version >/dev/null 2>&1; } || have pip3 || have pip
 }
@@ -199,6 +220,21 @@ else
     version_at_least "$current" "$YTDLP_MIN_VERSION" ||
         die "yt-dlp on PATH ($(command -v yt-dlp)) is $current, still older than $YTDLP_MIN_VERSION"
     log "yt-dlp: installed $current"
+fi
+
+# --- axe-core from npm (tests/browser) --------------------------------------------
+# The version is pinned in tests/browser/package.json; node_modules is not committed.
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+browser_dir="$repo_root/tests/browser"
+if [[ -f "$browser_dir/node_modules/axe-core/axe.min.js" ]]; then
+    log "axe-core: already present ($browser_dir/node_modules)"
+else
+    have npm || die "npm not found: it is needed to install axe-core into $browser_dir"
+    log "axe-core: missing, running: npm install --prefix $browser_dir"
+    npm install --prefix "$browser_dir" --no-audit --no-fund
+    [[ -f "$browser_dir/node_modules/axe-core/axe.min.js" ]] ||
+        die "npm install did not produce $browser_dir/node_modules/axe-core/axe.min.js"
+    log "axe-core: installed"
 fi
 
 log "all dependencies present"

@@ -11,6 +11,7 @@ mod helpers;
 
 mod abuse;
 mod auth;
+mod browser;
 mod compat;
 mod download;
 mod egress;
