@@ -346,9 +346,6 @@ def check_compose(path: Path, dockerfile: Path, image_env: dict[str, str]) -> No
     check(bool(conf_mount) and conf_mount[0]["target"].startswith("/etc/nginx/conf.d/") and conf_mount[0]["target"].endswith(".conf"), "nginx: config mounted into /etc/nginx/conf.d/ (http context)")
     if conf_path and conf_path.is_file():
         conf = conf_path.read_text()
-        root = re.search(r"^\s*root\s+([^;]+);", conf, re.M)
-        targets = [m["target"] for m in mounts(nginx)]
-        check(bool(root) and root.group(1) in targets, "nginx: the config's web root is a mounted folder", root.group(1) if root else "no root")
         upstream = re.search(r"^\s*server\s+([\w.-]+):(\d+)", conf, re.M)
         api_port = envs["api"].get("MEDIAPRO__SERVER__BIND", f":{DEFAULT_API_PORT}").rsplit(":", 1)[-1]
         check(
@@ -357,7 +354,9 @@ def check_compose(path: Path, dockerfile: Path, image_env: dict[str, str]) -> No
             upstream.group(0).strip() if upstream else "no upstream server",
         )
         check(bool(re.search(r"location\s+(\^~\s+)?/api/?\s*\{", conf)), "nginx: location /api/ proxied")
-        check("try_files $uri $uri/ /index.html" in conf, "nginx: location / serves the UI with an index.html fallback")
+        ui = re.search(r"location\s+/\s*\{([^}]*)\}", conf)
+        check(bool(ui) and "proxy_pass http://mediapro_api" in ui.group(1), "nginx: location / (the web UI) is proxied to the API")
+        check("SECURITY__API_KEYS" in " ".join(envs["api"].keys()), "api: keys are configured (required on a non-loopback bind)")
     dep = depends(nginx)
     check("api" in dep, "nginx: depends on api", str(dep))
 

@@ -189,20 +189,16 @@ pids+=("$!")
 nginx_port="$(free_port)"
 ngx="http://127.0.0.1:$nginx_port"
 prefix="$tmp/nginx"
-webroot="$tmp/www"
-mkdir -p "$prefix" "$webroot"
-chmod 0755 "$prefix" "$webroot"
-printf '<!doctype html>\n<title>MediaPro test UI %s</title>\n<p>index for %s</p>\n' "$namespace" "$namespace" >"$webroot/index.html"
-chmod 0644 "$webroot/index.html"
+mkdir -p "$prefix"
+chmod 0755 "$prefix"
 
 # The three lines docker/nginx.conf marks "# @ci ...": each must be there exactly once.
-for marker in upstream listen root; do
+for marker in upstream listen; do
     n="$(grep -c "# @ci $marker\$" "$template" || true)"
     [[ "$n" == "1" ]] || die "docker/nginx.conf must have exactly one line marked '# @ci $marker' (found $n)"
 done
 sed -e "s|^\([[:space:]]*\)server [^;]*; # @ci upstream\$|\1server 127.0.0.1:$api_port;|" \
     -e "s|^\([[:space:]]*\)listen [^;]*; # @ci listen\$|\1listen 127.0.0.1:$nginx_port;|" \
-    -e "s|^\([[:space:]]*\)root [^;]*; # @ci root\$|\1root $webroot;|" \
     "$template" >"$prefix/mediapro.conf"
 if grep -q '# @ci' "$prefix/mediapro.conf"; then
     die "could not substitute the '# @ci' lines of docker/nginx.conf (is each 'server|listen|root VALUE; # @ci NAME'?)"
@@ -398,12 +394,14 @@ if [[ "$status" == completed ]]; then
 fi
 
 # --- (d) the web UI ------------------------------------------------------------------------------
-code="$(fetch ui "$ngx/")"
-what="GET / through nginx: $code, the web root's index.html"
-[[ "$code" == 200 ]] && cmp -s "$tmp/r/ui.body" "$webroot/index.html" && pass "$what" || fail "$what"
-code="$(fetch ui-route "$ngx/tasks/some-ui-route")"
-what="GET /tasks/some-ui-route (a route of the UI): $code, index.html"
-[[ "$code" == 200 ]] && cmp -s "$tmp/r/ui-route.body" "$webroot/index.html" && pass "$what" || fail "$what"
+for page in / /ui/app.js; do
+    name="ui$(echo "$page" | tr '/.' '__')"
+    code="$(fetch "$name" "$ngx$page")"
+    direct="$(fetch "$name-direct" "$api$page")"
+    what="GET $page through nginx: $code, the same bytes as the API's own answer ($direct)"
+    [[ "$code" == 200 && "$direct" == 200 ]] && cmp -s "$tmp/r/$name.body" "$tmp/r/$name-direct.body" &&
+        pass "$what" || fail "$what"
+done
 
 if [[ $failed -gt 0 ]]; then
     show_logs
