@@ -7,7 +7,10 @@
 //! which both SQLite and PostgreSQL accept through sqlx's `Any` driver (sqlx's own
 //! `QueryBuilder` writes `?` for `Any`, which PostgreSQL refuses).
 
-use sqlx::{Any, any::AnyRow};
+use sqlx::{
+    Any, Arguments,
+    any::{AnyArguments, AnyRow},
+};
 
 use super::StoreError;
 use crate::task::TaskStatus;
@@ -121,16 +124,7 @@ impl Sql {
         E: sqlx::Executor<'c, Database = Any>,
     {
         let (text, args) = self.render();
-        let mut query = sqlx::query(&text);
-        for arg in args {
-            query = match arg {
-                Arg::Int(v) => query.bind(v),
-                Arg::Real(v) => query.bind(v),
-                Arg::Text(v) => query.bind(v),
-                Arg::Null => query.bind(None::<String>),
-            };
-        }
-        Ok(query.execute(executor).await?.rows_affected())
+        Ok(sqlx::query_with(&text, arguments(args)?).execute(executor).await?.rows_affected())
     }
 
     /// Runs a query that returns rows of `T`.
@@ -140,17 +134,23 @@ impl Sql {
         E: sqlx::Executor<'c, Database = Any>,
     {
         let (text, args) = self.render();
-        let mut query = sqlx::query_as::<_, T>(&text);
-        for arg in args {
-            query = match arg {
-                Arg::Int(v) => query.bind(v),
-                Arg::Real(v) => query.bind(v),
-                Arg::Text(v) => query.bind(v),
-                Arg::Null => query.bind(None::<String>),
-            };
-        }
-        Ok(query.fetch_all(executor).await?)
+        Ok(sqlx::query_as_with(&text, arguments(args)?).fetch_all(executor).await?)
     }
+}
+
+fn arguments(args: Vec<Arg>) -> Result<AnyArguments<'static>, StoreError> {
+    let mut out = AnyArguments::default();
+    for arg in args {
+        let added = match arg {
+            Arg::Int(v) => out.add(v),
+            Arg::Real(v) => out.add(v),
+            Arg::Text(v) => out.add(v),
+            // Rendered as the NULL keyword, never bound (see `render`).
+            Arg::Null => Ok(()),
+        };
+        added.map_err(|e| StoreError::Unavailable(sqlx::Error::Encode(e)))?;
+    }
+    Ok(out)
 }
 
 /// One compare-and-set on one task: `UPDATE tasks SET … WHERE task_id = … AND
