@@ -2,16 +2,17 @@
 # Benchmarks (they print figures; they are not tests). Builds the release binaries,
 # makes sure Redis answers, then runs: pick-up latency, process-job overhead vs bare
 # ffmpeg, API memory during a 200 MB upload, idle RSS of both binaries, and the
-# delay before a SIGKILLed worker's job re-runs elsewhere (default settings), and
-# HTTP throughput of enqueue and status with wrk.
-# Usage: bench/run.sh [pickup|process|upload|idle|orphan|http]...   (default: all)
+# delay before a SIGKILLed worker's job re-runs elsewhere (default settings), HTTP
+# throughput of enqueue and status with wrk, 1,000 event-stream clients, and the
+# task list on 1,000,000 tasks (SQLite and PostgreSQL).
+# Usage: bench/run.sh [pickup|process|upload|idle|orphan|http|events|list]...   (default: all)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/ensure-redis.sh
 cargo build --release -p mediapro-api -p mediapro-worker
 which=("$@")
-[[ ${#which[@]} -gt 0 ]] || which=(pickup process upload idle)
+[[ ${#which[@]} -gt 0 ]] || which=(pickup process upload idle orphan http events list)
 for b in "${which[@]}"; do
     case "$b" in
         pickup) bash bench/pickup-latency.sh ;;
@@ -20,6 +21,8 @@ for b in "${which[@]}"; do
         idle) python3 bench/idle_rss.py ;;
         orphan) python3 bench/orphan_delay.py ;;
         http) python3 bench/http_throughput.py ;;
+        events) python3 bench/event_clients.py ;;
+        list) bash bench/list_bench.sh ;;
         *) echo "unknown benchmark $b" >&2; exit 2 ;;
     esac
 done
