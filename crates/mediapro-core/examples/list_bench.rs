@@ -9,10 +9,14 @@
 //! [--pg-url postgres://postgres@127.0.0.1:5432/test]`. `bench/list_bench.sh` runs it for
 //! both stores.
 //!
-//! The fill is deterministic (fixed seed, fixed time base), so two runs on different
-//! schemas return the same pages: the `check` column (a hash of the first page) must
-//! match between them. After the fill the bench runs `ANALYZE` (as a maintained
-//! database would have statistics); `--no-analyze` skips it. A case stops early once it
+//! The fill runs inside the database: a few `INSERT INTO tasks … SELECT …` over a number
+//! series (SQLite: a recursive CTE; PostgreSQL: `generate_series`), every column a
+//! function of the row number (see [`fill_sql`]); a million rows take seconds, not the
+//! twenty minutes of binding them row by row. It is deterministic (fixed time base, no
+//! randomness), so two runs on different schemas return the same pages: the `check`
+//! column (a hash of the first page) must match between them. After the fill the bench
+//! runs `ANALYZE` (as a maintained database would have statistics); `--no-analyze`
+//! skips it. A case stops early once it
 //! has run `--budget-secs` seconds (at least 20 timed runs), so a slow "before" run
 //! stays short; `n` says how many runs were timed.
 
@@ -28,16 +32,19 @@ use time::OffsetDateTime;
 
 const COLUMNS: &str = "task_id, kind, status, progress, created_at, started_at, completed_at, updated_at, \
     request, downloaded_files, output_file, error, attempts, worker, parent_task_id, next_task_id, job_id";
-const NCOLS: usize = 17;
-/// Rows per INSERT statement (17 binds each: well under both engines' limits).
-const ROWS_PER_INSERT: usize = 500;
-/// Rows per transaction.
-const ROWS_PER_TX: usize = 50_000;
+/// Rows generated per INSERT … SELECT statement.
+const ROWS_PER_INSERT: usize = 250_000;
 /// 2026-11-01T00:00:00Z, in µs: the oldest task; the newest is 30 days later.
 const BASE_MICROS: i64 = 1_793_491_200_000_000;
 const DAY_MICROS: i64 = 86_400_000_000;
 const HOUR_MICROS: i64 = 3_600_000_000;
 const SPAN_MICROS: i64 = 30 * DAY_MICROS;
+/// Two odd 32-bit multipliers: `i * M mod 2^32` is a bijection of `0..2^32`, mixed
+/// enough for the rolls below, and the product of a row number below 2^31 never
+/// overflows a BIGINT (both engines compute it the same way).
+const HASH_A: i64 = 2_654_435_761;
+const HASH_B: i64 = 2_246_822_519;
+const MOD_32: i64 = 1 << 32;
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -81,172 +88,117 @@ fn parse_args() -> AnyResult<Args> {
     if a.store != "sqlite" && a.store != "postgres" {
         return Err("--store must be sqlite or postgres".into());
     }
+    if a.tasks >= 1 << 31 {
+        return Err("--tasks must be below 2^31".into());
+    }
     Ok(a)
 }
 
-/// SplitMix64: a deterministic fill without a `rand` dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+/// One real request per kind, as the store writes it (`serde_json` of a [`TaskRequest`]).
+fn request_json(kind: TaskKind) -> AnyResult<String> {
+    let raw = match kind {
+        TaskKind::Download => r#"{"kind":"download","url":"https://media.example.com/watch?v=clip"}"#,
+        TaskKind::Process => {
+            r#"{"kind":"process","input_file":"uploads/clip.mp4","operations":{"trim":null,"resize":{"width":1280,"height":null},"quality":23,"fps":null,"format":null,"audio_only":false,"copy":false}}"#
+        }
+    };
+    let request: TaskRequest = serde_json::from_str(raw)?;
+    if request.kind() != kind {
+        return Err(format!("fixture for {} has kind {}", kind.as_str(), request.kind().as_str()).into());
     }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn uuid(&mut self) -> uuid::Uuid {
-        let v = (u128::from(self.next()) << 64) | u128::from(self.next());
-        uuid::Builder::from_random_bytes(v.to_be_bytes()).into_uuid()
-    }
+    Ok(serde_json::to_string(&request)?)
 }
 
-/// One row of `tasks`, in [`COLUMNS`] order.
-struct Row {
-    task_id: String,
-    kind: &'static str,
-    status: &'static str,
-    progress: f64,
-    created_at: i64,
-    started_at: Option<i64>,
-    completed_at: Option<i64>,
-    request: String,
-    downloaded_files: String,
-    output_file: Option<String>,
-    error: Option<String>,
-    attempts: i64,
-    worker: Option<String>,
-    job_id: String,
+fn lit(s: impl Into<&'static str>) -> String {
+    format!("'{}'", s.into())
 }
 
-fn download_request(i: usize) -> String {
-    format!(r#"{{"kind":"download","url":"https://media.example.com/watch?v=clip{i}"}}"#)
-}
-
-fn process_request(i: usize) -> String {
+/// `INSERT INTO tasks … SELECT …` generating rows `lo..hi` of `n` inside the database
+/// (binds: `$1` the download request JSON, `$2` the process one). Every column is a
+/// function of the row number `i`, so the table is the same on both engines and in
+/// every run:
+/// - kind: 70 % download / 30 % process;
+/// - status: 90.5 % completed, 5 % failed, 3 % cancelled, 1 % pending, 0.5 % running
+///   (the kind's running status), spread over the whole period;
+/// - created_at: row `i` at `BASE + i × SPAN/n` plus a jitter below half a step
+///   (strictly increasing), except that every 1000th task shares its predecessor's
+///   timestamp, to exercise the task_id tie-break;
+/// - task_id: a UUID-shaped text, `hash(i)` then `i` in hex: unique, and in an order
+///   unrelated to created_at (as random ids are).
+fn fill_sql(sqlite: bool, lo: usize, hi: usize, n: usize) -> String {
+    use TaskStatus::*;
+    let step = SPAN_MICROS / n.max(1) as i64;
+    let half = (step / 2).max(1);
+    let hash_a = |i: &str| format!("(({i}) * {HASH_A} % {MOD_32})");
+    let ts = |i: &str| format!("({BASE_MICROS} + ({i}) * {step} + {} % {half})", hash_a(i));
+    let series = if sqlite {
+        format!(
+            "(WITH RECURSIVE n(i) AS (SELECT {lo} UNION ALL SELECT i + 1 FROM n WHERE i < {}) SELECT i FROM n)",
+            hi - 1
+        )
+    } else {
+        format!("(SELECT generate_series({lo}::bigint, {}::bigint) AS i)", hi - 1)
+    };
+    let (task_id, job_id) = if sqlite {
+        ("printf('%08x-0000-4000-8000-%012x', h1, i)".to_owned(), "printf('01JBENCH%018d', i)".to_owned())
+    } else {
+        (
+            "lpad(to_hex(h1), 8, '0') || '-0000-4000-8000-' || lpad(to_hex(i), 12, '0')".to_owned(),
+            "'01JBENCH' || lpad(i::text, 18, '0')".to_owned(),
+        )
+    };
+    let i_text = if sqlite { "i" } else { "i::text" };
+    let (download, process) = (lit(TaskKind::Download), lit(TaskKind::Process));
+    let (completed, failed, cancelled, pending) = (lit(Completed), lit(Failed), lit(Cancelled), lit(Pending));
+    let (downloading, processing) =
+        (lit(TaskKind::Download.running_status()), lit(TaskKind::Process.running_status()));
+    let hashes = format!(
+        "SELECT i, {} AS h1, ((i * {HASH_B} + 374761393) % {MOD_32}) AS h2 FROM {series} AS g",
+        hash_a("i")
+    );
+    let keyed = format!(
+        "SELECT i, {task_id} AS task_id, \
+         CASE WHEN h1 / 65536 % 100 < 70 THEN {download} ELSE {process} END AS kind, \
+         h2 / 4096 % 1000 AS roll, \
+         CASE WHEN i % 1000 = 999 THEN {} ELSE {} END AS created_at, {job_id} AS job_id \
+         FROM ({hashes}) AS h",
+        ts("i - 1"),
+        ts("i")
+    );
+    let statused = format!(
+        "SELECT i, task_id, kind, created_at, job_id, CASE WHEN roll < 905 THEN {completed} \
+         WHEN roll < 955 THEN {failed} WHEN roll < 985 THEN {cancelled} WHEN roll < 995 THEN {pending} \
+         WHEN kind = {download} THEN {downloading} ELSE {processing} END AS status FROM ({keyed}) AS k"
+    );
     format!(
-        r#"{{"kind":"process","input_file":"uploads/clip{i}.mp4","operations":{{"trim":null,"resize":{{"width":1280,"height":null}},"quality":23,"fps":null,"format":null,"audio_only":false,"copy":false}}}}"#
+        "INSERT INTO tasks ({COLUMNS}) SELECT task_id, kind, status, \
+         CASE WHEN status = {completed} THEN 100.0 ELSE 0.0 END, created_at, \
+         CASE WHEN status <> {pending} THEN created_at + 1000000 END, \
+         CASE WHEN status IN ({completed}, {failed}, {cancelled}) THEN created_at + 20000000 END, \
+         created_at, CASE WHEN kind = {download} THEN $1 ELSE $2 END, \
+         CASE WHEN kind = {download} AND status = {completed} \
+           THEN '[\"downloads/' || task_id || '/clip' || {i_text} || '.mp4\"]' ELSE '[]' END, \
+         CASE WHEN kind = {process} AND status = {completed} THEN 'processed/' || task_id || '.mp4' END, \
+         CASE WHEN status = {failed} THEN 'yt-dlp exited with status 1' END, \
+         CASE WHEN status = {pending} THEN 0 ELSE 1 END, \
+         CASE WHEN status <> {pending} THEN 'worker-1' END, NULL, NULL, job_id \
+         FROM ({statused}) AS s"
     )
 }
 
-/// The i-th task: kinds 70 % download / 30 % process; statuses 90.5 % completed, 5 %
-/// failed, 3 % cancelled, 1 % pending, 0.5 % running (the kind's running status),
-/// spread over the whole period; created_at spread evenly over 30 days with jitter
-/// (every 1000th task shares its predecessor's timestamp, to exercise the task_id
-/// tie-break).
-fn make_row(rng: &mut Rng, i: usize, n: usize, prev_created: i64) -> Row {
-    let task_id = rng.uuid().to_string();
-    let kind = if rng.below(100) < 70 { TaskKind::Download } else { TaskKind::Process };
-    let roll = rng.below(1000);
-    let status = match roll {
-        0..905 => TaskStatus::Completed,
-        905..955 => TaskStatus::Failed,
-        955..985 => TaskStatus::Cancelled,
-        985..995 => TaskStatus::Pending,
-        _ => kind.running_status(),
-    };
-    let step = SPAN_MICROS / n.max(1) as i64;
-    let created_at = if i % 1000 == 999 {
-        prev_created
-    } else {
-        (BASE_MICROS + i as i64 * step + rng.below(step.max(1) as u64 / 2) as i64).max(prev_created)
-    };
-    let started = (status != TaskStatus::Pending).then_some(created_at + 1_000_000);
-    let completed = status.is_final().then_some(created_at + 20_000_000);
-    let (request, files, output) = match kind {
-        TaskKind::Download => {
-            let files = if status == TaskStatus::Completed {
-                format!(r#"["downloads/{task_id}/clip{i}.mp4"]"#)
-            } else {
-                "[]".into()
-            };
-            (download_request(i), files, None)
-        }
-        TaskKind::Process => {
-            let out = (status == TaskStatus::Completed).then(|| format!("processed/{task_id}.mp4"));
-            (process_request(i), "[]".into(), out)
-        }
-    };
-    Row {
-        kind: kind.as_str(),
-        status: status.as_str(),
-        progress: if status == TaskStatus::Completed { 100.0 } else { 0.0 },
-        created_at,
-        started_at: started,
-        completed_at: completed,
-        request,
-        downloaded_files: files,
-        output_file: output,
-        error: (status == TaskStatus::Failed).then(|| "yt-dlp exited with status 1".into()),
-        attempts: i64::from(status != TaskStatus::Pending),
-        worker: started.map(|_| "worker-1".into()),
-        job_id: format!("01JBENCH{i:018}"),
-        task_id,
+async fn fill(pool: &AnyPool, sqlite: bool, n: usize) -> AnyResult<()> {
+    let download = request_json(TaskKind::Download)?;
+    let process = request_json(TaskKind::Process)?;
+    let mut tx = pool.begin().await?;
+    for lo in (0..n).step_by(ROWS_PER_INSERT) {
+        let hi = (lo + ROWS_PER_INSERT).min(n);
+        sqlx::query(&fill_sql(sqlite, lo, hi, n))
+            .bind(download.as_str())
+            .bind(process.as_str())
+            .execute(&mut *tx)
+            .await?;
     }
-}
-
-fn insert_sql(rows: usize) -> String {
-    let mut sql = format!("INSERT INTO tasks ({COLUMNS}) VALUES ");
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..NCOLS {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("${}", r * NCOLS + c + 1));
-        }
-        sql.push(')');
-    }
-    sql
-}
-
-async fn fill(pool: &AnyPool, n: usize) -> AnyResult<()> {
-    let mut rng = Rng(0x05EE_D0F1_11A7);
-    let mut prev = BASE_MICROS;
-    let mut i = 0;
-    let full_sql = insert_sql(ROWS_PER_INSERT);
-    while i < n {
-        let mut tx = pool.begin().await?;
-        let tx_end = (i + ROWS_PER_TX).min(n);
-        while i < tx_end {
-            let m = ROWS_PER_INSERT.min(tx_end - i);
-            let rows: Vec<Row> = (i..i + m)
-                .map(|k| {
-                    let r = make_row(&mut rng, k, n, prev);
-                    prev = r.created_at;
-                    r
-                })
-                .collect();
-            let sql = if m == ROWS_PER_INSERT { full_sql.clone() } else { insert_sql(m) };
-            let mut q = sqlx::query(&sql);
-            for r in rows {
-                q = q
-                    .bind(r.task_id)
-                    .bind(r.kind)
-                    .bind(r.status)
-                    .bind(r.progress)
-                    .bind(r.created_at)
-                    .bind(r.started_at)
-                    .bind(r.completed_at)
-                    .bind(r.created_at)
-                    .bind(r.request)
-                    .bind(r.downloaded_files)
-                    .bind(r.output_file)
-                    .bind(r.error)
-                    .bind(r.attempts)
-                    .bind(r.worker)
-                    .bind(None::<String>)
-                    .bind(None::<String>)
-                    .bind(r.job_id);
-            }
-            q.execute(&mut *tx).await?;
-            i += m;
-        }
-        tx.commit().await?;
-    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -451,12 +403,8 @@ async fn run(a: &Args, url: &str) -> AnyResult<()> {
         // A large page cache: the random task_id keys otherwise thrash the default 2 MB.
         pool.execute("PRAGMA synchronous=OFF; PRAGMA cache_size=-400000").await?;
     }
-    // The fixtures must decode as the store expects.
-    serde_json::from_str::<TaskRequest>(&download_request(0))?;
-    serde_json::from_str::<TaskRequest>(&process_request(0))?;
-
     let t = Instant::now();
-    fill(&pool, a.tasks).await?;
+    fill(&pool, sqlite, a.tasks).await?;
     eprintln!("{}: filled {} tasks in {:.1} s", a.store, a.tasks, t.elapsed().as_secs_f64());
     if a.analyze {
         let t = Instant::now();
