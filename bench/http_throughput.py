@@ -27,7 +27,7 @@ def main():
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
     # The default API thread count (one per core), not the tests' 2.
-    svc = launch(overrides={"server.http_workers": None})
+    svc = launch(overrides={"server.http_workers": None, "limits.submissions_per_minute": 0, "limits.max_pending_tasks": 0})
     try:
         status, accepted = request("POST", svc.url + "/api/download", {"url": "http://127.0.0.1:9/v.mp4"})
         assert status == 202, accepted

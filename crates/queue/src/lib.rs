@@ -33,8 +33,11 @@ use uuid::Uuid;
 
 pub use apalis_redis;
 
-/// One queue per task kind (see [`QueueName::for_kind`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One queue per task kind (see [`QueueName::for_kind`]). Variants are
+/// enumerable (`QueueName::iter()`) and parse from their names, so the worker's
+/// `--queues` flag and the tests need no list of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum QueueName {
     Download,
     Process,
@@ -49,10 +52,23 @@ impl QueueName {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            QueueName::Download => "download",
-            QueueName::Process => "process",
-        }
+        self.into()
+    }
+
+    /// Every queue, in declaration order.
+    pub fn all() -> Vec<QueueName> {
+        <QueueName as strum::IntoEnumIterator>::iter().collect()
+    }
+}
+
+impl std::str::FromStr for QueueName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let all = QueueName::all();
+        all.iter().copied().find(|q| q.as_str() == s.trim()).ok_or_else(|| {
+            let valid: Vec<&str> = all.iter().map(|q| q.as_str()).collect();
+            format!("unknown queue '{}'; valid: {}", s.trim(), valid.join(", "))
+        })
     }
 }
 

@@ -8,8 +8,8 @@ use mediapro_worker::WorkerOptions;
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// Comma-separated queues to consume: download, process.
-    #[arg(long, default_value = "download,process", value_delimiter = ',', value_parser = parse_queue)]
+    /// Comma-separated queues to consume (download, process); default: all of them.
+    #[arg(long, value_delimiter = ',', value_parser = parse_queue)]
     queues: Vec<QueueName>,
     /// Jobs run at once per queue (overrides worker.*_concurrency).
     #[arg(long)]
@@ -17,11 +17,7 @@ struct Cli {
 }
 
 fn parse_queue(s: &str) -> Result<QueueName, String> {
-    match s.trim() {
-        "download" => Ok(QueueName::Download),
-        "process" => Ok(QueueName::Process),
-        other => Err(format!("unknown queue '{other}'; valid: download, process")),
-    }
+    s.parse()
 }
 
 #[tokio::main]
@@ -39,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    let mut queues = cli.queues;
+    let mut queues = if cli.queues.is_empty() { QueueName::all() } else { cli.queues };
     queues.dedup();
     let options = WorkerOptions { queues, concurrency: cli.concurrency };
     mediapro_worker::run(settings, options, shutdown_signal()).await.context("worker failed")

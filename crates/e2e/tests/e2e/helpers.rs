@@ -121,10 +121,7 @@ impl TestApp {
         if opts.start_worker {
             let worker_settings = settings.clone();
             tokio::spawn(async move {
-                let options = WorkerOptions {
-                    queues: vec![QueueName::Download, QueueName::Process],
-                    concurrency: Some(2),
-                };
+                let options = WorkerOptions { queues: QueueName::all(), concurrency: Some(2) };
                 if let Err(e) = mediapro_worker::run(worker_settings, options, std::future::pending()).await {
                     eprintln!("worker stopped: {e}");
                 }
