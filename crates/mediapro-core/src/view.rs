@@ -50,7 +50,11 @@ impl From<&Task> for TaskView {
             progress: (t.progress * 10.0).round() / 10.0,
             phase: match t.status {
                 TaskStatus::Pending => Some(Phase::Queued),
-                s if s.is_running() => t.detail.phase,
+                // Before the first progress line, the kind's own work.
+                s if s.is_running() => t.detail.phase.or(Some(match t.kind() {
+                    TaskKind::Download => Phase::Downloading,
+                    TaskKind::Process => Phase::Encoding,
+                })),
                 _ => None,
             },
             speed_bps: t.status.is_running().then_some(t.detail.speed_bps).flatten(),

@@ -408,6 +408,11 @@ async fn browser_add_flow_downloads_the_picked_format() {
     println!("add flow: row states seen {seen:?}");
     assert_eq!(last.0, "completed", "{seen:?}: {}", app.task(&id).await);
     assert!(seen.len() >= 2, "one state only: {seen:?}");
+    // The bar moved through at least two values and the row through two phases.
+    let values: std::collections::HashSet<&str> = seen.iter().map(|s| s.1.as_str()).collect();
+    let phases: std::collections::HashSet<&str> = seen.iter().map(|s| s.2.as_str()).collect();
+    assert!(values.len() >= 2, "the progress bar showed one value: {seen:?}");
+    assert!(phases.len() >= 2, "the row showed one phase: {seen:?}");
 
     let href = b
         .js_with(
