@@ -6,6 +6,7 @@
 mod auth;
 mod body_deadline;
 mod error;
+mod idempotency;
 mod limits;
 mod routes;
 mod startup;

@@ -78,6 +78,7 @@ error_codes! {
     InvalidJson = 400, BadRequest, "invalid_json", "the body is not valid JSON";
     InvalidBody = 400, BadRequest, "invalid_body", "the body could not be read";
     InvalidQuery = 400, BadRequest, "invalid_query", "the query string could not be read";
+    InvalidIdempotencyKey = 400, BadRequest, "invalid_idempotency_key", "`Idempotency-Key` is empty, longer than 255 characters or not printable ASCII";
     EmptyUpload = 400, BadRequest, "empty_upload", "an upload with an empty body";
     UploadInterrupted = 400, BadRequest, "upload_interrupted", "the upload body ended early";
     TaskNotCompleted = 400, BadRequest, "task_not_completed", "`download-result` of a task that is not completed";
@@ -94,6 +95,8 @@ error_codes! {
     // State conflicts (409).
     TaskFinished = 409, Conflict, "task_finished", "cancel of a task that already finished";
     NotRetryable = 409, Conflict, "not_retryable", "retry of a task that is not failed or cancelled";
+    IdempotencyKeyInProgress = 409, Conflict, "idempotency_key_in_progress", "the first request with this `Idempotency-Key` is still being handled (see `Retry-After`)";
+    IdempotencyKeyReused = 422, Conflict, "idempotency_key_reused", "this `Idempotency-Key` was used in the last 24 h with a different body or route";
     // Limits.
     RequestTimeout = 408, Limit, "request_timeout", "the request headers or body did not arrive in time (stalled, or slower than `limits.min_body_bytes_per_second`)";
     PayloadTooLarge = 413, Limit, "payload_too_large", "the body is larger than the limit";

@@ -10,6 +10,7 @@
 
 mod dispatch;
 pub mod events;
+pub mod idempotency;
 mod rate;
 
 pub use dispatch::{DispatchError, Dispatcher, Requeued};

@@ -29,9 +29,9 @@ use crate::{auth, error::ApiError};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use Access::{Open, Read, Write};
     cfg.service(resource("/api/analyze", Write).route(web::post().to(analyze::analyze)))
-        .service(resource("/api/download", Write).route(web::post().to(download::create)))
-        .service(resource("/api/process", Write).route(web::post().to(process::create)))
-        .service(resource("/api/uploads", Write).route(web::post().to(uploads::upload)))
+        .service(submission("/api/download").route(web::post().to(download::create)))
+        .service(submission("/api/process").route(web::post().to(process::create)))
+        .service(submission("/api/uploads").route(web::post().to(uploads::upload)))
         .service(resource("/api/tasks", Read).route(web::get().to(tasks::list)))
         .service(resource("/api/events", Read).route(web::get().to(events::events)))
         // Read: GET needs a read key; DELETE, not a GET, needs a full key.
@@ -67,6 +67,25 @@ pub(crate) fn resource(
     web::resource(path)
         .default_service(web::to(method_not_allowed))
         .wrap(middleware::from_fn(move |req, next| auth::authorize(access, req, next)))
+}
+
+/// A resource that creates something (`Access::Write`) and honours `Idempotency-Key`
+/// (`crates/api/src/idempotency.rs`, which runs after the key check).
+pub(crate) fn submission(
+    path: &str,
+) -> Resource<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = Error,
+        InitError = (),
+    > + use<>,
+> {
+    web::resource(path)
+        .default_service(web::to(method_not_allowed))
+        .wrap(middleware::from_fn(crate::idempotency::idempotent))
+        .wrap(middleware::from_fn(|req, next| auth::authorize(Access::Write, req, next)))
 }
 
 pub(crate) async fn method_not_allowed(req: HttpRequest) -> HttpResponse {

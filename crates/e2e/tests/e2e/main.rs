@@ -18,6 +18,7 @@ mod egress;
 mod errors;
 mod events;
 mod faults;
+mod idempotency;
 pub mod lifecycle;
 mod processing;
 mod validation;
