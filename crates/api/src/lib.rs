@@ -7,10 +7,12 @@ mod auth;
 mod body_deadline;
 mod error;
 mod limits;
+mod openapi;
 mod routes;
 mod startup;
 mod state;
 mod ui;
 
 pub use error::ApiError;
+pub use openapi::document as openapi_document;
 pub use startup::{Application, StartupError};
