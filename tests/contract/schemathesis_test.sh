@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Checks the running service against its own OpenAPI document with Schemathesis:
 # a real mediapro-api + mediapro-worker (settings from tests/launcher.py), an API
-# key required and sent as `Authorization: Bearer`, every check on (--checks all;
-# tests/contract/schemathesis.toml says why use_after_free is off:
+# key required and sent as `Authorization: Bearer`, every check on (--checks all:
 # not_a_server_error, status_code_conformance, content_type_conformance,
 # response_schema_conformance, response_headers_conformance,
 # positive_data_acceptance, negative_data_rejection, ignored_auth,
-# unsupported_method, allow_header_conformance, …), a bounded run time. Prints
+# unsupported_method, allow_header_conformance, …; tests/contract/schemathesis.toml
+# says why use_after_free is off), a bounded run time. Prints
 # Schemathesis' summary (operations, generated test cases, failures).
 #
 # Nothing leaves loopback:

@@ -383,9 +383,7 @@ mod tests {
                         .route(web::get().to(HttpResponse::Ok))
                         .route(web::delete().to(HttpResponse::Ok)),
                 )
-                .service(
-                    crate::routes::resource("/healthz").route(web::get().to(HttpResponse::Ok)),
-                ),
+                .service(crate::routes::resource("/healthz").route(web::get().to(HttpResponse::Ok))),
         )
         .await;
         let call = |method: Method, uri: &str, key: Option<&str>| {

@@ -64,7 +64,7 @@ use crate::{
         crate::ui::index,
         crate::ui::file,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, Binary)),
     tags(
         (name = "media", description = "Analyze, download, process, upload"),
         (name = "tasks", description = "Follow, list, cancel and retry tasks; fetch results"),
@@ -74,6 +74,25 @@ use crate::{
     modifiers(&RouteContract)
 )]
 pub struct ApiDoc;
+
+/// Raw bytes: an upload's body, a result file.
+pub struct Binary;
+
+impl utoipa::PartialSchema for Binary {
+    fn schema() -> RefOr<openapi::schema::Schema> {
+        use openapi::schema::{KnownFormat, SchemaFormat};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Binary {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Binary".into()
+    }
+}
 
 /// The document as served (built once).
 pub fn document() -> &'static str {
@@ -134,7 +153,10 @@ impl Modify for RouteContract {
                     }
                 }
                 for (status, codes) in by_status {
-                    operation.responses.responses.insert(status.to_string(), RefOr::T(error_response(&codes)));
+                    operation
+                        .responses
+                        .responses
+                        .insert(status.to_string(), RefOr::T(error_response(&codes)));
                 }
             }
         }
@@ -270,9 +292,7 @@ pub(crate) async fn docs_page(req: HttpRequest) -> HttpResponse {
 pub(crate) async fn docs_file(req: HttpRequest, name: web::Path<String>) -> HttpResponse {
     match DOCS_ASSETS.iter().find(|a| a.name == name.as_str() && a.name != "index.html") {
         Some(asset) => serve(&req, asset, DOCS_CSP),
-        None => {
-            ApiError::new(Code::NotFound, format!("no API docs file named '{name}'")).error_response()
-        }
+        None => ApiError::new(Code::NotFound, format!("no API docs file named '{name}'")).error_response(),
     }
 }
 
@@ -317,7 +337,10 @@ mod tests {
             crate::auth::Keyring::new(&mediapro_core::settings::SecuritySettings::default()).unwrap(),
         );
         let app = atest::init_service(
-            App::new().app_data(keyring).configure(routes::configure).default_service(web::to(routes::not_found)),
+            App::new()
+                .app_data(keyring)
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found)),
         )
         .await;
         for route in routes::ROUTES {
@@ -335,8 +358,18 @@ mod tests {
                     .to_request();
                 let res = atest::call_service(&app, req).await;
                 if listed {
-                    assert_ne!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {} is listed", route.path);
-                    assert_ne!(res.status(), StatusCode::NOT_FOUND, "{method} {} is not registered", route.path);
+                    assert_ne!(
+                        res.status(),
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "{method} {} is listed",
+                        route.path
+                    );
+                    assert_ne!(
+                        res.status(),
+                        StatusCode::NOT_FOUND,
+                        "{method} {} is not registered",
+                        route.path
+                    );
                 } else {
                     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {}", route.path);
                     let allow = res.headers().get(header::ALLOW).and_then(|v| v.to_str().ok());
@@ -388,7 +421,10 @@ mod tests {
             doc["paths"][path][method]["parameters"]
                 .as_array()
                 .map(|ps| {
-                    ps.iter().filter(|p| p["in"] == "header").map(|p| p["name"].as_str().unwrap().to_owned()).collect()
+                    ps.iter()
+                        .filter(|p| p["in"] == "header")
+                        .map(|p| p["name"].as_str().unwrap().to_owned())
+                        .collect()
                 })
                 .unwrap_or_default()
         };
@@ -401,7 +437,8 @@ mod tests {
     #[actix_web::test]
     async fn document_and_reference_page_are_served_without_a_key() {
         let app = atest::init_service(App::new().configure(configure)).await;
-        let res = atest::call_service(&app, atest::TestRequest::get().uri("/api/openapi.json").to_request()).await;
+        let res =
+            atest::call_service(&app, atest::TestRequest::get().uri("/api/openapi.json").to_request()).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers().get(header::CONTENT_TYPE).unwrap(), "application/json");
         let body: Value = serde_json::from_slice(&atest::read_body(res).await).unwrap();
@@ -417,7 +454,9 @@ mod tests {
             assert_eq!(res.headers().get(header::CONTENT_TYPE).unwrap(), ctype, "{uri}");
             assert_eq!(res.headers().get(header::CONTENT_SECURITY_POLICY).unwrap(), DOCS_CSP, "{uri}");
         }
-        let res = atest::call_service(&app, atest::TestRequest::get().uri("/api/docs/index.html").to_request()).await;
+        let res =
+            atest::call_service(&app, atest::TestRequest::get().uri("/api/docs/index.html").to_request())
+                .await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
     }
 
@@ -436,7 +475,8 @@ mod tests {
     #[actix_web::test]
     async fn error_bodies_match_the_error_schema() {
         let res = ApiError::new(Code::NotFound, "x").error_response();
-        let body: Value = serde_json::from_slice(&actix_web::body::to_bytes(res.into_body()).await.unwrap()).unwrap();
+        let body: Value =
+            serde_json::from_slice(&actix_web::body::to_bytes(res.into_body()).await.unwrap()).unwrap();
         let mut keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort_unstable();
         assert_eq!(keys, ["code", "error"]);

@@ -13,10 +13,7 @@ use sha2::{Digest, Sha256};
 
 use mediapro_core::Code;
 
-use crate::{
-    error::ApiError,
-    routes::resource,
-};
+use crate::{error::ApiError, routes::resource};
 
 /// `default-src 'self'` forbids inline script/style and other origins. `media-src`
 /// additionally allows `blob:` because, with an API key, the player's source is a

@@ -18,7 +18,7 @@ use crate::{
 pub struct AnalyzeBody {
     /// The page or media URL: http(s), at most 2048 bytes, a public host.
     #[serde(default)]
-    #[schema(required = true, example = "https://example.com/watch/123")]
+    #[schema(value_type = String, required = true, example = "https://example.com/watch/123")]
     pub url: Option<String>,
 }
 
@@ -36,7 +36,7 @@ impl AnalyzeBody {
 pub struct DownloadBody {
     /// The page or media URL: http(s), at most 2048 bytes, a public host.
     #[serde(default)]
-    #[schema(required = true, example = "https://example.com/watch/123")]
+    #[schema(value_type = String, required = true, example = "https://example.com/watch/123")]
     pub url: Option<String>,
     /// A yt-dlp format selector of bounded syntax (ids, `+`, `/`, `b`/`bv`/`ba`,
     /// simple filters); omitted = yt-dlp's default.
@@ -118,10 +118,10 @@ pub struct ProcessBody {
     /// A path relative to the storage root (a download's `downloaded_files[0]`, an
     /// upload's `input_file`), or an absolute path inside it.
     #[serde(default)]
-    #[schema(required = true, example = "uploads/5f0c…/clip.mp4")]
+    #[schema(value_type = String, required = true, example = "uploads/5f0c…/clip.mp4")]
     pub input_file: Option<String>,
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(value_type = OperationsBody, required = true)]
     pub operations: Option<OperationsBody>,
 }
 

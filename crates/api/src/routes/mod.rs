@@ -199,12 +199,18 @@ pub static ROUTES: &[Route] = {
         Route {
             path: "/api/tasks/{task_id}/retry",
             access: Write,
-            operations: &[op(Post, &[NotFound, NotRetryable, RateLimited, QueueUnavailable, StoreUnavailable])],
+            operations: &[op(
+                Post,
+                &[NotFound, NotRetryable, RateLimited, QueueUnavailable, StoreUnavailable],
+            )],
         },
         Route {
             path: "/api/download-result/{task_id}",
             access: Read,
-            operations: &[op(Get, &[TaskNotCompleted, InvalidQuery, NotFound, ResultMissing, StoreUnavailable])],
+            operations: &[op(
+                Get,
+                &[TaskNotCompleted, InvalidQuery, NotFound, ResultMissing, StoreUnavailable],
+            )],
         },
         Route { path: "/api/whoami", access: Read, operations: &[op(Get, &[])] },
         Route { path: "/api/openapi.json", access: Open, operations: &[op(Get, &[])] },

@@ -28,9 +28,9 @@ pub struct ResultQuery {
     tag = "tasks",
     params(super::tasks::TaskId, ResultQuery),
     responses(
-        (status = 200, description = "The file", content_type = "*/*", body = Vec<u8>,
+        (status = 200, description = "The file", content_type = "*/*", body = crate::openapi::Binary,
          headers(("Content-Disposition" = String, description = "attachment; filename=…"))),
-        (status = 206, description = "The requested range of the file", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "The requested range of the file", content_type = "*/*", body = crate::openapi::Binary),
     )
 )]
 pub async fn download_result(

@@ -43,7 +43,7 @@ pub struct Uploaded {
         ("X-Filename" = Option<String>, Header, description = "The original file name, if not in the query"),
         ("Idempotency-Key" = Option<String>, Header, description = "A client-chosen key (at most one submission per key): the same key with the same body gives the first answer again"),
     ),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes"),
+    request_body(content = crate::openapi::Binary, content_type = "application/octet-stream", description = "The file's bytes"),
     responses((status = 201, description = "Stored and probed", body = Uploaded))
 )]
 pub async fn upload(
