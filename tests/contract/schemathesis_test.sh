@@ -5,8 +5,8 @@
 # not_a_server_error, status_code_conformance, content_type_conformance,
 # response_schema_conformance, response_headers_conformance,
 # positive_data_acceptance, negative_data_rejection, ignored_auth,
-# unsupported_method, allow_header_conformance, …; tests/contract/schemathesis.toml
-# says why use_after_free is off), a bounded run time. Prints
+# unsupported_method, allow_header_conformance, … — all but use_after_free, see
+# below), a bounded run time. Prints
 # Schemathesis' summary (operations, generated test cases, failures).
 #
 # Nothing leaves loopback:
@@ -171,12 +171,18 @@ export SCHEMATHESIS_HOOKS=st_hooks
 # No proxy from the environment for Schemathesis' requests to 127.0.0.1.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
 log "schemathesis $("$st" --version 2>/dev/null | awk '{print $NF}'): max ${max_examples} examples per operation, ${max_time} s budget"
+# use_after_free is the one check left out: it expects a resource to be gone (404)
+# after a successful DELETE, but `DELETE /api/tasks/{task_id}` cancels — the task
+# stays, `cancelled`, and GET keeps answering 200 with it (the documented contract,
+# README "HTTP API"). (The option: `--checks all` overrides `enabled = false` in
+# the configuration file.)
 rc=0
 timeout --kill-after=10 $((max_time + 90)) \
     "$st" --config-file "$here/schemathesis.toml" --no-color run "$api/api/openapi.json" \
     --url "$api" \
     -H "Authorization: Bearer $key" \
     --checks all \
+    --exclude-checks use_after_free \
     --max-examples "$max_examples" \
     --max-time "$max_time" \
     --exclude-path /api/events \
