@@ -163,6 +163,26 @@ input_file="$(curl -fsS --max-time 60 -H "Authorization: Bearer $key" --data-bin
     }
 log "API $api (key required), fixture http://127.0.0.1:$fixture_port/clip.mp4, input_file $input_file"
 
+# --- the document is valid OpenAPI 3.1 ------------------------------------------------------
+# Against the OpenAPI 3.1 JSON Schema that this pinned Schemathesis bundles (the
+# OAI's schemas/v3.1/schema.yaml), with its own jsonschema_rs; Schemathesis checks the
+# same on load, this says so plainly first.
+curl -fsS --max-time 10 "$api/api/openapi.json" >"$tmp/openapi.json"
+"$(dirname "$st")/python" - "$tmp/openapi.json" <<'PY' || die "the served document is not valid OpenAPI 3.1"
+import json, sys
+import jsonschema_rs
+from schemathesis.specs.openapi.definitions import OPENAPI_31
+doc = json.load(open(sys.argv[1]))
+assert str(doc.get("openapi", "")).startswith("3.1"), f"openapi is {doc.get('openapi')!r}, not 3.1"
+errors = list(jsonschema_rs.validator_for(OPENAPI_31).iter_errors(doc))
+for e in errors[:10]:
+    print(f"  {'/'.join(map(str, e.instance_path))}: {e.message}", file=sys.stderr)
+if errors:
+    sys.exit(1)
+ops = sum(1 for item in doc["paths"].values() for m in item if m in ("get", "put", "post", "delete", "patch"))
+print(f"[schemathesis] /api/openapi.json: valid OpenAPI {doc['openapi']}, {len(doc['paths'])} paths, {ops} operations")
+PY
+
 # --- Schemathesis ------------------------------------------------------------------------------
 export MEDIAPRO_ST_FIXTURE_URL="http://127.0.0.1:$fixture_port/clip.mp4"
 export MEDIAPRO_ST_INPUT_FILE="$input_file"
