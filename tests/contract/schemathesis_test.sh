@@ -161,7 +161,26 @@ input_file="$(curl -fsS --max-time 60 -H "Authorization: Bearer $key" --data-bin
         show_logs
         die "the fixture upload failed"
     }
-log "API $api (key required), fixture http://127.0.0.1:$fixture_port/clip.mp4, input_file $input_file"
+# A completed task, so GET /api/download-result/{task_id} is tested with a result
+# (schemathesis.toml passes its id as MEDIAPRO_ST_RESULT_TASK_ID).
+result_task="$(curl -fsS --max-time 60 -H "Authorization: Bearer $key" -H 'content-type: application/json' \
+    -d "{\"input_file\": \"$input_file\", \"operations\": {\"quality\": 35}}" "$api/api/process" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["task_id"])')" || {
+    show_logs
+    die "the fixture processing request failed"
+}
+status=""
+for _ in $(seq 1 120); do
+    status="$(curl -fsS --max-time 5 -H "Authorization: Bearer $key" "$api/api/tasks/$result_task" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])' || true)"
+    [[ "$status" == "completed" || "$status" == "failed" || "$status" == "cancelled" ]] && break
+    sleep 0.5
+done
+[[ "$status" == "completed" ]] || {
+    show_logs
+    die "the fixture processing task ended '$status', not completed"
+}
+log "API $api (key required), fixture http://127.0.0.1:$fixture_port/clip.mp4, input_file $input_file, completed task $result_task"
 
 # --- the document is valid OpenAPI 3.1 ------------------------------------------------------
 # Against the OpenAPI 3.1 JSON Schema that this pinned Schemathesis bundles (the
@@ -186,6 +205,7 @@ PY
 # --- Schemathesis ------------------------------------------------------------------------------
 export MEDIAPRO_ST_FIXTURE_URL="http://127.0.0.1:$fixture_port/clip.mp4"
 export MEDIAPRO_ST_INPUT_FILE="$input_file"
+export MEDIAPRO_ST_RESULT_TASK_ID="$result_task"
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 export SCHEMATHESIS_HOOKS=st_hooks
 # No proxy from the environment for Schemathesis' requests to 127.0.0.1.

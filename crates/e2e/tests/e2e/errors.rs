@@ -42,7 +42,11 @@ async fn malformed_requests_get_json_errors() {
     error_of(app.get(&format!("/api/tasks/{}", uuid::Uuid::new_v4())).await, 404).await;
     error_of(app.get(&format!("/api/download-result/{}", uuid::Uuid::new_v4())).await, 404).await;
     let res = app.get("/api/download").await;
-    assert_eq!(res.headers().get("allow").and_then(|v| v.to_str().ok()), Some("POST"), "405 names the methods");
+    assert_eq!(
+        res.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST"),
+        "405 names the methods"
+    );
     let e = error_of(res, 405).await;
     assert_eq!(e["code"], "method_not_allowed");
     let res = app.client.patch(format!("{}/api/tasks/{}", app.address, uuid::Uuid::new_v4())).send().await;
