@@ -277,10 +277,10 @@ pub(crate) async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     let mut res =
         ApiError::new(Code::MethodNotAllowed, format!("{} is not allowed on {}", req.method(), req.path()))
             .error_response();
-    if let Some(route) = req.match_pattern().as_deref().and_then(route) {
-        if let Ok(allow) = header::HeaderValue::from_str(&route.allow()) {
-            res.headers_mut().insert(header::ALLOW, allow);
-        }
+    if let Some(route) = req.match_pattern().as_deref().and_then(route)
+        && let Ok(allow) = header::HeaderValue::from_str(&route.allow())
+    {
+        res.headers_mut().insert(header::ALLOW, allow);
     }
     res
 }
