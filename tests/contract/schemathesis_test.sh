@@ -217,6 +217,9 @@ log "schemathesis $("$st" --version 2>/dev/null | awk '{print $NF}'): max ${max_
 # README "HTTP API"). (The option: `--checks all` overrides `enabled = false` in
 # the configuration file.)
 rc=0
+# Run from the temporary directory: Schemathesis and Hypothesis keep state
+# (.schemathesis/, .hypothesis/) in the working directory.
+cd "$tmp"
 timeout --kill-after=10 $((max_time + 90)) \
     "$st" --config-file "$here/schemathesis.toml" --no-color run "$api/api/openapi.json" \
     --url "$api" \
