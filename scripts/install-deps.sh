@@ -3,8 +3,9 @@
 # it is missing: ffmpeg/ffprobe, redis-server (+ redis-cli), curl, a C compiler,
 # python3 + pip, supervisord + supervisorctl (supervisor/, tests/scale), nginx and
 # psql (tests), chromium + chromedriver and npm (the browser tests in
-# crates/e2e/tests/e2e/browser.rs), axe-core from npm (into tests/browser), and a
-# current yt-dlp from PyPI. Checks (but does not install) the Rust toolchain. Safe
+# crates/e2e/tests/e2e/browser.rs), axe-core from npm (into tests/browser), a
+# current yt-dlp from PyPI, and a pinned Schemathesis from PyPI in a virtual
+# environment (tests/contract). Checks (but does not install) the Rust toolchain. Safe
 # to run again: a second run installs nothing.
 #
 # Runs as root, or as a user with sudo. Usage: scripts/install-deps.sh
@@ -152,6 +153,13 @@ else
     need_apt "pip" python3-pip
 fi
 
+# python3-venv: the Schemathesis virtual environment (below) needs ensurepip.
+if have python3 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    log "python3 venv: already present"
+else
+    need_apt "python3 venv" python3-venv
+fi
+
 if [[ ${#apt_packages[@]} -gt 0 ]]; then
     have apt-get || die "apt-get not found: install ${apt_packages[*]} by hand (this script supports Debian/Ubuntu)"
     log "running apt-get update"
@@ -235,6 +243,24 @@ else
     [[ -f "$browser_dir/node_modules/axe-core/axe.min.js" ]] ||
         die "npm install did not produce $browser_dir/node_modules/axe-core/axe.min.js"
     log "axe-core: installed"
+fi
+
+# --- Schemathesis from PyPI (tests/contract/schemathesis_test.sh) ------------------------
+# A pinned release in a virtual environment of its own (its dependencies stay out of
+# the system Python and of yt-dlp's), under ~/.cache/mediapro.
+# shellcheck source=/dev/null
+source "$repo_root/scripts/schemathesis-version.sh"
+st_venv="${XDG_CACHE_HOME:-$HOME/.cache}/mediapro/schemathesis-$SCHEMATHESIS_VERSION"
+if [[ -x "$st_venv/bin/st" ]] && [[ "$("$st_venv/bin/st" --version 2>/dev/null | awk '{print $NF}')" == "$SCHEMATHESIS_VERSION" ]]; then
+    log "schemathesis: already present ($SCHEMATHESIS_VERSION in $st_venv)"
+else
+    log "schemathesis: missing, installing $SCHEMATHESIS_VERSION from PyPI into $st_venv"
+    rm -rf "$st_venv"
+    mkdir -p "$(dirname "$st_venv")"
+    python3 -m venv "$st_venv"
+    "$st_venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+    [[ -x "$st_venv/bin/st" ]] || die "pip did not install $st_venv/bin/st"
+    log "schemathesis: installed $("$st_venv/bin/st" --version 2>/dev/null)"
 fi
 
 log "all dependencies present"

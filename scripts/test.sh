@@ -86,6 +86,8 @@ if step build cargo build --workspace --all-targets; then
     step compose python3 tests/deploy/check_compose.py || true
     step nginx bash tests/deploy/nginx_test.sh || true
     step scale bash tests/scale/run.sh || true
+    # The running API + worker against its own OpenAPI document (Schemathesis).
+    step contract bash tests/contract/schemathesis_test.sh || true
 else
     summary+=("SKIP  tests      (the build failed)")
 fi

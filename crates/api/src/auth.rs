@@ -379,13 +379,11 @@ mod tests {
                 .app_data(web::Data::new(ring))
                 .wrap(middleware::from_fn(access_log))
                 .service(
-                    crate::routes::resource("/api/tasks/{task_id}", Access::Read)
+                    crate::routes::resource("/api/tasks/{task_id}")
                         .route(web::get().to(HttpResponse::Ok))
                         .route(web::delete().to(HttpResponse::Ok)),
                 )
-                .service(
-                    crate::routes::resource("/healthz", Access::Open).route(web::get().to(HttpResponse::Ok)),
-                ),
+                .service(crate::routes::resource("/healthz").route(web::get().to(HttpResponse::Ok))),
         )
         .await;
         let call = |method: Method, uri: &str, key: Option<&str>| {

@@ -18,10 +18,45 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
+/// Every error answer's body.
 #[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    code: &'a str,
+pub struct ErrorBody<'a> {
+    /// A human-readable message; for 400s it starts with the field's path.
+    pub error: &'a str,
+    /// The machine code (`mediapro_core::Code`, listed in `docs/error-codes.md`).
+    pub code: &'a str,
+}
+
+/// Written by hand: `code` is the enum of every code of the error table.
+impl utoipa::PartialSchema for ErrorBody<'_> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use strum::IntoEnumIterator as _;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .description(Some("Every error: a message and a machine code (see docs/error-codes.md)."))
+            .property(
+                "error",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("A human-readable message; for 400s it starts with the field's path")),
+            )
+            .required("error")
+            .property(
+                "code",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(Code::iter().map(Code::as_str)))
+                    .description(Some("The machine code")),
+            )
+            .required("code")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorBody<'_> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ErrorBody".into()
+    }
 }
 
 impl ApiError {
@@ -97,7 +132,7 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        res.json(Body { error: &self.message, code: self.code.as_str() })
+        res.json(ErrorBody { error: &self.message, code: self.code.as_str() })
     }
 }
 

@@ -8,10 +8,12 @@ mod body_deadline;
 mod error;
 mod idempotency;
 mod limits;
+mod openapi;
 mod routes;
 mod startup;
 mod state;
 mod ui;
 
 pub use error::ApiError;
+pub use openapi::document as openapi_document;
 pub use startup::{Application, StartupError};

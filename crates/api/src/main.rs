@@ -11,12 +11,19 @@ struct Cli {
     /// Listen address (overrides server.bind).
     #[arg(long)]
     bind: Option<String>,
+    /// Print the OpenAPI document (as served at /api/openapi.json) and exit.
+    #[arg(long)]
+    print_openapi: bool,
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     mediapro_core::telemetry::init();
     let cli = Cli::parse();
+    if cli.print_openapi {
+        println!("{}", mediapro_api::openapi_document());
+        return Ok(());
+    }
     let mut settings = match Settings::load() {
         Ok(s) => s,
         Err(e) => {

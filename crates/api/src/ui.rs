@@ -13,20 +13,17 @@ use sha2::{Digest, Sha256};
 
 use mediapro_core::Code;
 
-use crate::{
-    error::ApiError,
-    routes::{Access, resource},
-};
+use crate::{error::ApiError, routes::resource};
 
 /// `default-src 'self'` forbids inline script/style and other origins. `media-src`
 /// additionally allows `blob:` because, with an API key, the player's source is a
 /// `URL.createObjectURL` of a fetched result (a `<video src>` cannot send the key).
 pub const CSP: &str = "default-src 'self'; media-src 'self' blob:";
 
-/// One embedded file.
-struct Asset {
+/// One embedded file (also the API reference page's, `crates/api/src/openapi.rs`).
+pub(crate) struct Asset {
     /// Name under `/ui/` (`index.html` is served at `/`).
-    name: &'static str,
+    pub(crate) name: &'static str,
     content_type: &'static str,
     body: &'static [u8],
     /// Quoted strong validator, e.g. `"3f1c…"`.
@@ -34,7 +31,7 @@ struct Asset {
 }
 
 impl Asset {
-    fn new(name: &'static str, content_type: &'static str, body: &'static [u8]) -> Self {
+    pub(crate) fn new(name: &'static str, content_type: &'static str, body: &'static [u8]) -> Self {
         let digest = Sha256::digest(body);
         // 128 bits of the hash are plenty to tell versions apart.
         let etag = format!("\"{}\"", hex::encode(&digest[..16]));
@@ -57,33 +54,57 @@ fn find(name: &str) -> Option<&'static Asset> {
 
 /// Registers `GET /` and `GET /ui/{file}`, open to all (other methods: JSON 405).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/", Access::Open).route(web::get().to(index)))
-        .service(resource("/ui/{file}", Access::Open).route(web::get().to(file)));
+    cfg.service(resource("/").route(web::get().to(index)))
+        .service(resource("/ui/{file}").route(web::get().to(file)));
 }
 
-/// `GET /`: the page.
-async fn index(req: HttpRequest) -> HttpResponse {
+/// The web UI
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "web UI",
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 304, description = "The client's copy (`If-None-Match`) is current"),
+    )
+)]
+pub(crate) async fn index(req: HttpRequest) -> HttpResponse {
     match find("index.html") {
-        Some(asset) => serve(&req, asset),
+        Some(asset) => serve(&req, asset, CSP),
         None => ApiError::internal("index.html is not embedded").error_response(),
     }
 }
 
-/// `GET /ui/{file}`: script, style sheet, icon; anything else is a JSON 404.
-async fn file(req: HttpRequest, name: web::Path<String>) -> HttpResponse {
+/// A file of the web UI (script, style sheet, icon)
+#[utoipa::path(
+    get,
+    path = "/ui/{file}",
+    tag = "web UI",
+    params(("file" = String, Path, description = "`app.js`, `app.css` or `favicon.svg`")),
+    responses(
+        (status = 200, description = "The file", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+            (String = "image/svg+xml"),
+        )),
+        (status = 304, description = "The client's copy (`If-None-Match`) is current"),
+    )
+)]
+pub(crate) async fn file(req: HttpRequest, name: web::Path<String>) -> HttpResponse {
     match find(&name).filter(|a| a.name != "index.html") {
-        Some(asset) => serve(&req, asset),
+        Some(asset) => serve(&req, asset, CSP),
         None => ApiError::new(Code::NotFound, format!("no UI file named '{name}'")).error_response(),
     }
 }
 
-/// The asset, or `304 Not Modified` when the client already holds this version.
-fn serve(req: &HttpRequest, asset: &Asset) -> HttpResponse {
+/// The asset under the Content-Security-Policy `csp`, or `304 Not Modified` when the
+/// client already holds this version.
+pub(crate) fn serve(req: &HttpRequest, asset: &Asset, csp: &'static str) -> HttpResponse {
     let fresh = client_has(req, &asset.etag);
     let mut res = if fresh { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     res.insert_header((header::ETAG, asset.etag.as_str()))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"));
     if fresh {

@@ -13,10 +13,12 @@ use crate::{
 };
 
 /// `POST /api/analyze`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyzeBody {
+    /// The page or media URL: http(s), at most 2048 bytes, a public host.
     #[serde(default)]
+    #[schema(value_type = String, required = true, example = "https://example.com/watch/123")]
     pub url: Option<String>,
 }
 
@@ -29,23 +31,31 @@ impl AnalyzeBody {
 }
 
 /// `POST /api/download`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DownloadBody {
+    /// The page or media URL: http(s), at most 2048 bytes, a public host.
     #[serde(default)]
+    #[schema(value_type = String, required = true, example = "https://example.com/watch/123")]
     pub url: Option<String>,
+    /// A yt-dlp format selector of bounded syntax (ids, `+`, `/`, `b`/`bv`/`ba`,
+    /// simple filters); omitted = yt-dlp's default.
     #[serde(default)]
+    #[schema(max_length = 128, example = "bv*[height<=720]+ba/b")]
     pub format_id: Option<String>,
     #[serde(default)]
     pub include_subtitles: bool,
+    /// Language tags like `en` or `zh-CN`; default `["zh-CN", "en"]`.
     #[serde(default)]
+    #[schema(max_items = 8)]
     pub subtitle_langs: Option<Vec<String>>,
     /// Process the downloaded file next (a pipeline).
     #[serde(default)]
     pub process: Option<PipelineBody>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Processing to run on the downloaded file once it is complete.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineBody {
     pub operations: OperationsBody,
@@ -102,12 +112,16 @@ impl DownloadBody {
 }
 
 /// `POST /api/process`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessBody {
+    /// A path relative to the storage root (a download's `downloaded_files[0]`, an
+    /// upload's `input_file`), or an absolute path inside it.
     #[serde(default)]
+    #[schema(value_type = String, required = true, example = "uploads/5f0c…/clip.mp4")]
     pub input_file: Option<String>,
     #[serde(default)]
+    #[schema(value_type = OperationsBody, required = true)]
     pub operations: Option<OperationsBody>,
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskView {
     pub task_id: Uuid,
     pub kind: TaskKind,
@@ -19,8 +19,11 @@ pub struct TaskView {
     pub eta_seconds: Option<u64>,
     pub downloaded_bytes: Option<u64>,
     pub total_bytes: Option<u64>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub started_at: Option<String>,
+    #[schema(format = DateTime)]
     pub completed_at: Option<String>,
     pub url: Option<String>,
     pub format_id: Option<String>,
@@ -28,6 +31,8 @@ pub struct TaskView {
     pub subtitle_langs: Option<Vec<String>>,
     pub downloaded_files: Vec<String>,
     pub input_file: Option<String>,
+    /// The validated operations (a process task, or a download's `process`).
+    #[schema(value_type = Option<crate::ffmpeg::Operations>)]
     pub operations: Option<serde_json::Value>,
     pub output_file: Option<String>,
     pub error: Option<String>,
@@ -97,9 +102,10 @@ impl From<&Task> for TaskView {
 }
 
 /// The 202 answer to a submission (the sketch's shape).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub task_id: Uuid,
     pub status: TaskStatus,
+    #[schema(value_type = String, example = "Download task created")]
     pub message: &'static str,
 }

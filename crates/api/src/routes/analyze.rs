@@ -6,7 +6,17 @@ use crate::{error::ApiError, state::AppState};
 /// Sites change (formats come and go): keep answers for a few minutes only.
 const ANALYZE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// `POST /api/analyze {url}` → formats, subtitles, title, duration.
+/// What a URL offers
+///
+/// One bounded yt-dlp run (through the egress guard): title, duration, every format,
+/// subtitle languages. Answers are cached for a few minutes.
+#[utoipa::path(
+    post,
+    path = "/api/analyze",
+    tag = "media",
+    request_body(content = mediapro_core::requests::AnalyzeBody, content_type = "application/json"),
+    responses((status = 200, description = "What can be downloaded", body = mediapro_core::ytdlp::MediaInfo))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn analyze(
     req: HttpRequest,

@@ -8,7 +8,18 @@ use mediapro_core::view::Accepted;
 
 use crate::{error::ApiError, state::AppState};
 
-/// `POST /api/download` → 202 `{task_id, status: "pending", message}`.
+/// Download a URL (a background task)
+///
+/// Validated (URL, format selector, subtitle languages, optional follow-up
+/// processing), recorded and queued; a worker downloads it.
+#[utoipa::path(
+    post,
+    path = "/api/download",
+    tag = "media",
+    params(("Idempotency-Key" = Option<String>, Header, description = "A client-chosen key, 1-255 printable ASCII characters, remembered 24 h per API key: the same key with the same body gets the first answer again (header Idempotent-Replayed: true, never a second task); with another body or route, 422 idempotency_key_reused")),
+    request_body(content = mediapro_core::requests::DownloadBody, content_type = "application/json"),
+    responses((status = 202, description = "The task was created and queued", body = Accepted))
+)]
 #[tracing::instrument(skip_all, fields(task_id))]
 pub async fn create(
     req: HttpRequest,

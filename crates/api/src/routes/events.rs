@@ -21,11 +21,15 @@ use crate::{error::ApiError, state::AppState};
 /// Most events replayed to one reconnecting client.
 const REPLAY_LIMIT: usize = 5_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
+    /// Only this task's events.
     task_id: Option<String>,
+    /// Comma-separated kinds (`download`, `process`).
     kind: Option<String>,
+    /// Comma-separated statuses.
     status: Option<String>,
 }
 
@@ -75,6 +79,23 @@ fn snapshot() -> sse::Event {
     sse::Event::Data(sse::Data::new("{}").event("snapshot"))
 }
 
+/// Task events (server-sent events)
+///
+/// Every task change: `event: task`, `id:` the stream entry id, `data:` the task JSON
+/// as `GET /api/tasks/{task_id}` answers it. Reconnecting with `Last-Event-ID`
+/// replays what was missed while the stream still holds it, else one
+/// `event: snapshot` (list the tasks again). A keep-alive comment every 15 s. The
+/// stream does not end.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "tasks",
+    params(
+        EventQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "The `id:` of the last event received, to replay what was missed"),
+    ),
+    responses((status = 200, description = "The event stream", content_type = "text/event-stream", body = String))
+)]
 pub async fn events(
     req: HttpRequest,
     state: web::Data<AppState>,

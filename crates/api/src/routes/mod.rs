@@ -1,24 +1,28 @@
 //! Routes, one module per endpoint group. Every resource answers unknown methods
-//! with a JSON 405 and the app answers unknown paths with a JSON 404.
+//! with a JSON 405 (with `Allow`) and the app answers unknown paths with a JSON 404.
 //!
-//! Every resource is made by [`resource`], which takes the access it needs and wraps
-//! it in the key check (`crates/api/src/auth.rs`): there is no way to register a route
-//! without saying who may call it.
+//! [`ROUTES`] is the one list of routes: path, the access it needs, and per method
+//! the error codes its handler can answer. [`resource`] takes its access from there
+//! (so a route cannot be registered without being listed, nor without saying who
+//! may call it), the 405's `Allow` header lists its methods, and the OpenAPI
+//! document (`crates/api/src/openapi.rs`) takes security and error responses from
+//! it; tests keep the list, `configure` and the document equal.
 
-mod analyze;
-mod download;
-mod events;
-mod health;
-mod process;
-mod result;
-mod tasks;
-mod uploads;
-mod whoami;
+pub(crate) mod analyze;
+pub(crate) mod download;
+pub(crate) mod events;
+pub(crate) mod health;
+pub(crate) mod process;
+pub(crate) mod result;
+pub(crate) mod tasks;
+pub(crate) mod uploads;
+pub(crate) mod whoami;
 
 use actix_web::{
     Error, HttpRequest, HttpResponse, Resource, ResponseError,
     body::BoxBody,
     dev::{ServiceFactory, ServiceRequest, ServiceResponse},
+    http::header,
     middleware, web,
 };
 use mediapro_core::Code;
@@ -26,35 +30,240 @@ use mediapro_core::Code;
 pub use crate::auth::Access;
 use crate::{auth, error::ApiError};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// An HTTP method a route answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verb {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+            Verb::Delete => "DELETE",
+        }
+    }
+}
+
+/// One method of a route, with the error codes its handler can answer. The key
+/// check's codes (`unauthorized`, `forbidden`) on non-open routes and
+/// `internal_error` everywhere are added by the OpenAPI document.
+#[derive(Debug)]
+pub struct Operation {
+    pub verb: Verb,
+    pub errors: &'static [Code],
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub path: &'static str,
+    pub access: Access,
+    pub operations: &'static [Operation],
+}
+
+impl Route {
+    /// `GET, DELETE`: the `Allow` header of its 405.
+    pub fn allow(&self) -> String {
+        self.operations.iter().map(|o| o.verb.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+const fn op(verb: Verb, errors: &'static [Code]) -> Operation {
+    Operation { verb, errors }
+}
+
+/// Every route the API registers (`configure`, `crate::ui::configure`), in the order of
+/// the OpenAPI document.
+pub static ROUTES: &[Route] = {
     use Access::{Open, Read, Write};
-    cfg.service(resource("/api/analyze", Write).route(web::post().to(analyze::analyze)))
+    use Code::*;
+    use Verb::{Delete, Get, Post};
+    &[
+        Route {
+            path: "/api/analyze",
+            access: Write,
+            operations: &[op(
+                Post,
+                &[
+                    InvalidUrl,
+                    UnsupportedScheme,
+                    PrivateAddress,
+                    UnresolvableHost,
+                    UnsupportedUrl,
+                    PlaylistNotSupported,
+                    EgressBlocked,
+                    InvalidRequest,
+                    InvalidJson,
+                    InvalidBody,
+                    RequestTimeout,
+                    PayloadTooLarge,
+                    UnsupportedMediaType,
+                    RateLimited,
+                    ToolError,
+                    UpstreamError,
+                    AnalyzeBusy,
+                    AnalyzeTimeout,
+                ],
+            )],
+        },
+        Route {
+            path: "/api/download",
+            access: Write,
+            operations: &[op(
+                Post,
+                &[
+                    InvalidUrl,
+                    UnsupportedScheme,
+                    PrivateAddress,
+                    UnresolvableHost,
+                    InvalidFormatId,
+                    InvalidSubtitleLang,
+                    TooManySubtitleLangs,
+                    InvalidOperation,
+                    InvalidOutputFormat,
+                    InvalidRequest,
+                    InvalidJson,
+                    InvalidBody,
+                    RequestTimeout,
+                    PayloadTooLarge,
+                    UnsupportedMediaType,
+                    RateLimited,
+                    InvalidIdempotencyKey,
+                    IdempotencyKeyReused,
+                    IdempotencyKeyInProgress,
+                    QueueUnavailable,
+                    StoreUnavailable,
+                    InsufficientStorage,
+                ],
+            )],
+        },
+        Route {
+            path: "/api/process",
+            access: Write,
+            operations: &[op(
+                Post,
+                &[
+                    InvalidOperation,
+                    InvalidOutputFormat,
+                    InvalidInputFile,
+                    UnsuitableInput,
+                    NotMedia,
+                    InvalidRequest,
+                    InvalidJson,
+                    InvalidBody,
+                    RequestTimeout,
+                    PayloadTooLarge,
+                    UnsupportedMediaType,
+                    RateLimited,
+                    InvalidIdempotencyKey,
+                    IdempotencyKeyReused,
+                    IdempotencyKeyInProgress,
+                    ToolError,
+                    QueueUnavailable,
+                    StoreUnavailable,
+                    InsufficientStorage,
+                ],
+            )],
+        },
+        Route {
+            path: "/api/uploads",
+            access: Write,
+            operations: &[op(
+                Post,
+                &[
+                    EmptyUpload,
+                    UploadInterrupted,
+                    NotMedia,
+                    InvalidQuery,
+                    RequestTimeout,
+                    PayloadTooLarge,
+                    RateLimited,
+                    InvalidIdempotencyKey,
+                    IdempotencyKeyReused,
+                    IdempotencyKeyInProgress,
+                    ToolError,
+                    StoreUnavailable,
+                    InsufficientStorage,
+                ],
+            )],
+        },
+        Route {
+            path: "/api/tasks",
+            access: Read,
+            operations: &[op(Get, &[InvalidFilter, InvalidCursor, InvalidQuery, StoreUnavailable])],
+        },
+        Route { path: "/api/events", access: Read, operations: &[op(Get, &[InvalidFilter, InvalidQuery])] },
+        // Read: GET needs a read key; DELETE, not a GET, needs a full key.
+        Route {
+            path: "/api/tasks/{task_id}",
+            access: Read,
+            operations: &[
+                op(Get, &[NotFound, StoreUnavailable]),
+                op(Delete, &[NotFound, TaskFinished, StoreUnavailable]),
+            ],
+        },
+        Route {
+            path: "/api/tasks/{task_id}/retry",
+            access: Write,
+            operations: &[op(
+                Post,
+                &[NotFound, NotRetryable, RateLimited, QueueUnavailable, StoreUnavailable],
+            )],
+        },
+        Route {
+            path: "/api/download-result/{task_id}",
+            access: Read,
+            operations: &[op(
+                Get,
+                &[TaskNotCompleted, InvalidQuery, NotFound, ResultMissing, StoreUnavailable],
+            )],
+        },
+        Route { path: "/api/whoami", access: Read, operations: &[op(Get, &[])] },
+        Route { path: "/api/openapi.json", access: Open, operations: &[op(Get, &[])] },
+        Route { path: "/api/docs", access: Open, operations: &[op(Get, &[])] },
+        Route { path: "/api/docs/{file}", access: Open, operations: &[op(Get, &[NotFound])] },
+        Route { path: "/healthz", access: Open, operations: &[op(Get, &[])] },
+        Route { path: "/readyz", access: Open, operations: &[op(Get, &[])] },
+        Route { path: "/", access: Open, operations: &[op(Get, &[])] },
+        Route { path: "/ui/{file}", access: Open, operations: &[op(Get, &[NotFound])] },
+    ]
+};
+
+/// The entry of [`ROUTES`] for a path pattern.
+pub fn route(path: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| r.path == path)
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/analyze").route(web::post().to(analyze::analyze)))
         .service(submission("/api/download").route(web::post().to(download::create)))
         .service(submission("/api/process").route(web::post().to(process::create)))
         .service(submission("/api/uploads").route(web::post().to(uploads::upload)))
-        .service(resource("/api/tasks", Read).route(web::get().to(tasks::list)))
-        .service(resource("/api/events", Read).route(web::get().to(events::events)))
-        // Read: GET needs a read key; DELETE, not a GET, needs a full key.
+        .service(resource("/api/tasks").route(web::get().to(tasks::list)))
+        .service(resource("/api/events").route(web::get().to(events::events)))
         .service(
-            resource("/api/tasks/{task_id}", Read)
+            resource("/api/tasks/{task_id}")
                 .route(web::get().to(tasks::get))
                 .route(web::delete().to(tasks::cancel)),
         )
-        .service(resource("/api/tasks/{task_id}/retry", Write).route(web::post().to(tasks::retry)))
-        .service(
-            resource("/api/download-result/{task_id}", Read).route(web::get().to(result::download_result)),
-        )
-        .service(resource("/api/whoami", Read).route(web::get().to(whoami::whoami)))
-        .service(resource("/healthz", Open).route(web::get().to(health::healthz)))
-        .service(resource("/readyz", Open).route(web::get().to(health::readyz)))
+        .service(resource("/api/tasks/{task_id}/retry").route(web::post().to(tasks::retry)))
+        .service(resource("/api/download-result/{task_id}").route(web::get().to(result::download_result)))
+        .service(resource("/api/whoami").route(web::get().to(whoami::whoami)))
+        .service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .configure(crate::openapi::configure)
         .configure(crate::ui::configure);
 }
 
-/// A resource that needs `access` (checked after routing, before any handler or
-/// extractor runs) and answers unknown methods with a JSON 405.
+/// A resource for a path of [`ROUTES`], needing the access listed there (checked
+/// after routing, before any handler or extractor runs), that answers unknown methods
+/// with a JSON 405. Panics on a path that is not listed: every app build (each test)
+/// fails until the route is listed, and so documented.
 pub(crate) fn resource(
-    path: &str,
-    access: Access,
+    path: &'static str,
 ) -> Resource<
     impl ServiceFactory<
         ServiceRequest,
@@ -64,15 +273,18 @@ pub(crate) fn resource(
         InitError = (),
     > + use<>,
 > {
+    let access = route(path)
+        .unwrap_or_else(|| panic!("route {path} is registered but not listed in routes::ROUTES"))
+        .access;
     web::resource(path)
         .default_service(web::to(method_not_allowed))
         .wrap(middleware::from_fn(move |req, next| auth::authorize(access, req, next)))
 }
 
-/// A resource that creates something (`Access::Write`) and honours `Idempotency-Key`
-/// (`crates/api/src/idempotency.rs`, which runs after the key check).
+/// A [`resource`] that creates something (`Access::Write` in [`ROUTES`]) and honours
+/// `Idempotency-Key` (`crates/api/src/idempotency.rs`, which runs after the key check).
 pub(crate) fn submission(
-    path: &str,
+    path: &'static str,
 ) -> Resource<
     impl ServiceFactory<
         ServiceRequest,
@@ -82,15 +294,26 @@ pub(crate) fn submission(
         InitError = (),
     > + use<>,
 > {
+    let listed =
+        route(path).unwrap_or_else(|| panic!("route {path} is registered but not listed in routes::ROUTES"));
+    assert_eq!(listed.access, Access::Write, "{path}: a submission needs a full key");
     web::resource(path)
         .default_service(web::to(method_not_allowed))
         .wrap(middleware::from_fn(crate::idempotency::idempotent))
         .wrap(middleware::from_fn(|req, next| auth::authorize(Access::Write, req, next)))
 }
 
+/// 405 with `Allow` listing the route's methods (RFC 9110 §15.5.6).
 pub(crate) async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    ApiError::new(Code::MethodNotAllowed, format!("{} is not allowed on {}", req.method(), req.path()))
-        .error_response()
+    let mut res =
+        ApiError::new(Code::MethodNotAllowed, format!("{} is not allowed on {}", req.method(), req.path()))
+            .error_response();
+    if let Some(route) = req.match_pattern().as_deref().and_then(route)
+        && let Ok(allow) = header::HeaderValue::from_str(&route.allow())
+    {
+        res.headers_mut().insert(header::ALLOW, allow);
+    }
+    res
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {

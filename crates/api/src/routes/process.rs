@@ -8,9 +8,18 @@ use mediapro_core::view::Accepted;
 
 use crate::{error::ApiError, state::AppState};
 
-/// `POST /api/process {input_file, operations}` → 202. The input is probed (under
-/// the same whitelists as processing) and the operations checked against it
-/// before anything is stored or queued.
+/// Process a file of the storage root (a background task)
+///
+/// The input is probed (under the same whitelists as processing) and the operations
+/// checked against it before anything is stored or queued.
+#[utoipa::path(
+    post,
+    path = "/api/process",
+    tag = "media",
+    params(("Idempotency-Key" = Option<String>, Header, description = "A client-chosen key, 1-255 printable ASCII characters, remembered 24 h per API key: the same key with the same body gets the first answer again (header Idempotent-Replayed: true, never a second task); with another body or route, 422 idempotency_key_reused")),
+    request_body(content = mediapro_core::requests::ProcessBody, content_type = "application/json"),
+    responses((status = 202, description = "The task was created and queued", body = Accepted))
+)]
 #[tracing::instrument(skip_all, fields(task_id))]
 pub async fn create(
     req: HttpRequest,

@@ -10,15 +10,29 @@ use uuid::Uuid;
 
 use crate::{error::ApiError, state::AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ResultQuery {
     /// Index into `downloaded_files` (0 = the media file; subtitles follow).
     file: Option<usize>,
 }
 
-/// `GET /api/download-result/{task_id}[?file=N]`: the result as an attachment;
-/// Range requests work (resumable downloads, seeking players).
+/// A completed task's result file
+///
+/// The file as an attachment (its own media type); `Range` and `If-Range` work
+/// (resumable downloads, seeking players), with `Last-Modified` as the validator.
+#[utoipa::path(
+    get,
+    path = "/api/download-result/{task_id}",
+    tag = "tasks",
+    params(super::tasks::TaskId, ResultQuery),
+    responses(
+        (status = 200, description = "The file", content_type = "*/*", body = crate::openapi::Binary,
+         headers(("Content-Disposition" = String, description = "attachment; filename=…"))),
+        (status = 206, description = "The requested range of the file", content_type = "*/*", body = crate::openapi::Binary),
+    )
+)]
 pub async fn download_result(
     req: HttpRequest,
     state: web::Data<AppState>,

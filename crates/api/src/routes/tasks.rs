@@ -7,8 +7,7 @@ use mediapro_core::{
     task::{TaskKind, TaskStatus},
     validate::ValidationError,
 };
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use uuid::Uuid;
 
@@ -16,22 +15,57 @@ use mediapro_core::view::TaskView;
 
 use crate::{error::ApiError, state::AppState};
 
-/// `GET /api/tasks/{task_id}`
+/// A task
+#[utoipa::path(
+    get,
+    path = "/api/tasks/{task_id}",
+    tag = "tasks",
+    params(TaskId),
+    responses((status = 200, description = "The task", body = TaskView))
+)]
 pub async fn get(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let task = state.store.get(path.into_inner()).await?.ok_or_else(|| ApiError::not_found("task"))?;
     Ok(HttpResponse::Ok().json(TaskView::from(&task)))
 }
 
-#[derive(Debug, Deserialize)]
+/// The `{task_id}` of a task path (a UUID; anything else names no task: 404).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // documents the path segment that `web::Path<Uuid>` reads
+pub struct TaskId {
+    task_id: Uuid,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Comma-separated statuses.
+    /// Comma-separated statuses (`pending`, `downloading`, `processing`,
+    /// `completed`, `failed`, `cancelled`).
+    #[param(example = "failed,cancelled")]
     status: Option<String>,
+    /// `download` or `process`.
+    #[param(value_type = Option<TaskKind>)]
     kind: Option<String>,
+    /// Only tasks created at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     created_after: Option<String>,
+    /// Only tasks created before this RFC 3339 time.
+    #[param(format = DateTime)]
     created_before: Option<String>,
+    /// Page size (default 20, at most 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// A page of tasks, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TaskPage {
+    tasks: Vec<TaskView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
 }
 
 impl ListQuery {
@@ -78,8 +112,16 @@ impl ListQuery {
     }
 }
 
-/// `GET /api/tasks?status=&kind=&created_after=&created_before=&limit=&cursor=`
-/// → `{"tasks": [...], "next_cursor": "…" | null}`, newest first.
+/// List tasks, newest first
+///
+/// Filters combine; pages follow `next_cursor`.
+#[utoipa::path(
+    get,
+    path = "/api/tasks",
+    tag = "tasks",
+    params(ListQuery),
+    responses((status = 200, description = "A page of tasks", body = TaskPage))
+)]
 pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -87,14 +129,20 @@ pub async fn list(
     let filter = query.into_inner().into_filter()?;
     let page = state.store.list(&filter).await?;
     let tasks: Vec<TaskView> = page.tasks.iter().map(TaskView::from).collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "tasks": tasks,
-        "next_cursor": page.next_cursor.map(|c| c.to_string()),
-    })))
+    Ok(HttpResponse::Ok().json(TaskPage { tasks, next_cursor: page.next_cursor.map(|c| c.to_string()) }))
 }
 
-/// `DELETE /api/tasks/{task_id}`: cancel. 200 with the task; 409 when it already
-/// finished. A running job is killed by its worker within about a second.
+/// Cancel a task
+///
+/// A pending task never starts; a running job is killed by its worker within about
+/// a second. 409 when the task already finished.
+#[utoipa::path(
+    delete,
+    path = "/api/tasks/{task_id}",
+    tag = "tasks",
+    params(TaskId),
+    responses((status = 200, description = "The task, now cancelled", body = TaskView))
+)]
 pub async fn cancel(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     match state.dispatcher.cancel(path.into_inner()).await? {
         Cancel::Cancelled(task) => Ok(HttpResponse::Ok().json(TaskView::from(&task))),
@@ -106,7 +154,14 @@ pub async fn cancel(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result
     }
 }
 
-/// `POST /api/tasks/{task_id}/retry`: a failed or cancelled task runs again.
+/// Retry a failed or cancelled task
+#[utoipa::path(
+    post,
+    path = "/api/tasks/{task_id}/retry",
+    tag = "tasks",
+    params(TaskId),
+    responses((status = 202, description = "The task, pending again", body = TaskView))
+)]
 pub async fn retry(
     req: HttpRequest,
     state: web::Data<AppState>,

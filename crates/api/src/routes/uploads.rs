@@ -10,24 +10,42 @@ use uuid::Uuid;
 
 use crate::{error::ApiError, state::AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
-    /// The original file name (also accepted as an `X-Filename` header).
+    /// The original file name (also accepted as an `X-Filename` header); only its
+    /// extension and safe characters are kept.
     filename: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Uploaded {
+/// Where the upload was stored (`input_file` for `POST /api/process`) and what it holds.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Uploaded {
+    #[schema(example = "uploads/5f0c…/clip.mp4")]
     input_file: String,
     /// `container`, `duration`, `size_bytes` (the bytes received), `streams`.
     #[serde(flatten)]
     probe: MediaProbe,
 }
 
-/// The raw request body is the file (`curl --data-binary @clip.mp4`). It is
-/// written to `uploads/<id>/` chunk by chunk, refused past
+/// Upload a file to process
+///
+/// The raw request body is the file (`curl --data-binary @clip.mp4`; not a
+/// multipart form). It is written to `uploads/<id>/` chunk by chunk, refused past
 /// `limits.max_file_size_bytes`, probed, and kept only if it is media.
+#[utoipa::path(
+    post,
+    path = "/api/uploads",
+    tag = "media",
+    params(
+        UploadQuery,
+        ("X-Filename" = Option<String>, Header, description = "The original file name, if not in the query"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A client-chosen key, 1-255 printable ASCII characters, remembered 24 h per API key: the same key with the same body gets the first answer again (header Idempotent-Replayed: true, never a second task); with another body or route, 422 idempotency_key_reused"),
+    ),
+    request_body(content = crate::openapi::Binary, content_type = "application/octet-stream", description = "The file's bytes"),
+    responses((status = 201, description = "Stored and probed", body = Uploaded))
+)]
 pub async fn upload(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -301,7 +301,16 @@ async fn read_keys_read_and_full_keys_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_routes_need_no_key_and_preflights_still_work() {
     let app = spawn(with_keys).await;
-    for path in ["/healthz", "/readyz", "/", "/ui/app.js", "/ui/app.css"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/",
+        "/ui/app.js",
+        "/ui/app.css",
+        "/api/openapi.json",
+        "/api/docs",
+        "/api/docs/docs.js",
+    ] {
         assert_eq!(app.get(path).await.status(), 200, "{path}");
         let res = app.client.get(format!("{}{path}", app.address)).bearer_auth(WRONG).send().await;
         assert_eq!(res.expect("sent").status(), 200, "{path} with a wrong key");

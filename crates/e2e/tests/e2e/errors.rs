@@ -41,8 +41,18 @@ async fn malformed_requests_get_json_errors() {
     error_of(app.get("/api/tasks/not-a-uuid").await, 404).await;
     error_of(app.get(&format!("/api/tasks/{}", uuid::Uuid::new_v4())).await, 404).await;
     error_of(app.get(&format!("/api/download-result/{}", uuid::Uuid::new_v4())).await, 404).await;
-    let e = error_of(app.get("/api/download").await, 405).await;
+    let res = app.get("/api/download").await;
+    assert_eq!(
+        res.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST"),
+        "405 names the methods"
+    );
+    let e = error_of(res, 405).await;
     assert_eq!(e["code"], "method_not_allowed");
+    let res = app.client.patch(format!("{}/api/tasks/{}", app.address, uuid::Uuid::new_v4())).send().await;
+    let res = res.expect("sent");
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers().get("allow").and_then(|v| v.to_str().ok()), Some("GET, DELETE"));
     assert_eq!(app.task_count().await, 0);
 }
 

@@ -8,21 +8,23 @@ use serde::{Deserialize, Serialize};
 use crate::validate::ValidationError;
 
 /// A number or a string, as clients send either (the sketch sends strings).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum NumOrText {
     Num(f64),
     Text(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Seconds as a number or `"SS(.ms)"`, `"MM:SS"`, `"HH:MM:SS(.ms)"`.
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrimBody {
     pub start: Option<NumOrText>,
     pub duration: Option<NumOrText>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Even sizes, width 16–7680, height 16–4320; one side alone keeps the aspect ratio.
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResizeBody {
     pub width: Option<NumOrText>,
@@ -30,7 +32,7 @@ pub struct ResizeBody {
 }
 
 /// `operations` of `POST /api/process` (and of a download's `process`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperationsBody {
     pub trim: Option<TrimBody>,
@@ -38,6 +40,7 @@ pub struct OperationsBody {
     /// x264/VP9 CRF, 0 (lossless) – 51 (worst).
     pub quality: Option<NumOrText>,
     pub fps: Option<NumOrText>,
+    /// `mp4` (default), `webm`, `mkv`, `mov`; `mp3`, `m4a`, `opus` (audio only).
     pub format: Option<String>,
     #[serde(default)]
     pub audio_only: bool,
@@ -46,20 +49,20 @@ pub struct OperationsBody {
     pub copy: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Trim {
     pub start: f64,
     /// `None` = to the end of the input.
     pub duration: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Resize {
     pub width: Option<u32>,
     pub height: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Container {
     Mp4,
@@ -139,7 +142,7 @@ impl Container {
 }
 
 /// Validated operations (syntax and ranges); the probed input is checked later.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Operations {
     pub trim: Option<Trim>,
     pub resize: Option<Resize>,

@@ -41,7 +41,7 @@ impl ProbeArgs<'_> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamKind {
     Video,
@@ -50,7 +50,7 @@ pub enum StreamKind {
     Other,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StreamInfo {
     pub index: u64,
     pub kind: StreamKind,
@@ -61,7 +61,7 @@ pub struct StreamInfo {
     pub channels: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MediaProbe {
     /// ffprobe's demuxer name, e.g. `mov,mp4,m4a,3gp,3g2,mj2`.
     pub container: String,

@@ -16,7 +16,7 @@ pub enum ParseError {
     Playlist,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MediaInfo {
     pub id: Option<String>,
     pub title: Option<String>,
@@ -32,7 +32,7 @@ pub struct MediaInfo {
     pub automatic_captions: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FormatInfo {
     pub format_id: String,
     pub format_note: String,
@@ -52,7 +52,7 @@ pub struct FormatInfo {
 }
 
 /// What a format's streams hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Carries {
     #[serde(rename = "video+audio")]
     VideoAudio,
