@@ -21,3 +21,4 @@ mod faults;
 pub mod lifecycle;
 mod processing;
 mod validation;
+mod webhooks;
