@@ -335,6 +335,38 @@ mod outbox {
             assert!(store.due_deliveries(10).await.expect("due").is_empty());
         });
 
+        progress_messages_go_to_subscribed_endpoints_once_per_ten_percent_step => |store| Box::pin(async move {
+            let mut settings = WebhookSettings::default();
+            settings.endpoints.push(WebhookEndpoint {
+                url: "http://127.0.0.1:9/progress".into(),
+                events: vec![WebhookEvent::TaskProgress],
+                secret: None,
+            });
+            let store = store.with_webhooks(WebhookRoutes::from_settings(&settings));
+            let mut task = download_task();
+            task.callback_url = Some("http://127.0.0.1:9/cb".into());
+            store.insert(&task).await.expect("insert");
+            let n = attempt_of(claim(&store, &task, "w1").await);
+            let detail = ProgressDetail::default();
+            let mut counts = Vec::new();
+            for progress in [5.0, 9.9, 15.0, 17.0, 35.0, 100.0] {
+                assert_eq!(store.heartbeat(task.task_id, n, progress, &detail).await.expect("beat"), Lease::Held);
+                counts.push(store.deliveries(task.task_id).await.expect("list").len());
+            }
+            assert_eq!(counts, vec![0, 0, 1, 1, 2, 3]);
+            // A stale attempt renews nothing and reports nothing.
+            assert_eq!(store.heartbeat(task.task_id, n + 1, 55.0, &detail).await.expect("beat"), Lease::Lost);
+            let listed = store.deliveries(task.task_id).await.expect("list");
+            assert_eq!(listed.len(), 3);
+            assert!(listed.iter().all(|d| d.event == "task.progress" && d.url.ends_with("/progress")), "{listed:?}");
+            let due = store.due_deliveries(10).await.expect("due");
+            let progress: Vec<f64> = due
+                .iter()
+                .map(|d| serde_json::from_str::<serde_json::Value>(&d.payload).expect("json")["progress"].as_f64().expect("progress"))
+                .collect();
+            assert_eq!(progress, vec![15.0, 35.0, 100.0]);
+        });
+
         a_cancel_queues_the_callback_and_a_chain_inherits_it => |store| Box::pin(async move {
             let store = store.with_webhooks(routes());
             let mut task = download_task();
