@@ -285,11 +285,14 @@ mod tests {
         assert_eq!(CallbackUrl::validate(None, &closed, false).await, Ok(None));
         let ok = CallbackUrl::validate(Some("http://127.0.0.1:9/hook"), &closed, true).await;
         assert_eq!(ok, Ok(Some("http://127.0.0.1:9/hook".to_owned())));
-        let err = CallbackUrl::validate(Some("http://127.0.0.2:9/hook"), &closed, true).await.expect_err("private");
+        let err =
+            CallbackUrl::validate(Some("http://127.0.0.2:9/hook"), &closed, true).await.expect_err("private");
         assert_eq!((err.field, err.code), ("callback_url", Code::PrivateAddress));
         let err = CallbackUrl::validate(Some("file:///etc/passwd"), &closed, true).await.expect_err("scheme");
         assert_eq!((err.field, err.code), ("callback_url", Code::UnsupportedScheme));
-        let err = CallbackUrl::validate(Some("http://127.0.0.1:9/hook"), &closed, false).await.expect_err("no secret");
+        let err = CallbackUrl::validate(Some("http://127.0.0.1:9/hook"), &closed, false)
+            .await
+            .expect_err("no secret");
         assert_eq!((err.field, err.code), ("callback_url", Code::WebhooksNotConfigured));
     }
 

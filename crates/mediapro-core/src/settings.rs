@@ -396,8 +396,9 @@ fn endpoints_from_list_or_json<'de, D: serde::Deserializer<'de>>(
     match ListOrJson::deserialize(deserializer)? {
         ListOrJson::List(list) => Ok(list),
         ListOrJson::Json(text) if text.trim().is_empty() => Ok(Vec::new()),
-        ListOrJson::Json(text) => serde_json::from_str(&text)
-            .map_err(|e| serde::de::Error::custom(format!("webhooks.endpoints: not a JSON list of endpoints: {e}"))),
+        ListOrJson::Json(text) => serde_json::from_str(&text).map_err(|e| {
+            serde::de::Error::custom(format!("webhooks.endpoints: not a JSON list of endpoints: {e}"))
+        }),
     }
 }
 
@@ -434,7 +435,10 @@ impl WebhookSettings {
             return bad("webhooks.retry_base_seconds", "must be positive".into());
         }
         if (self.retry_max_delay_seconds as f64) < self.retry_base_seconds {
-            return bad("webhooks.retry_max_delay_seconds", "must be at least webhooks.retry_base_seconds".into());
+            return bad(
+                "webhooks.retry_max_delay_seconds",
+                "must be at least webhooks.retry_base_seconds".into(),
+            );
         }
         if self.give_up_after_seconds == 0 || self.poll_interval_ms == 0 {
             return bad("webhooks.give_up_after_seconds", "durations must be positive".into());
@@ -737,15 +741,30 @@ mod tests {
         assert!((w.retry_base_seconds - 0.2).abs() < 1e-9);
         assert_eq!(w.timeout_seconds, 10);
         let routes = crate::webhooks::WebhookRoutes::from_settings(w);
-        assert_eq!(routes.endpoints_for(WebhookEvent::TaskProgress).collect::<Vec<_>>(), vec!["http://127.0.0.1:9/a"]);
+        assert_eq!(
+            routes.endpoints_for(WebhookEvent::TaskProgress).collect::<Vec<_>>(),
+            vec!["http://127.0.0.1:9/a"]
+        );
         assert!(!routes.wants(WebhookEvent::TaskCancelled));
         let dump = format!("{s:?} {}", serde_json::to_string(&s).expect("json"));
         assert!(!dump.contains("MfKQ9r8"), "the secret leaked: {dump}");
 
         for (pairs, key) in [
             (vec![("MEDIAPRO__WEBHOOKS__SIGNING_SECRET", "hunter2")], "whsec_"),
-            (vec![("MEDIAPRO__WEBHOOKS__ENDPOINTS", r#"[{"url": "ftp://x/", "events": ["task.failed"]}]"#)], "webhooks.endpoints"),
-            (vec![("MEDIAPRO__WEBHOOKS__ENDPOINTS", r#"[{"url": "http://127.0.0.1/", "events": ["task.done"]}]"#)], "webhooks.endpoints"),
+            (
+                vec![(
+                    "MEDIAPRO__WEBHOOKS__ENDPOINTS",
+                    r#"[{"url": "ftp://x/", "events": ["task.failed"]}]"#,
+                )],
+                "webhooks.endpoints",
+            ),
+            (
+                vec![(
+                    "MEDIAPRO__WEBHOOKS__ENDPOINTS",
+                    r#"[{"url": "http://127.0.0.1/", "events": ["task.done"]}]"#,
+                )],
+                "webhooks.endpoints",
+            ),
             (vec![("MEDIAPRO__WEBHOOKS__RETRY_BASE_SECONDS", "0")], "webhooks.retry_base_seconds"),
         ] {
             let err = Settings::load_from(None, env(&pairs)).expect_err("must fail").to_string();
@@ -755,7 +774,10 @@ mod tests {
         // An endpoint needs a secret, its own or the global one.
         let err = Settings::load_from(
             None,
-            env(&[("MEDIAPRO__WEBHOOKS__ENDPOINTS", r#"[{"url": "http://127.0.0.1/", "events": ["task.failed"]}]"#)]),
+            env(&[(
+                "MEDIAPRO__WEBHOOKS__ENDPOINTS",
+                r#"[{"url": "http://127.0.0.1/", "events": ["task.failed"]}]"#,
+            )]),
         )
         .expect_err("no secret")
         .to_string();

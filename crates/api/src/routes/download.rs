@@ -21,7 +21,8 @@ pub async fn create(
     let callback_url = body.callback_url.take();
     let spec = body.validate(state.egress_policy()).await?;
     let callback_url =
-        CallbackUrl::validate(callback_url.as_deref(), state.egress_policy(), state.can_sign_webhooks()).await?;
+        CallbackUrl::validate(callback_url.as_deref(), state.egress_policy(), state.can_sign_webhooks())
+            .await?;
     let mut task = Task::new_pending(TaskRequest::Download(spec));
     task.callback_url = callback_url;
     tracing::Span::current().record("task_id", tracing::field::display(task.task_id));

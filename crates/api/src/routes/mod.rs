@@ -42,9 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(tasks::cancel)),
         )
         .service(resource("/api/tasks/{task_id}/retry", Write).route(web::post().to(tasks::retry)))
-        .service(
-            resource("/api/tasks/{task_id}/deliveries", Read).route(web::get().to(deliveries::list)),
-        )
+        .service(resource("/api/tasks/{task_id}/deliveries", Read).route(web::get().to(deliveries::list)))
         .service(
             resource("/api/download-result/{task_id}", Read).route(web::get().to(result::download_result)),
         )

@@ -134,7 +134,12 @@ async fn deliveries(app: &TestApp, id: &str) -> Vec<Value> {
 }
 
 /// Polls the task's deliveries until `done` holds; panics with them after `limit`.
-async fn wait_deliveries(app: &TestApp, id: &str, limit: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+async fn wait_deliveries(
+    app: &TestApp,
+    id: &str,
+    limit: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let start = Instant::now();
     loop {
         let list = deliveries(app, id).await;
@@ -204,15 +209,20 @@ async fn a_receiver_failing_three_times_gets_the_same_message_four_times() {
     let app = TestApp::spawn_with(AppOptions { tweak: webhooks_on, ..Default::default() }).await;
     let fx = Fixtures::serve().await;
     let hook = receive("127.0.0.1", &[500, 500, 500], 200);
-    let id = app.submit_download(json!({ "url": fx.url("small.mp4"), "callback_url": hook.url("/hook") })).await;
+    let id =
+        app.submit_download(json!({ "url": fx.url("small.mp4"), "callback_url": hook.url("/hook") })).await;
     assert_eq!(app.wait_final(&id, LIMIT).await["status"], "completed");
     let list = wait_deliveries(&app, &id, Duration::from_secs(30), |l| {
         l.first().is_some_and(|d| d["status"] == "delivered")
     })
     .await;
     assert_eq!(statuses(&list[0]), vec![json!(500), json!(500), json!(500), json!(200)], "{list:#?}");
-    let numbers: Vec<i64> =
-        list[0]["attempts"].as_array().expect("attempts").iter().filter_map(|a| a["attempt"].as_i64()).collect();
+    let numbers: Vec<i64> = list[0]["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .filter_map(|a| a["attempt"].as_i64())
+        .collect();
     assert_eq!(numbers, vec![1, 2, 3, 4]);
 
     let got = hook.received();
@@ -231,7 +241,8 @@ async fn a_receiver_failing_three_times_gets_the_same_message_four_times() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_before_delivering_leaves_the_message_for_the_next_worker() {
     let app =
-        TestApp::spawn_with(AppOptions { tweak: webhooks_on, start_worker: false, ..Default::default() }).await;
+        TestApp::spawn_with(AppOptions { tweak: webhooks_on, start_worker: false, ..Default::default() })
+            .await;
     let fx = Fixtures::serve().await;
     let hook = receive("127.0.0.1", &[], 503);
     // A worker process that does the job, then cannot deliver (503) and is killed.
@@ -246,7 +257,8 @@ async fn a_worker_killed_before_delivering_leaves_the_message_for_the_next_worke
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("worker binary starts");
-    let id = app.submit_download(json!({ "url": fx.url("small.mp4"), "callback_url": hook.url("/hook") })).await;
+    let id =
+        app.submit_download(json!({ "url": fx.url("small.mp4"), "callback_url": hook.url("/hook") })).await;
     let task = app.wait_final(&id, LIMIT).await;
     assert_eq!(task["status"], "completed", "{task}");
     wait_deliveries(&app, &id, Duration::from_secs(20), |l| {
@@ -319,14 +331,17 @@ async fn a_refused_address_is_refused_at_submission_and_at_connect_time() {
     let err: Value = res.json().await.expect("json");
     assert_eq!(err["code"], "private_address", "{err}");
     assert!(err["error"].as_str().unwrap_or_default().starts_with("callback_url:"), "{err}");
-    let res = app.post_json("/api/process", &json!({ "input_file": "x.mp4", "callback_url": "ftp://127.0.0.1/" })).await;
+    let res = app
+        .post_json("/api/process", &json!({ "input_file": "x.mp4", "callback_url": "ftp://127.0.0.1/" }))
+        .await;
     let err: Value = res.json().await.expect("json");
     assert_eq!(err["code"], "unsupported_scheme", "{err}");
     assert_eq!(app.task_count().await, before, "nothing stored");
 
     // Connect time: the configured endpoint on 127.0.0.2 is refused by the egress
     // guard on every attempt; the allowed callback is delivered.
-    let id = app.submit_download(json!({ "url": fx.url("small.mp4"), "callback_url": hook.url("/cb") })).await;
+    let id =
+        app.submit_download(json!({ "url": fx.url("small.mp4"), "callback_url": hook.url("/cb") })).await;
     assert_eq!(app.wait_final(&id, LIMIT).await["status"], "completed");
     let list = wait_deliveries(&app, &id, Duration::from_secs(20), |l| {
         l.len() == 2
@@ -334,7 +349,8 @@ async fn a_refused_address_is_refused_at_submission_and_at_connect_time() {
             && l.iter().any(|d| d["attempts"].as_array().is_some_and(|a| a.len() >= 2))
     })
     .await;
-    let refused = list.iter().find(|d| d["url"] == internal.url("/internal")).expect("the endpoint's message");
+    let refused =
+        list.iter().find(|d| d["url"] == internal.url("/internal")).expect("the endpoint's message");
     assert_eq!(refused["status"], "pending", "retried until it gives up: {refused:#}");
     for attempt in refused["attempts"].as_array().expect("attempts") {
         assert_eq!(attempt["status_code"], Value::Null, "{attempt}");
@@ -348,7 +364,9 @@ async fn a_refused_address_is_refused_at_submission_and_at_connect_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_without_a_signing_secret_is_refused() {
     let app = TestApp::spawn().await;
-    let res = app.download(json!({ "url": "http://127.0.0.1:9/v.mp4", "callback_url": "http://127.0.0.1:9/cb" })).await;
+    let res = app
+        .download(json!({ "url": "http://127.0.0.1:9/v.mp4", "callback_url": "http://127.0.0.1:9/cb" }))
+        .await;
     assert_eq!(res.status(), 400);
     let err: Value = res.json().await.expect("json");
     assert_eq!(err["code"], "webhooks_not_configured", "{err}");

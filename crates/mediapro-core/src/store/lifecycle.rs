@@ -257,8 +257,8 @@ impl TaskStore {
         downloaded_files: &[String],
         next: &Task,
     ) -> Result<bool, StoreError> {
-        let done =
-            completed(task_id, attempt, downloaded_files, None)?.set("next_task_id", next.task_id.to_string());
+        let done = completed(task_id, attempt, downloaded_files, None)?
+            .set("next_task_id", next.task_id.to_string());
         Ok(self.finish(task_id, done, Some(next), None).await?.is_some())
     }
 
