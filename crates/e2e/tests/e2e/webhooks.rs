@@ -372,3 +372,27 @@ async fn a_callback_without_a_signing_secret_is_refused() {
     assert_eq!(err["code"], "webhooks_not_configured", "{err}");
     assert_eq!(app.task_count().await, 0);
 }
+
+/// An `https://` callback goes through the egress proxy as a `CONNECT` tunnel and
+/// speaks TLS in it: a receiver that only speaks plain HTTP gets no request it can
+/// read, and the attempt is recorded with the TLS error (no certificate a test could
+/// make is trusted, so a successful TLS delivery is not tested here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_callback_is_tunnelled_and_spoken_in_tls() {
+    let app = TestApp::spawn_with(AppOptions { tweak: webhooks_on, ..Default::default() }).await;
+    let fx = Fixtures::serve().await;
+    let plain = receive("127.0.0.1", &[], 200);
+    let callback = plain.url("/tls").replacen("http://", "https://", 1);
+    let id = app.submit_download(json!({ "url": fx.url("small.mp4"), "callback_url": callback })).await;
+    assert_eq!(app.wait_final(&id, LIMIT).await["status"], "completed");
+    let list = wait_deliveries(&app, &id, Duration::from_secs(20), |l| {
+        l.first().is_some_and(|d| d["attempts"].as_array().is_some_and(|a| !a.is_empty()))
+    })
+    .await;
+    let attempt = &list[0]["attempts"][0];
+    assert_eq!(attempt["status_code"], Value::Null, "{attempt}");
+    let error = attempt["error"].as_str().unwrap_or_default();
+    assert!(!error.is_empty() && !error.starts_with("blocked"), "{error}");
+    assert_eq!(list[0]["status"], "pending", "retried");
+    assert_eq!(plain.count(), 0, "no plain HTTP request was sent");
+}
