@@ -403,13 +403,18 @@ fn endpoints_from_list_or_json<'de, D: serde::Deserializer<'de>>(
 }
 
 impl WebhookSettings {
-    /// The secret that signs messages to `target` (an endpoint is found by its URL).
+    /// The secret that signs messages to `target` (an endpoint is found by its URL:
+    /// its own secret, else the global one). `None`: the message cannot be signed any
+    /// more (the endpoint was removed from the settings, or the secret was).
     pub fn secret_for(&self, target: Target, url: &str) -> Option<&WebhookSecret> {
-        let own = match target {
-            Target::Callback => None,
-            Target::Endpoint => self.endpoints.iter().find(|e| e.url == url).and_then(|e| e.secret.as_ref()),
-        };
-        own.or(self.signing_secret.as_ref())
+        match target {
+            Target::Callback => self.signing_secret.as_ref(),
+            Target::Endpoint => self
+                .endpoints
+                .iter()
+                .find(|e| e.url == url)
+                .and_then(|e| e.secret.as_ref().or(self.signing_secret.as_ref())),
+        }
     }
 
     fn check(&self) -> Result<(), SettingsError> {
@@ -746,6 +751,12 @@ mod tests {
             vec!["http://127.0.0.1:9/a"]
         );
         assert!(!routes.wants(WebhookEvent::TaskCancelled));
+        use crate::webhooks::Target;
+        let global = w.signing_secret.as_ref();
+        assert_eq!(w.secret_for(Target::Callback, "http://127.0.0.1:9/x"), global);
+        assert_eq!(w.secret_for(Target::Endpoint, "http://127.0.0.1:9/a"), global, "no own secret");
+        assert_eq!(w.secret_for(Target::Endpoint, "http://127.0.0.1:9/b"), w.endpoints[1].secret.as_ref());
+        assert_eq!(w.secret_for(Target::Endpoint, "http://127.0.0.1:9/removed"), None);
         let dump = format!("{s:?} {}", serde_json::to_string(&s).expect("json"));
         assert!(!dump.contains("MfKQ9r8"), "the secret leaked: {dump}");
 

@@ -18,6 +18,7 @@ use mediapro_core::{
     retry::{Decision, WebhookRetryPolicy},
     store::{AfterAttempt, AttemptResult, DueDelivery, StoreError, micros},
     task::now,
+    webhooks::WebhookSecret,
 };
 
 use crate::context::JobContext;
@@ -74,7 +75,16 @@ async fn attempt(ctx: &JobContext, message: &DueDelivery) -> Result<bool, StoreE
     let n = message.attempts + 1;
     let started = micros(now());
     let clock = Instant::now();
-    let (status_code, error) = send(ctx, message, timeout).await;
+    let Some(secret) = webhooks.secret_for(message.target(), &message.url) else {
+        // Retrying cannot help until the settings change: give up now.
+        let why = "cannot be signed: its endpoint or webhooks.signing_secret is no longer configured";
+        let result =
+            AttemptResult { at: started, status_code: None, error: Some(why.into()), duration_ms: 0 };
+        tracing::warn!(webhook_id = %message.webhook_id, "webhook {why}");
+        ctx.store().record_delivery_attempt(&message.webhook_id, n, &result, AfterAttempt::GaveUp).await?;
+        return Ok(true);
+    };
+    let (status_code, error) = send(ctx, message, secret, timeout).await;
     let result = AttemptResult {
         at: started,
         status_code,
@@ -107,10 +117,12 @@ async fn attempt(ctx: &JobContext, message: &DueDelivery) -> Result<bool, StoreE
 
 /// One signed POST through a fresh egress proxy: the receiver's status, or why
 /// there is none.
-async fn send(ctx: &JobContext, message: &DueDelivery, timeout: Duration) -> (Option<u16>, Option<String>) {
-    let Some(secret) = ctx.settings.webhooks.secret_for(message.target(), &message.url) else {
-        return (None, Some("no signing secret is configured for this message".into()));
-    };
+async fn send(
+    ctx: &JobContext,
+    message: &DueDelivery,
+    secret: &WebhookSecret,
+    timeout: Duration,
+) -> (Option<u16>, Option<String>) {
     let proxy = match ctx.egress.start_proxy().await {
         Ok(proxy) => proxy,
         Err(e) => return (None, Some(format!("egress proxy could not start: {e}"))),

@@ -53,6 +53,7 @@ fn expected_signature(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> Str
 
 #[derive(Debug, Clone)]
 struct Received {
+    at: time::OffsetDateTime,
     path: String,
     headers: HashMap<String, String>,
     body: Vec<u8>,
@@ -112,7 +113,8 @@ fn receive(ip: &str, script: &[u16], default: u16) -> Receiver {
                 .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
                 .collect();
             let path = req.uri().to_string();
-            log.lock().expect("lock").push(Received { path, headers, body: body.to_vec() });
+            let at = time::OffsetDateTime::now_utc();
+            log.lock().expect("lock").push(Received { at, path, headers, body: body.to_vec() });
             let next = plan.lock().expect("lock").pop_front();
             let status = next.unwrap_or_else(|| *fallback.lock().expect("lock"));
             async move { HttpResponse::build(StatusCode::from_u16(status).expect("status")).finish() }
@@ -186,6 +188,14 @@ async fn a_delivery_is_signed_per_standard_webhooks_and_carries_the_task_json() 
     // The body is the task as GET /api/tasks/{id} shows it.
     let body: Value = serde_json::from_slice(&message.body).expect("JSON body");
     assert_eq!(body, task);
+    let completed = time::OffsetDateTime::parse(
+        task["completed_at"].as_str().expect("completed_at"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("RFC 3339");
+    // A figure, not a bound: the deliverer polls every 100 ms here (1 s by default).
+    let latency_ms = (message.at - completed).as_seconds_f64() * 1000.0;
+    eprintln!("webhook received {latency_ms:.0} ms after the task completed");
 
     assert_eq!(list.len(), 1, "{list:#?}");
     let d = &list[0];
