@@ -315,6 +315,8 @@ fn only_loopback_one_with_an_internal_endpoint(s: &mut Settings) {
     webhooks_on(s);
     s.security.allow_private_networks = false;
     s.security.allowed_networks = vec!["127.0.0.1/32".into()];
+    // Retried for 2 s only, then failed.
+    s.webhooks.give_up_after_seconds = 2;
     s.webhooks.endpoints = vec![WebhookEndpoint {
         url: INTERNAL_ENDPOINT.get().expect("set before the app starts").clone(),
         events: vec![WebhookEvent::TaskCompleted],
@@ -349,19 +351,22 @@ async fn a_refused_address_is_refused_at_submission_and_at_connect_time() {
     assert_eq!(app.task_count().await, before, "nothing stored");
 
     // Connect time: the configured endpoint on 127.0.0.2 is refused by the egress
-    // guard on every attempt; the allowed callback is delivered.
+    // guard on every attempt until it gives up; the allowed callback is delivered.
     let id =
         app.submit_download(json!({ "url": fx.url("small.mp4"), "callback_url": hook.url("/cb") })).await;
     assert_eq!(app.wait_final(&id, LIMIT).await["status"], "completed");
     let list = wait_deliveries(&app, &id, Duration::from_secs(20), |l| {
         l.len() == 2
             && l.iter().any(|d| d["status"] == "delivered")
-            && l.iter().any(|d| d["attempts"].as_array().is_some_and(|a| a.len() >= 2))
+            && l.iter().any(|d| d["status"] == "failed")
     })
     .await;
     let refused =
         list.iter().find(|d| d["url"] == internal.url("/internal")).expect("the endpoint's message");
-    assert_eq!(refused["status"], "pending", "retried until it gives up: {refused:#}");
+    assert_eq!(refused["status"], "failed", "{refused:#}");
+    assert_eq!(refused["next_attempt_at"], Value::Null);
+    let tries = refused["attempts"].as_array().map_or(0, Vec::len);
+    assert!(tries >= 2, "retried before giving up: {refused:#}");
     for attempt in refused["attempts"].as_array().expect("attempts") {
         assert_eq!(attempt["status_code"], Value::Null, "{attempt}");
         let error = attempt["error"].as_str().unwrap_or_default();
