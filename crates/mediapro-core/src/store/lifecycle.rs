@@ -304,7 +304,8 @@ impl TaskStore {
         Ok(self.finish(task_id, failed, None, None).await?.is_some())
     }
 
-    /// Applies a change to a final status and, in the same transaction, inserts
+    /// Applies a change to a final status (or a lease renewal that reports
+    /// progress) and, in the same transaction, inserts
     /// `chained` (a pending task to run next; it inherits the callback) and queues
     /// the webhook messages of `event` (else of the new status) (`outbox.rs`): the
     /// event is durable as soon as the status is. `None`: the guard did not hold,
