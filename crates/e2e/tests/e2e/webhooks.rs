@@ -408,6 +408,7 @@ async fn an_https_callback_is_tunnelled_and_spoken_in_tls() {
     assert_eq!(attempt["status_code"], Value::Null, "{attempt}");
     let error = attempt["error"].as_str().unwrap_or_default();
     assert!(!error.is_empty() && !error.starts_with("blocked"), "{error}");
+    eprintln!("https attempt to a plain-HTTP receiver recorded: {error}");
     assert_eq!(list[0]["status"], "pending", "retried");
     assert_eq!(plain.count(), 0, "no plain HTTP request was sent");
 }
