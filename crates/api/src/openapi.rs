@@ -54,6 +54,7 @@ use crate::{
         routes::tasks::get,
         routes::tasks::cancel,
         routes::tasks::retry,
+        routes::deliveries::list,
         routes::result::download_result,
         routes::whoami::whoami,
         openapi_json,

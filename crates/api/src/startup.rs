@@ -9,6 +9,7 @@ use mediapro_core::{
     settings::Settings,
     storage::StorageLayout,
     store::{StoreError, TaskStore},
+    webhooks::WebhookRoutes,
 };
 use mediapro_egress::EgressGuard;
 use mediapro_queue::{Dispatcher, QueueClient};
@@ -56,7 +57,9 @@ impl Application {
             |source| StartupError::Storage { path: settings.storage.root.display().to_string(), source };
         std::fs::create_dir_all(&settings.storage.root).map_err(storage_err)?;
         let layout = StorageLayout::new(&settings.storage.root).map_err(storage_err)?;
-        let store = TaskStore::connect(&settings.database.url, settings.database.max_connections).await?;
+        let store = TaskStore::connect(&settings.database.url, settings.database.max_connections)
+            .await?
+            .with_webhooks(WebhookRoutes::from_settings(&settings.webhooks));
         // The one place migrations run.
         store.migrate().await?;
         // Checked on the address actually listened on, whatever `server.bind` says.

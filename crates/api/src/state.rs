@@ -43,6 +43,11 @@ impl AppState {
         }
     }
 
+    /// A submission may carry `callback_url` only if its deliveries can be signed.
+    pub fn can_sign_webhooks(&self) -> bool {
+        self.settings.webhooks.signing_secret.is_some()
+    }
+
     pub fn egress_policy(&self) -> &EgressPolicy {
         self.egress.policy()
     }

@@ -16,5 +16,5 @@ mod resolve;
 
 pub use guard::{EgressError, EgressGuard};
 pub use mediapro_core::validate::{BlockReason, Blocked, EgressPolicy};
-pub use proxy::{ProxyHandle, Refusal};
+pub use proxy::{PROXY_STATUS, ProxyHandle, Refusal};
 pub use resolve::{BoxFuture, Resolve, SystemResolver};

@@ -238,14 +238,21 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// An answer of the proxy itself (not of the upstream server), marked with
+/// `Proxy-Status` (RFC 9209) so a client can tell the two apart.
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
     let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
     *response.status_mut() = status;
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(PROXY_STATUS, HeaderValue::from_static(PROXY_NAME));
     response
 }
+
+/// The header that marks the proxy's own answers, and the proxy's name in it.
+pub const PROXY_STATUS: HeaderName = HeaderName::from_static("proxy-status");
+const PROXY_NAME: &str = "mediapro-egress";
 
 /// Spawn `task`, cancelled when the proxy's handle is dropped.
 fn spawn_until(stop: &watch::Receiver<()>, task: impl Future<Output = ()> + Send + 'static) {

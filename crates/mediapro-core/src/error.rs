@@ -84,6 +84,7 @@ error_codes! {
     TaskNotCompleted = 400, BadRequest, "task_not_completed", "`download-result` of a task that is not completed";
     UnsupportedUrl = 400, BadRequest, "unsupported_url", "analyze: yt-dlp finds no media at the URL";
     PlaylistNotSupported = 400, BadRequest, "playlist_not_supported", "analyze: the URL is a playlist";
+    WebhooksNotConfigured = 400, BadRequest, "webhooks_not_configured", "`callback_url` given, but the server has no `webhooks.signing_secret` to sign deliveries with";
     EgressBlocked = 400, BadRequest, "egress_blocked", "analyze: the page led to an address the egress policy refuses (a redirect, an embedded URL)";
     // Keys (401/403).
     Unauthorized = 401, Auth, "unauthorized", "no API key, or a key that is not configured";

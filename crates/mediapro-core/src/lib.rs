@@ -18,6 +18,7 @@ pub mod task;
 pub mod telemetry;
 pub mod validate;
 pub mod view;
+pub mod webhooks;
 pub mod ytdlp;
 
 pub use error::{Code, ErrorClass, HasCode};

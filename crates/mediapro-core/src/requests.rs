@@ -52,6 +52,9 @@ pub struct DownloadBody {
     /// Process the downloaded file next (a pipeline).
     #[serde(default)]
     pub process: Option<PipelineBody>,
+    /// Where the final event is delivered as a signed webhook ([`CallbackUrl`]).
+    #[serde(default)]
+    pub callback_url: Option<String>,
 }
 
 /// Processing to run on the downloaded file once it is complete.
@@ -123,6 +126,40 @@ pub struct ProcessBody {
     #[serde(default)]
     #[schema(value_type = OperationsBody, required = true)]
     pub operations: Option<OperationsBody>,
+    /// Where the final event is delivered as a signed webhook ([`CallbackUrl`]).
+    #[serde(default)]
+    pub callback_url: Option<String>,
+}
+
+/// A submission's `callback_url`: an http(s) URL the egress policy allows (checked
+/// like a download URL, and again at connect time by the deliverer), accepted only
+/// when the server can sign its deliveries.
+pub struct CallbackUrl;
+
+impl CallbackUrl {
+    const FIELD: &'static str = "callback_url";
+
+    pub async fn validate(
+        raw: Option<&str>,
+        policy: &EgressPolicy,
+        can_sign: bool,
+    ) -> Result<Option<String>, ValidationError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let rename = |mut e: ValidationError| {
+            e.field = Self::FIELD;
+            e
+        };
+        let url = SourceUrl::parse(raw).map_err(rename)?;
+        if !can_sign {
+            return Err(ValidationError::new(
+                Self::FIELD,
+                Code::WebhooksNotConfigured,
+                "this server has no webhooks.signing_secret, so it cannot sign deliveries",
+            ));
+        }
+        policy.check_url(&url).await.map_err(rename)?;
+        Ok(Some(url.to_string()))
+    }
 }
 
 /// A validated processing request.
@@ -251,6 +288,26 @@ mod tests {
             .await
             .expect_err("all");
         assert_eq!(err.field, "format_id");
+    }
+
+    #[tokio::test]
+    async fn a_callback_url_is_checked_like_a_download_url_and_needs_a_secret() {
+        let closed = EgressPolicy {
+            allow_private_networks: false,
+            allowed_networks: crate::validate::parse_networks("127.0.0.1/32").expect("cidr"),
+        };
+        assert_eq!(CallbackUrl::validate(None, &closed, false).await, Ok(None));
+        let ok = CallbackUrl::validate(Some("http://127.0.0.1:9/hook"), &closed, true).await;
+        assert_eq!(ok, Ok(Some("http://127.0.0.1:9/hook".to_owned())));
+        let err =
+            CallbackUrl::validate(Some("http://127.0.0.2:9/hook"), &closed, true).await.expect_err("private");
+        assert_eq!((err.field, err.code), ("callback_url", Code::PrivateAddress));
+        let err = CallbackUrl::validate(Some("file:///etc/passwd"), &closed, true).await.expect_err("scheme");
+        assert_eq!((err.field, err.code), ("callback_url", Code::UnsupportedScheme));
+        let err = CallbackUrl::validate(Some("http://127.0.0.1:9/hook"), &closed, false)
+            .await
+            .expect_err("no secret");
+        assert_eq!((err.field, err.code), ("callback_url", Code::WebhooksNotConfigured));
     }
 
     #[test]

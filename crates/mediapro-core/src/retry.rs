@@ -19,12 +19,18 @@
 //!   failures: the job is handed back to the queue, which re-delivers it after
 //!   `attempt` seconds (apalis-redis's schedule); the task's own attempts are not
 //!   counted until a claim succeeds.
+//! - **Webhook deliveries** ([`WebhookRetryPolicy`]): a message without a 2xx
+//!   answer is tried again after a random delay in `[0, base × 2^(attempt−1)]`
+//!   (full jitter, so receivers that come back are not hit by every sender at
+//!   once), the ceiling capped at `webhooks.retry_max_delay_seconds`, until
+//!   `webhooks.give_up_after_seconds` (a day) have passed since the event; then the
+//!   message is `failed`.
 
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use crate::settings::LimitSettings;
+use crate::settings::{LimitSettings, WebhookSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -74,8 +80,49 @@ impl RetryPolicy {
 
 /// ±25 % so that tasks failing together do not retry together.
 fn jitter(d: Duration, cap: Duration) -> Duration {
-    let r = f64::from(ulid::Ulid::generate().random() as u16) / f64::from(u16::MAX); // 0..=1
-    d.mul_f64(0.75 + r * 0.5).min(cap)
+    d.mul_f64(0.75 + unit_random() * 0.5).min(cap)
+}
+
+/// A random number in `0..=1`.
+fn unit_random() -> f64 {
+    f64::from(ulid::Ulid::generate().random() as u16) / f64::from(u16::MAX)
+}
+
+/// When a webhook message is tried again (see the module comment).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WebhookRetryPolicy {
+    pub base: Duration,
+    pub max_delay: Duration,
+    pub give_up_after: Duration,
+}
+
+impl WebhookRetryPolicy {
+    pub fn from_settings(webhooks: &WebhookSettings) -> Self {
+        Self {
+            base: Duration::from_secs_f64(webhooks.retry_base_seconds),
+            max_delay: Duration::from_secs(webhooks.retry_max_delay_seconds),
+            give_up_after: Duration::from_secs(webhooks.give_up_after_seconds),
+        }
+    }
+
+    /// After attempt `attempt` (1-based) failed, `age` after the event: the next
+    /// attempt's delay, or give up when it would start past `give_up_after`.
+    pub fn decide(&self, attempt: i64, age: Duration) -> Decision {
+        let delay = self.delay(attempt);
+        if age + delay > self.give_up_after { Decision::GiveUp } else { Decision::RetryAfter(delay) }
+    }
+
+    /// The most attempt `attempt + 1` waits: `base × 2^(attempt−1)`, capped.
+    pub fn ceiling(&self, attempt: i64) -> Duration {
+        let doublings = u32::try_from(attempt.clamp(1, 64) - 1).unwrap_or(0);
+        let factor = 2f64.powi(i32::try_from(doublings).unwrap_or(63));
+        Duration::from_secs_f64((self.base.as_secs_f64() * factor).min(self.max_delay.as_secs_f64()))
+    }
+
+    /// Full jitter: uniform in `[0, ceiling]`.
+    pub fn delay(&self, attempt: i64) -> Duration {
+        self.ceiling(attempt).mul_f64(unit_random())
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +153,36 @@ mod tests {
         }
         assert_eq!(p.decide(5), Decision::GiveUp);
         assert_eq!(p.decide(9), Decision::GiveUp);
+    }
+
+    #[test]
+    fn webhook_delays_are_full_jitter_under_a_doubling_capped_ceiling_for_a_day() {
+        let p = WebhookRetryPolicy {
+            base: Duration::from_secs(5),
+            max_delay: Duration::from_secs(3600),
+            give_up_after: Duration::from_secs(86_400),
+        };
+        assert_eq!(p.ceiling(1), Duration::from_secs(5));
+        assert_eq!(p.ceiling(2), Duration::from_secs(10));
+        assert_eq!(p.ceiling(4), Duration::from_secs(40));
+        assert_eq!(p.ceiling(20), Duration::from_secs(3600));
+        assert_eq!(p.ceiling(1000), Duration::from_secs(3600));
+        let delays: Vec<Duration> = (0..200).map(|_| p.delay(3)).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(20)), "{delays:?}");
+        // Full jitter spreads over the whole range, not around the ceiling.
+        assert!(delays.iter().any(|d| *d < Duration::from_secs(5)), "{delays:?}");
+        assert!(delays.iter().any(|d| *d > Duration::from_secs(15)), "{delays:?}");
+        assert!(matches!(p.decide(3, Duration::from_secs(60)), Decision::RetryAfter(_)));
+        // A day after the event, nothing is scheduled any more.
+        assert_eq!(p.decide(30, Duration::from_secs(86_400)), Decision::GiveUp);
+        // A day of hourly retries at most: dozens of attempts, not unbounded.
+        let mut age = Duration::ZERO;
+        let mut attempt = 1;
+        while let Decision::RetryAfter(_) = p.decide(attempt, age) {
+            age += p.ceiling(attempt);
+            attempt += 1;
+        }
+        assert!((20..40).contains(&attempt), "{attempt} attempts at the longest delays");
     }
 
     #[test]

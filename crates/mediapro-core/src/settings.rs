@@ -7,6 +7,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+use crate::webhooks::{Target, WebhookEvent, WebhookSecret};
+
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct SettingsError(String);
@@ -22,6 +24,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub worker: WorkerSettings,
     pub tools: ToolSettings,
+    pub webhooks: WebhookSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -327,6 +330,128 @@ impl Default for ToolSettings {
     }
 }
 
+/// Signed webhooks (`crates/mediapro-core/src/webhooks.rs`): a submission's
+/// `callback_url` and the endpoints configured here get task events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// `whsec_<base64>`: signs deliveries to `callback_url`s, and to endpoints without
+    /// a secret of their own. Without it a submission with `callback_url` is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<WebhookSecret>,
+    /// Endpoints that get events of every task. In the environment, a JSON array:
+    /// `MEDIAPRO__WEBHOOKS__ENDPOINTS='[{"url": "https://…", "events": ["task.failed"]}]'`.
+    #[serde(deserialize_with = "endpoints_from_list_or_json")]
+    pub endpoints: Vec<WebhookEndpoint>,
+    /// Bound on one delivery attempt (connect, send, answer).
+    pub timeout_seconds: u64,
+    /// Retries after a failed attempt wait a random time (full jitter) up to
+    /// `retry_base_seconds * 2^(attempt-1)`, capped at `retry_max_delay_seconds`.
+    pub retry_base_seconds: f64,
+    pub retry_max_delay_seconds: u64,
+    /// A message without a 2xx this long after its event is `failed`.
+    pub give_up_after_seconds: u64,
+    /// How often a worker looks for due deliveries.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            signing_secret: None,
+            endpoints: Vec::new(),
+            timeout_seconds: 10,
+            retry_base_seconds: 5.0,
+            retry_max_delay_seconds: 3600,
+            give_up_after_seconds: 86_400,
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+/// One configured endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    /// http(s); reached through the egress guard like every outbound connection.
+    pub url: String,
+    /// Which events it gets; `task.progress` only when listed.
+    pub events: Vec<WebhookEvent>,
+    /// Its own `whsec_…`; else `webhooks.signing_secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<WebhookSecret>,
+}
+
+/// `endpoints` from a TOML array of tables, or from one JSON string (the
+/// environment cannot spell an array of tables).
+fn endpoints_from_list_or_json<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<WebhookEndpoint>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrJson {
+        List(Vec<WebhookEndpoint>),
+        Json(String),
+    }
+    match ListOrJson::deserialize(deserializer)? {
+        ListOrJson::List(list) => Ok(list),
+        ListOrJson::Json(text) if text.trim().is_empty() => Ok(Vec::new()),
+        ListOrJson::Json(text) => serde_json::from_str(&text).map_err(|e| {
+            serde::de::Error::custom(format!("webhooks.endpoints: not a JSON list of endpoints: {e}"))
+        }),
+    }
+}
+
+impl WebhookSettings {
+    /// The secret that signs messages to `target` (an endpoint is found by its URL:
+    /// its own secret, else the global one). `None`: the message cannot be signed any
+    /// more (the endpoint was removed from the settings, or the secret was).
+    pub fn secret_for(&self, target: Target, url: &str) -> Option<&WebhookSecret> {
+        match target {
+            Target::Callback => self.signing_secret.as_ref(),
+            Target::Endpoint => self
+                .endpoints
+                .iter()
+                .find(|e| e.url == url)
+                .and_then(|e| e.secret.as_ref().or(self.signing_secret.as_ref())),
+        }
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        let bad = |key: &str, why: String| Err(SettingsError(format!("{key}: {why}")));
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            if let Err(e) = crate::validate::SourceUrl::parse(&endpoint.url) {
+                return bad("webhooks.endpoints", format!("entry {}: url {}", i + 1, e.message));
+            }
+            if endpoint.events.is_empty() {
+                return bad("webhooks.endpoints", format!("entry {}: events must not be empty", i + 1));
+            }
+            if endpoint.secret.is_none() && self.signing_secret.is_none() {
+                return bad(
+                    "webhooks.endpoints",
+                    format!("entry {}: has no secret and webhooks.signing_secret is not set", i + 1),
+                );
+            }
+        }
+        if self.timeout_seconds == 0 {
+            return bad("webhooks.timeout_seconds", "must be positive".into());
+        }
+        if !(self.retry_base_seconds.is_finite() && self.retry_base_seconds > 0.0) {
+            return bad("webhooks.retry_base_seconds", "must be positive".into());
+        }
+        if (self.retry_max_delay_seconds as f64) < self.retry_base_seconds {
+            return bad(
+                "webhooks.retry_max_delay_seconds",
+                "must be at least webhooks.retry_base_seconds".into(),
+            );
+        }
+        if self.give_up_after_seconds == 0 || self.poll_interval_ms == 0 {
+            return bad("webhooks.give_up_after_seconds", "durations must be positive".into());
+        }
+        Ok(())
+    }
+}
+
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &[
     "server.cors_origins",
@@ -479,7 +604,8 @@ impl Settings {
         if self.worker.download_concurrency == 0 || self.worker.process_concurrency == 0 {
             return bad("worker.download_concurrency", "concurrency must be at least 1".into());
         }
-        self.security.check()
+        self.security.check()?;
+        self.webhooks.check()
     }
 
     /// The API's start-up check (the worker listens on nothing): see
@@ -594,6 +720,79 @@ mod tests {
         let keys: Vec<&str> = s.security.api_keys.iter().map(ApiKeyEntry::expose).collect();
         assert_eq!(keys, vec!["key-one-0123456789", "key-two-0123456789"]);
         assert_eq!(s.limits.task_timeout_seconds, 60);
+    }
+
+    #[test]
+    fn webhook_endpoints_and_secret_load_from_the_environment() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("MEDIAPRO__WEBHOOKS__SIGNING_SECRET", secret),
+                (
+                    "MEDIAPRO__WEBHOOKS__ENDPOINTS",
+                    r#"[{"url": "http://127.0.0.1:9/a", "events": ["task.failed", "task.progress"]},
+                        {"url": "http://127.0.0.1:9/b", "events": ["task.completed"], "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}]"#,
+                ),
+                ("MEDIAPRO__WEBHOOKS__RETRY_BASE_SECONDS", "0.2"),
+            ]),
+        )
+        .expect("loads");
+        let w = &s.webhooks;
+        assert!(w.signing_secret.is_some());
+        assert_eq!(w.endpoints.len(), 2);
+        assert_eq!(w.endpoints[0].events, vec![WebhookEvent::TaskFailed, WebhookEvent::TaskProgress]);
+        assert!(w.endpoints[1].secret.is_some());
+        assert!((w.retry_base_seconds - 0.2).abs() < 1e-9);
+        assert_eq!(w.timeout_seconds, 10);
+        let routes = crate::webhooks::WebhookRoutes::from_settings(w);
+        assert_eq!(
+            routes.endpoints_for(WebhookEvent::TaskProgress).collect::<Vec<_>>(),
+            vec!["http://127.0.0.1:9/a"]
+        );
+        assert!(!routes.wants(WebhookEvent::TaskCancelled));
+        use crate::webhooks::Target;
+        let global = w.signing_secret.as_ref();
+        assert_eq!(w.secret_for(Target::Callback, "http://127.0.0.1:9/x"), global);
+        assert_eq!(w.secret_for(Target::Endpoint, "http://127.0.0.1:9/a"), global, "no own secret");
+        assert_eq!(w.secret_for(Target::Endpoint, "http://127.0.0.1:9/b"), w.endpoints[1].secret.as_ref());
+        assert_eq!(w.secret_for(Target::Endpoint, "http://127.0.0.1:9/removed"), None);
+        let dump = format!("{s:?} {}", serde_json::to_string(&s).expect("json"));
+        assert!(!dump.contains("MfKQ9r8"), "the secret leaked: {dump}");
+
+        for (pairs, key) in [
+            (vec![("MEDIAPRO__WEBHOOKS__SIGNING_SECRET", "hunter2")], "whsec_"),
+            (
+                vec![(
+                    "MEDIAPRO__WEBHOOKS__ENDPOINTS",
+                    r#"[{"url": "ftp://x/", "events": ["task.failed"]}]"#,
+                )],
+                "webhooks.endpoints",
+            ),
+            (
+                vec![(
+                    "MEDIAPRO__WEBHOOKS__ENDPOINTS",
+                    r#"[{"url": "http://127.0.0.1/", "events": ["task.done"]}]"#,
+                )],
+                "webhooks.endpoints",
+            ),
+            (vec![("MEDIAPRO__WEBHOOKS__RETRY_BASE_SECONDS", "0")], "webhooks.retry_base_seconds"),
+        ] {
+            let err = Settings::load_from(None, env(&pairs)).expect_err("must fail").to_string();
+            assert!(err.contains(key), "{pairs:?}: {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        // An endpoint needs a secret, its own or the global one.
+        let err = Settings::load_from(
+            None,
+            env(&[(
+                "MEDIAPRO__WEBHOOKS__ENDPOINTS",
+                r#"[{"url": "http://127.0.0.1/", "events": ["task.failed"]}]"#,
+            )]),
+        )
+        .expect_err("no secret")
+        .to_string();
+        assert!(err.contains("signing_secret"), "{err}");
     }
 
     #[test]

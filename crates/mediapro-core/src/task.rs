@@ -205,6 +205,9 @@ pub struct Task {
     pub next_task_id: Option<Uuid>,
     /// Id of the queue job that carries this task now (a new one per retry).
     pub job_id: String,
+    /// Where the task's final event is delivered as a signed webhook
+    /// (`crates/mediapro-core/src/webhooks.rs`); validated at submission.
+    pub callback_url: Option<String>,
 }
 
 impl Task {
@@ -227,6 +230,7 @@ impl Task {
             parent_task_id: None,
             next_task_id: None,
             job_id: new_job_id(),
+            callback_url: None,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The task as clients see it — in `GET /api/tasks/{id}`, in lists, in the event
-//! stream and (later) in webhooks: the sketch's field names, times in RFC 3339,
+//! stream and in webhook bodies: the sketch's field names, times in RFC 3339,
 //! request fields flattened back out, and the live progress detail.
 
 use crate::task::{Phase, Task, TaskKind, TaskRequest, TaskStatus};
@@ -108,4 +108,54 @@ pub struct Accepted {
     pub status: TaskStatus,
     #[schema(value_type = String, example = "Download task created")]
     pub message: &'static str,
+}
+
+/// One webhook message of a task as `GET /api/tasks/{id}/deliveries` shows it (the
+/// URL's query masked, times in RFC 3339).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryView {
+    pub webhook_id: String,
+    pub event: String,
+    pub url: String,
+    pub status: crate::webhooks::DeliveryStatus,
+    pub created_at: String,
+    pub next_attempt_at: Option<String>,
+    pub attempts: Vec<DeliveryAttemptView>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryAttemptView {
+    pub attempt: i64,
+    pub at: String,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+fn rfc3339_micros(m: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(m) * 1000).map(rfc3339).unwrap_or_default()
+}
+
+impl From<&crate::store::Delivery> for DeliveryView {
+    fn from(d: &crate::store::Delivery) -> Self {
+        DeliveryView {
+            webhook_id: d.webhook_id.clone(),
+            event: d.event.clone(),
+            url: crate::webhooks::masked_url(&d.url),
+            status: d.status,
+            created_at: rfc3339_micros(d.created_at),
+            next_attempt_at: d.next_attempt_at.map(rfc3339_micros),
+            attempts: d
+                .attempts
+                .iter()
+                .map(|a| DeliveryAttemptView {
+                    attempt: a.attempt,
+                    at: rfc3339_micros(a.at),
+                    status_code: a.status_code,
+                    error: a.error.clone(),
+                    duration_ms: a.duration_ms,
+                })
+                .collect(),
+        }
+    }
 }

@@ -256,3 +256,135 @@ on_every_store! {
         assert!(store.stale_tasks(past, past, 100).await.expect("stale").is_empty(), "fresh tasks are not stale");
     });
 }
+
+mod outbox {
+    use mediapro_core::{
+        settings::{WebhookEndpoint, WebhookSettings},
+        store::{AfterAttempt, AttemptResult, micros},
+        task::now,
+        webhooks::{DeliveryStatus, WebhookEvent, WebhookRoutes},
+    };
+
+    use super::*;
+
+    fn routes() -> WebhookRoutes {
+        let mut settings = WebhookSettings::default();
+        settings.endpoints.push(WebhookEndpoint {
+            url: "http://127.0.0.1:9/all".into(),
+            events: vec![WebhookEvent::TaskCompleted, WebhookEvent::TaskFailed],
+            secret: None,
+        });
+        WebhookRoutes::from_settings(&settings)
+    }
+
+    fn result(status_code: Option<u16>) -> AttemptResult {
+        AttemptResult { at: micros(now()), status_code, error: None, duration_ms: 3 }
+    }
+
+    on_every_store! {
+        a_final_status_queues_its_messages_and_one_deliverer_leases_each_attempt => |store| Box::pin(async move {
+            let store = store.with_webhooks(routes());
+            let mut task = download_task();
+            task.callback_url = Some("http://127.0.0.1:9/cb?token=t".into());
+            store.insert(&task).await.expect("insert");
+            let n = attempt_of(claim(&store, &task, "w1").await);
+            assert!(store.deliveries(task.task_id).await.expect("list").is_empty(), "nothing before the end");
+            assert!(store.complete(task.task_id, n, &["downloads/x/a.mp4".into()], None).await.expect("complete"));
+            // A stale attempt changes nothing, and queues nothing.
+            assert!(!store.fail(task.task_id, n, "late").await.expect("fail"));
+            let listed = store.deliveries(task.task_id).await.expect("list");
+            assert_eq!(listed.len(), 2, "the callback and the endpoint: {listed:?}");
+            assert!(listed.iter().all(|d| d.event == "task.completed" && d.status == DeliveryStatus::Pending));
+
+            let due = store.due_deliveries(10).await.expect("due");
+            assert_eq!(due.len(), 2);
+            let body: serde_json::Value = serde_json::from_str(&due[0].payload).expect("payload is JSON");
+            assert_eq!(body["status"], "completed");
+            assert_eq!(body["task_id"], task.task_id.to_string());
+
+            // Two deliverers race for the same message: one attempt.
+            let lease_until = micros(now()) + 60_000_000;
+            let (a, b) = tokio::join!(
+                store.lease_delivery(&due[0], lease_until),
+                store.lease_delivery(&due[0], lease_until)
+            );
+            assert_eq!([a.expect("lease"), b.expect("lease")].iter().filter(|w| **w).count(), 1);
+            let still_due = store.due_deliveries(10).await.expect("due");
+            assert_eq!(still_due.len(), 1, "a leased message is not due");
+            assert_ne!(still_due[0].webhook_id, due[0].webhook_id);
+
+            // Attempt 1: a 500, retried at once; attempt 2: delivered.
+            let id = &due[0].webhook_id;
+            let retry_at = AfterAttempt::RetryAt(micros(now()) - 1);
+            assert!(store.record_delivery_attempt(id, 1, &result(Some(500)), retry_at).await.expect("record"));
+            let again = store.due_deliveries(10).await.expect("due");
+            let mine = again.iter().find(|d| &d.webhook_id == id).expect("due again");
+            assert_eq!(mine.attempts, 1);
+            assert!(store.lease_delivery(mine, lease_until).await.expect("lease"));
+            assert!(store.record_delivery_attempt(id, 2, &result(Some(204)), AfterAttempt::Delivered).await.expect("record"));
+            let listed = store.deliveries(task.task_id).await.expect("list");
+            let done = listed.iter().find(|d| &d.webhook_id == id).expect("listed");
+            assert_eq!(done.status, DeliveryStatus::Delivered);
+            assert_eq!(done.next_attempt_at, None);
+            let codes: Vec<_> = done.attempts.iter().map(|a| (a.attempt, a.status_code)).collect();
+            assert_eq!(codes, vec![(1, Some(500)), (2, Some(204))]);
+
+            // Retention takes the messages with the task.
+            assert!(store.delete_finished(task.task_id).await.expect("delete"));
+            assert!(store.deliveries(task.task_id).await.expect("list").is_empty());
+            assert!(store.due_deliveries(10).await.expect("due").is_empty());
+        });
+
+        progress_messages_go_to_subscribed_endpoints_once_per_ten_percent_step => |store| Box::pin(async move {
+            let mut settings = WebhookSettings::default();
+            settings.endpoints.push(WebhookEndpoint {
+                url: "http://127.0.0.1:9/progress".into(),
+                events: vec![WebhookEvent::TaskProgress],
+                secret: None,
+            });
+            let store = store.with_webhooks(WebhookRoutes::from_settings(&settings));
+            let mut task = download_task();
+            task.callback_url = Some("http://127.0.0.1:9/cb".into());
+            store.insert(&task).await.expect("insert");
+            let n = attempt_of(claim(&store, &task, "w1").await);
+            let detail = ProgressDetail::default();
+            let mut counts = Vec::new();
+            for progress in [5.0, 9.9, 15.0, 17.0, 35.0, 100.0] {
+                assert_eq!(store.heartbeat(task.task_id, n, progress, &detail).await.expect("beat"), Lease::Held);
+                counts.push(store.deliveries(task.task_id).await.expect("list").len());
+            }
+            assert_eq!(counts, vec![0, 0, 1, 1, 2, 3]);
+            // A stale attempt renews nothing and reports nothing.
+            assert_eq!(store.heartbeat(task.task_id, n + 1, 55.0, &detail).await.expect("beat"), Lease::Lost);
+            let listed = store.deliveries(task.task_id).await.expect("list");
+            assert_eq!(listed.len(), 3);
+            assert!(listed.iter().all(|d| d.event == "task.progress" && d.url.ends_with("/progress")), "{listed:?}");
+            let due = store.due_deliveries(10).await.expect("due");
+            let progress: Vec<f64> = due
+                .iter()
+                .map(|d| serde_json::from_str::<serde_json::Value>(&d.payload).expect("json")["progress"].as_f64().expect("progress"))
+                .collect();
+            assert_eq!(progress, vec![15.0, 35.0, 100.0]);
+        });
+
+        a_cancel_queues_the_callback_and_a_chain_inherits_it => |store| Box::pin(async move {
+            let store = store.with_webhooks(routes());
+            let mut task = download_task();
+            task.callback_url = Some("http://127.0.0.1:9/cb".into());
+            store.insert(&task).await.expect("insert");
+            assert!(matches!(store.cancel(task.task_id).await.expect("cancel"), Cancel::Cancelled(_)));
+            let listed = store.deliveries(task.task_id).await.expect("list");
+            // The endpoint is not subscribed to task.cancelled.
+            assert_eq!(listed.iter().map(|d| d.event.as_str()).collect::<Vec<_>>(), vec!["task.cancelled"]);
+
+            let mut first = download_task();
+            first.callback_url = Some("http://127.0.0.1:9/cb".into());
+            store.insert(&first).await.expect("insert");
+            let n = attempt_of(claim(&store, &first, "w1").await);
+            let next = download_task();
+            assert!(store.complete_and_chain(first.task_id, n, &["a.mp4".into()], &next).await.expect("chain"));
+            let chained = store.get(next.task_id).await.expect("get").expect("row");
+            assert_eq!(chained.callback_url.as_deref(), Some("http://127.0.0.1:9/cb"));
+        });
+    }
+}

@@ -6,6 +6,8 @@
 //!   left pending forever.
 //! - Retention removes the files and records of tasks finished more than
 //!   `limits.retention_days` ago, and uploads older than that.
+//! - The webhook deliverer (`crates/worker/src/webhooks.rs`) sends the outbox's
+//!   due messages.
 
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use time::OffsetDateTime;
 use crate::context::JobContext;
 
 pub async fn run(ctx: JobContext) {
-    tokio::join!(reconcile_loop(&ctx), retention_loop(&ctx));
+    tokio::join!(reconcile_loop(&ctx), retention_loop(&ctx), crate::webhooks::deliver_loop(&ctx));
 }
 
 #[derive(Debug, thiserror::Error)]

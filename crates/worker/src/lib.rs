@@ -13,12 +13,13 @@ mod identity;
 mod jobs;
 pub mod keepers;
 mod poll;
+pub mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::*;
 use backon::{ExponentialBuilder, Retryable};
-use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore};
+use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore, webhooks::WebhookRoutes};
 use mediapro_queue::{QueueName, Queues};
 
 pub use context::JobContext;
@@ -54,7 +55,9 @@ pub async fn run(
         .map_err(|e| WorkerError::Storage(settings.storage.root.display().to_string(), e))?;
     let layout = StorageLayout::new(&settings.storage.root)
         .map_err(|e| WorkerError::Storage(settings.storage.root.display().to_string(), e))?;
-    let store = TaskStore::connect(&settings.database.url, settings.database.max_connections).await?;
+    let store = TaskStore::connect(&settings.database.url, settings.database.max_connections)
+        .await?
+        .with_webhooks(WebhookRoutes::from_settings(&settings.webhooks));
     let conn = connect_with_retry(&settings).await?;
     let queues = Queues::new(conn, &settings.redis);
     let poll = Duration::from_millis(settings.redis.poll_interval_ms);

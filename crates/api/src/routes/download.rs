@@ -1,6 +1,6 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use mediapro_core::{
-    requests::DownloadBody,
+    requests::{CallbackUrl, DownloadBody},
     task::{Task, TaskRequest},
 };
 
@@ -28,10 +28,14 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     state.limits.check_submission(&req, &state.store).await?;
     state.ensure_free_space()?;
-    let spec = mediapro_core::body::parse::<DownloadBody>(body.into_inner())?
-        .validate(state.egress_policy())
-        .await?;
-    let task = Task::new_pending(TaskRequest::Download(spec));
+    let mut body = mediapro_core::body::parse::<DownloadBody>(body.into_inner())?;
+    let callback_url = body.callback_url.take();
+    let spec = body.validate(state.egress_policy()).await?;
+    let callback_url =
+        CallbackUrl::validate(callback_url.as_deref(), state.egress_policy(), state.can_sign_webhooks())
+            .await?;
+    let mut task = Task::new_pending(TaskRequest::Download(spec));
+    task.callback_url = callback_url;
     tracing::Span::current().record("task_id", tracing::field::display(task.task_id));
     state.dispatcher.submit(&task).await?;
     Ok(HttpResponse::Accepted().json(Accepted {

@@ -9,6 +9,7 @@
 //! it; tests keep the list, `configure` and the document equal.
 
 pub(crate) mod analyze;
+pub(crate) mod deliveries;
 pub(crate) mod download;
 pub(crate) mod events;
 pub(crate) mod health;
@@ -130,6 +131,7 @@ pub static ROUTES: &[Route] = {
                     RequestTimeout,
                     PayloadTooLarge,
                     UnsupportedMediaType,
+                    WebhooksNotConfigured,
                     RateLimited,
                     InvalidIdempotencyKey,
                     IdempotencyKeyReused,
@@ -146,6 +148,10 @@ pub static ROUTES: &[Route] = {
             operations: &[op(
                 Post,
                 &[
+                    InvalidUrl,
+                    UnsupportedScheme,
+                    PrivateAddress,
+                    UnresolvableHost,
                     InvalidOperation,
                     InvalidOutputFormat,
                     InvalidInputFile,
@@ -157,6 +163,7 @@ pub static ROUTES: &[Route] = {
                     RequestTimeout,
                     PayloadTooLarge,
                     UnsupportedMediaType,
+                    WebhooksNotConfigured,
                     RateLimited,
                     InvalidIdempotencyKey,
                     IdempotencyKeyReused,
@@ -214,6 +221,11 @@ pub static ROUTES: &[Route] = {
             )],
         },
         Route {
+            path: "/api/tasks/{task_id}/deliveries",
+            access: Read,
+            operations: &[op(Get, &[NotFound, StoreUnavailable])],
+        },
+        Route {
             path: "/api/download-result/{task_id}",
             access: Read,
             operations: &[op(
@@ -250,6 +262,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(tasks::cancel)),
         )
         .service(resource("/api/tasks/{task_id}/retry").route(web::post().to(tasks::retry)))
+        .service(resource("/api/tasks/{task_id}/deliveries").route(web::get().to(deliveries::list)))
         .service(resource("/api/download-result/{task_id}").route(web::get().to(result::download_result)))
         .service(resource("/api/whoami").route(web::get().to(whoami::whoami)))
         .service(resource("/healthz").route(web::get().to(health::healthz)))

@@ -1,6 +1,6 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use mediapro_core::{
-    requests::ProcessBody,
+    requests::{CallbackUrl, ProcessBody},
     task::{Task, TaskRequest},
 };
 
@@ -28,10 +28,17 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     state.limits.check_submission(&req, &state.store).await?;
     state.ensure_free_space()?;
-    let (spec, _probe) = mediapro_core::body::parse::<ProcessBody>(body.into_inner())?
-        .validate(&state.layout, &state.settings.tools.ffprobe)
-        .await?;
-    let task = Task::new_pending(TaskRequest::Process(spec));
+    let mut body = mediapro_core::body::parse::<ProcessBody>(body.into_inner())?;
+    // Before the probe: the cheaper check first.
+    let callback_url = CallbackUrl::validate(
+        body.callback_url.take().as_deref(),
+        state.egress_policy(),
+        state.can_sign_webhooks(),
+    )
+    .await?;
+    let (spec, _probe) = body.validate(&state.layout, &state.settings.tools.ffprobe).await?;
+    let mut task = Task::new_pending(TaskRequest::Process(spec));
+    task.callback_url = callback_url;
     tracing::Span::current().record("task_id", tracing::field::display(task.task_id));
     state.dispatcher.submit(&task).await?;
     Ok(HttpResponse::Accepted().json(Accepted {

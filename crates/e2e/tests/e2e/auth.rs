@@ -163,6 +163,7 @@ async fn no_spelling_of_a_path_reaches_a_handler_without_a_key() {
         ("POST", "/%61pi/uploads".into(), "not media at all"),
         ("POST", "/api/uploads".into(), ""),
         ("POST", format!("/api/tasks/{id}/retry"), ""),
+        ("GET", format!("/api/tasks/{id}/deliveries"), ""),
         ("POST", "/api/tasks".into(), ""),
         ("PUT", "/api/tasks".into(), ""),
         ("PATCH", format!("/api/tasks/{id}"), ""),

@@ -255,6 +255,8 @@ pub fn settings_env_diff(base: &Settings, settings: &Settings) -> Vec<(String, S
     fn env_value(v: &Value) -> String {
         match v {
             Value::String(s) => s.clone(),
+            // A list of tables (webhooks.endpoints) is read as one JSON value.
+            Value::Array(items) if items.iter().any(Value::is_object) => v.to_string(),
             Value::Array(items) => items.iter().map(env_value).collect::<Vec<_>>().join(","),
             other => other.to_string(),
         }

@@ -22,3 +22,4 @@ mod idempotency;
 pub mod lifecycle;
 mod processing;
 mod validation;
+mod webhooks;

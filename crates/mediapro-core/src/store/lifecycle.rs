@@ -1,14 +1,18 @@
 //! Status changes of one task, each a compare-and-set built by
 //! [`Transition`](super::transition::Transition) from the status sets on
-//! [`TaskStatus`].
+//! [`TaskStatus`]. A change to a final status also queues its webhook messages
+//! (`outbox.rs`) in the same transaction ([`TaskStore::finish`]).
 
 use uuid::Uuid;
 
 use super::{
-    COLUMNS, StoreError, TaskStore, micros, row,
+    COLUMNS, StoreError, TaskStore, micros, outbox, row,
     transition::{Sql, Transition},
 };
-use crate::task::{ProgressDetail, Task, TaskKind, TaskRequest, TaskStatus, new_job_id, now};
+use crate::{
+    task::{ProgressDetail, Task, TaskKind, TaskRequest, TaskStatus, new_job_id, now},
+    webhooks::WebhookEvent,
+};
 use sqlx::AnyConnection;
 use strum::IntoEnumIterator;
 
@@ -140,7 +144,7 @@ impl TaskStore {
     ) -> Result<Lease, StoreError> {
         let t = micros(now());
         let detail = serde_json::to_string(detail).unwrap_or_default();
-        let renewed = Transition::keep()
+        let renewal = Transition::keep()
             .set("heartbeat_at", t)
             .set_sql(
                 Sql::new("updated_at = CASE WHEN progress = ")
@@ -152,9 +156,12 @@ impl TaskStore {
             .set("progress", progress)
             .set("progress_detail", detail)
             .from(TaskStatus::RUNNING)
-            .attempt(attempt)
-            .apply(&task_id.to_string(), &self.writer)
-            .await?;
+            .attempt(attempt);
+        let renewed = if self.webhooks.wants(WebhookEvent::TaskProgress) {
+            self.renew_reporting_progress(task_id, renewal, progress).await?
+        } else {
+            renewal.apply(&task_id.to_string(), &self.writer).await?
+        };
         if renewed {
             return Ok(Lease::Held);
         }
@@ -164,20 +171,38 @@ impl TaskStore {
         })
     }
 
+    /// A lease renewal when endpoints listen for `task.progress`: a renewal that
+    /// moves the progress into another 10 % step queues a `task.progress` message
+    /// in the same transaction (at most about ten per attempt). The step test is a
+    /// guard on bound values, so no SQL function differs between the backends.
+    async fn renew_reporting_progress(
+        &self,
+        task_id: Uuid,
+        renewal: Transition,
+        progress: f64,
+    ) -> Result<bool, StoreError> {
+        let low = (progress / 10.0).floor() * 10.0;
+        let same_step = Sql::new("progress >= ").arg(low).text(" AND progress < ").arg(low + 10.0);
+        if renewal.clone().guard(same_step).apply(&task_id.to_string(), &self.writer).await? {
+            return Ok(true);
+        }
+        Ok(self.finish(task_id, renewal, None, Some(WebhookEvent::TaskProgress)).await?.is_some())
+    }
+
     /// `DELETE /api/tasks/{id}`: any unfinished task → `cancelled`. A running
     /// attempt notices at its next lease renewal and kills its subprocess.
     pub async fn cancel(&self, task_id: Uuid) -> Result<Cancel, StoreError> {
         let t = micros(now());
-        let done = Transition::to(TaskStatus::Cancelled, t)
+        let cancelled = Transition::to(TaskStatus::Cancelled, t)
             .set("completed_at", t)
             .set("error", None::<&str>)
-            .from(TaskStatus::ACTIVE)
-            .apply(&task_id.to_string(), &self.writer)
-            .await?;
-        Ok(match (done, self.get(task_id).await?) {
-            (_, None) => Cancel::NotFound,
-            (true, Some(task)) => Cancel::Cancelled(task),
-            (false, Some(task)) => Cancel::AlreadyFinal(task),
+            .from(TaskStatus::ACTIVE);
+        if let Some(task) = self.finish(task_id, cancelled, None, None).await? {
+            return Ok(Cancel::Cancelled(task));
+        }
+        Ok(match self.get(task_id).await? {
+            None => Cancel::NotFound,
+            Some(task) => Cancel::AlreadyFinal(task),
         })
     }
 
@@ -202,13 +227,12 @@ impl TaskStore {
     /// Fails a pending task whose job `job_id` could not be queued.
     pub async fn fail_pending(&self, task_id: Uuid, job_id: &str, reason: &str) -> Result<bool, StoreError> {
         let t = micros(now());
-        Transition::to(TaskStatus::Failed, t)
+        let failed = Transition::to(TaskStatus::Failed, t)
             .set("completed_at", t)
             .set("error", reason)
             .from(&[TaskStatus::Pending])
-            .guard(Sql::new("job_id = ").arg(job_id))
-            .apply(&task_id.to_string(), &self.writer)
-            .await
+            .guard(Sql::new("job_id = ").arg(job_id));
+        Ok(self.finish(task_id, failed, None, None).await?.is_some())
     }
 
     /// The running attempt succeeded with these storage-relative files.
@@ -219,9 +243,8 @@ impl TaskStore {
         downloaded_files: &[String],
         output_file: Option<&str>,
     ) -> Result<bool, StoreError> {
-        completed(task_id, attempt, downloaded_files, output_file)?
-            .apply(&task_id.to_string(), &self.writer)
-            .await
+        let done = completed(task_id, attempt, downloaded_files, output_file)?;
+        Ok(self.finish(task_id, done, None, None).await?.is_some())
     }
 
     /// Completes a download and, in the same transaction, records the processing
@@ -234,29 +257,20 @@ impl TaskStore {
         downloaded_files: &[String],
         next: &Task,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await?;
         let done = completed(task_id, attempt, downloaded_files, None)?
-            .set("next_task_id", next.task_id.to_string())
-            .apply(&task_id.to_string(), &mut *tx)
-            .await?;
-        if !done {
-            return Ok(false);
-        }
-        insert_row(&mut tx, next).await?;
-        tx.commit().await?;
-        Ok(true)
+            .set("next_task_id", next.task_id.to_string());
+        Ok(self.finish(task_id, done, Some(next), None).await?.is_some())
     }
 
     /// The running attempt failed for good.
     pub async fn fail(&self, task_id: Uuid, attempt: i64, reason: &str) -> Result<bool, StoreError> {
         let t = micros(now());
-        Transition::to(TaskStatus::Failed, t)
+        let failed = Transition::to(TaskStatus::Failed, t)
             .set("completed_at", t)
             .set("error", reason)
             .from(TaskStatus::RUNNING)
-            .attempt(attempt)
-            .apply(&task_id.to_string(), &self.writer)
-            .await
+            .attempt(attempt);
+        Ok(self.finish(task_id, failed, None, None).await?.is_some())
     }
 
     /// The running attempt failed transiently and will run again as job
@@ -283,12 +297,42 @@ impl TaskStore {
     /// decoded or queued). Final tasks are left alone.
     pub async fn fail_unfinished(&self, task_id: Uuid, reason: &str) -> Result<bool, StoreError> {
         let t = micros(now());
-        Transition::to(TaskStatus::Failed, t)
+        let failed = Transition::to(TaskStatus::Failed, t)
             .set("completed_at", t)
             .set("error", reason)
-            .from(TaskStatus::ACTIVE)
-            .apply(&task_id.to_string(), &self.writer)
-            .await
+            .from(TaskStatus::ACTIVE);
+        Ok(self.finish(task_id, failed, None, None).await?.is_some())
+    }
+
+    /// Applies a change to a final status (or a lease renewal that reports
+    /// progress) and, in the same transaction, inserts
+    /// `chained` (a pending task to run next; it inherits the callback) and queues
+    /// the webhook messages of `event` (else of the new status) (`outbox.rs`): the
+    /// event is durable as soon as the status is. `None`: the guard did not hold,
+    /// nothing was written.
+    async fn finish(
+        &self,
+        task_id: Uuid,
+        change: Transition,
+        chained: Option<&Task>,
+        event: Option<WebhookEvent>,
+    ) -> Result<Option<Task>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let row: Option<row::TaskRow> =
+            change.returning(COLUMNS).apply_returning(&task_id.to_string(), &mut *tx).await?;
+        // Dropping `tx` rolls back (nothing was changed anyway).
+        let Some(row) = row else { return Ok(None) };
+        let task = row.into_task()?;
+        if let Some(next) = chained {
+            let mut next = next.clone();
+            next.callback_url.clone_from(&task.callback_url);
+            insert_row(&mut tx, &next).await?;
+        }
+        if let Some(event) = event.or_else(|| WebhookEvent::for_status(task.status)) {
+            outbox::enqueue(&mut tx, &self.webhooks, &task, event).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(task))
     }
 
     /// Number of tasks (for tests and metrics).
@@ -323,8 +367,8 @@ pub(super) async fn insert_row(conn: &mut AnyConnection, task: &Task) -> Result<
     sqlx::query(
         "INSERT INTO tasks (task_id, kind, status, progress, created_at, started_at, completed_at, \
          updated_at, request, downloaded_files, output_file, error, attempts, worker, parent_task_id, \
-         next_task_id, job_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+         next_task_id, job_id, callback_url) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(r.task_id)
     .bind(r.kind)
@@ -343,6 +387,7 @@ pub(super) async fn insert_row(conn: &mut AnyConnection, task: &Task) -> Result<
     .bind(r.parent_task_id)
     .bind(r.next_task_id)
     .bind(r.job_id)
+    .bind(r.callback_url)
     .execute(conn)
     .await?;
     Ok(())

@@ -79,14 +79,20 @@ impl TaskStore {
         Ok(rows.into_iter().filter_map(|(id,)| id.parse().ok()).collect())
     }
 
-    /// Removes a finished task's row (after its files).
+    /// Removes a finished task's row (after its files), with its webhook messages.
     pub async fn delete_finished(&self, task_id: Uuid) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
         let deleted = Sql::new("DELETE FROM tasks WHERE task_id = ")
             .arg(task_id.to_string())
             .text(" AND status IN ")
             .statuses(TaskStatus::FINAL)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
-        Ok(deleted == 1)
+        if deleted != 1 {
+            return Ok(false);
+        }
+        super::outbox::delete_for_task(&mut tx, &task_id.to_string()).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

@@ -9,22 +9,27 @@ mod batch;
 mod lifecycle;
 mod list;
 mod maintenance;
+mod outbox;
 mod row;
 mod stats;
 mod transition;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use sqlx::{
     AnyPool, Executor,
     any::{AnyPoolOptions, install_default_drivers},
 };
 
-use crate::error::{Code, HasCode};
+use crate::{
+    error::{Code, HasCode},
+    webhooks::WebhookRoutes,
+};
 
 pub use lifecycle::{Cancel, Claim, Lease, Retry};
 pub use list::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, TaskFilter, TaskPage};
 pub use maintenance::StaleTask;
+pub use outbox::{AfterAttempt, AttemptResult, Delivery, DeliveryAttempt, DueDelivery};
 pub use row::micros;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +68,13 @@ pub struct TaskStore {
     /// Writes (a single connection on SQLite, the same pool on PostgreSQL).
     writer: AnyPool,
     inserter: batch::Inserter,
+    /// Which endpoints get which task events (outbox rows are written with the
+    /// status change that raises them).
+    webhooks: Arc<WebhookRoutes>,
 }
 
 const COLUMNS: &str = "task_id, kind, status, progress, progress_detail, created_at, started_at, completed_at, \
-    request, downloaded_files, output_file, error, attempts, worker, parent_task_id, next_task_id, job_id";
+    request, downloaded_files, output_file, error, attempts, worker, parent_task_id, next_task_id, job_id, callback_url";
 
 impl TaskStore {
     /// Connects (creating an SQLite file and its folder if needed). Does not migrate.
@@ -80,7 +88,15 @@ impl TaskStore {
         // one connection instead keeps write latency flat under load.
         let writer = if is_sqlite { open_pool(&url, 1, true).await? } else { pool.clone() };
         let inserter = batch::Inserter::spawn(writer.clone());
-        Ok(Self { pool, writer, inserter })
+        Ok(Self { pool, writer, inserter, webhooks: Arc::default() })
+    }
+
+    /// The configured webhook endpoints (`webhooks.endpoints`): final status changes
+    /// queue a message for each endpoint subscribed to the event, besides the
+    /// task's own `callback_url`. Without it only callbacks are queued.
+    pub fn with_webhooks(mut self, routes: WebhookRoutes) -> Self {
+        self.webhooks = Arc::new(routes);
+        self
     }
 
     /// Applies `migrations/`. Called by the API at start-up, and nowhere else.

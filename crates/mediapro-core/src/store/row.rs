@@ -25,6 +25,7 @@ pub(super) struct TaskRow {
     pub parent_task_id: Option<String>,
     pub next_task_id: Option<String>,
     pub job_id: Option<String>,
+    pub callback_url: Option<String>,
 }
 
 pub fn micros(t: OffsetDateTime) -> i64 {
@@ -57,6 +58,7 @@ impl TaskRow {
             parent_task_id: t.parent_task_id.map(|u| u.to_string()),
             next_task_id: t.next_task_id.map(|u| u.to_string()),
             job_id: Some(t.job_id.clone()),
+            callback_url: t.callback_url.clone(),
         })
     }
 
@@ -86,6 +88,7 @@ impl TaskRow {
             parent_task_id: self.parent_task_id.as_deref().and_then(|u| u.parse().ok()),
             next_task_id: self.next_task_id.as_deref().and_then(|u| u.parse().ok()),
             job_id: self.job_id.clone().unwrap_or_default(),
+            callback_url: self.callback_url.clone(),
         })
     }
 }
