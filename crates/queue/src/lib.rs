@@ -10,6 +10,7 @@
 
 mod dispatch;
 pub mod events;
+pub mod metrics;
 mod rate;
 
 pub use dispatch::{DispatchError, Dispatcher, Requeued};
