@@ -9,6 +9,7 @@ mod analyze;
 mod download;
 mod events;
 mod health;
+mod metrics;
 mod process;
 mod result;
 mod tasks;
@@ -45,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/api/download-result/{task_id}", Read).route(web::get().to(result::download_result)),
         )
         .service(resource("/api/whoami", Read).route(web::get().to(whoami::whoami)))
+        .service(resource("/metrics", Read).route(web::get().to(metrics::metrics)))
         .service(resource("/healthz", Open).route(web::get().to(health::healthz)))
         .service(resource("/readyz", Open).route(web::get().to(health::readyz)))
         .configure(crate::ui::configure);
