@@ -26,8 +26,8 @@ pub mod names {
     pub const RATE_LIMITED: &str = "mediapro_rate_limited_total";
     /// Open `GET /api/events` streams.
     pub const EVENT_CLIENTS: &str = "mediapro_event_stream_clients";
-    /// Jobs waiting in Redis, by `queue` and `state` (`waiting`: due now;
-    /// `scheduled`: a delayed retry not yet due).
+    /// Jobs in Redis not yet taken by a worker, by `queue` and `state`
+    /// (`waiting`: due; `delayed`: a retry whose delay is not over).
     pub const QUEUE_JOBS: &str = "mediapro_queue_jobs";
     /// Tasks in the store by `status`.
     pub const TASKS: &str = "mediapro_tasks";
@@ -151,10 +151,10 @@ impl Metrics {
         self.with(|| metrics::gauge!(names::EVENT_CLIENTS).increment(delta));
     }
 
-    pub fn queue_jobs(&self, queue: &'static str, waiting: u64, scheduled: u64) {
+    pub fn queue_jobs(&self, queue: &'static str, waiting: u64, delayed: u64) {
         self.with(|| {
             metrics::gauge!(names::QUEUE_JOBS, "queue" => queue, "state" => "waiting").set(waiting as f64);
-            metrics::gauge!(names::QUEUE_JOBS, "queue" => queue, "state" => "scheduled").set(scheduled as f64);
+            metrics::gauge!(names::QUEUE_JOBS, "queue" => queue, "state" => "delayed").set(delayed as f64);
         });
     }
 
@@ -206,7 +206,7 @@ fn describe() {
     describe_histogram!(names::HTTP_DURATION, Unit::Seconds, "API request latency by method and route");
     describe_counter!(names::RATE_LIMITED, "Requests refused by admission control, by limit");
     describe_gauge!(names::EVENT_CLIENTS, "Open GET /api/events streams");
-    describe_gauge!(names::QUEUE_JOBS, "Jobs in Redis by queue and state (waiting, scheduled)");
+    describe_gauge!(names::QUEUE_JOBS, "Jobs not yet taken, by queue and state (waiting, delayed)");
     describe_gauge!(names::TASKS, "Tasks in the store by status");
     describe_counter!(names::JOBS_STARTED, "Attempts begun (task claimed) by queue and kind");
     describe_counter!(names::JOBS_FINISHED, "Attempts ended by queue, kind and outcome");
@@ -232,6 +232,45 @@ mod tests {
         for name in [names::HTTP_DURATION, names::JOB_DURATION, names::JOB_PICKUP_DELAY] {
             let b = buckets(name).expect("histogram buckets");
             assert!(b.windows(2).all(|w| w[0] < w[1]), "{name}: buckets not increasing");
+        }
+    }
+
+    /// Every metric the Grafana dashboard queries exists, and every metric is on
+    /// the dashboard (histograms through their `_bucket`, `_sum` or `_count`).
+    #[test]
+    fn the_grafana_dashboard_uses_exactly_these_names() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docker/grafana-dashboard.json");
+        let text = std::fs::read_to_string(path).expect("docker/grafana-dashboard.json");
+        let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+        let mut used = std::collections::BTreeSet::new();
+        let panels = dashboard["panels"].as_array().expect("panels");
+        for target in panels.iter().flat_map(|p| p["targets"].as_array().into_iter().flatten()) {
+            let expr = target["expr"].as_str().expect("expr");
+            let mut rest = expr;
+            while let Some(i) = rest.find("mediapro_") {
+                let tail = &rest[i..];
+                let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+                used.insert(tail[..end].to_owned());
+                rest = &tail[end..];
+            }
+        }
+        assert!(!used.is_empty(), "no metric in the dashboard");
+        let base = |name: &str| -> String {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                if let Some(b) = name.strip_suffix(suffix)
+                    && buckets(b).is_some()
+                {
+                    return b.to_owned();
+                }
+            }
+            name.to_owned()
+        };
+        let used: std::collections::BTreeSet<String> = used.iter().map(|n| base(n)).collect();
+        for name in &used {
+            assert!(NAMES.contains(&name.as_str()), "the dashboard queries {name}, which no code records");
+        }
+        for name in NAMES {
+            assert!(used.contains(*name), "{name} is not on the dashboard");
         }
     }
 

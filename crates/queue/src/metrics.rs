@@ -1,8 +1,8 @@
 //! The Prometheus registry of one API or worker: a recorder of its own (so two
 //! in one process stay apart), histogram buckets from the name list
 //! (`mediapro_core::metrics`), the text rendering, and the gauges computed when
-//! scraped: jobs waiting in each Redis queue (`LLEN` of the active list, `ZCARD` of
-//! the scheduled set) and tasks by status (one `GROUP BY status` on the store),
+//! scraped: jobs in each Redis queue, waiting or delayed (`record_queue_depth`),
+//! and tasks by status (one `GROUP BY status` on the store),
 //! both cached for [`SCRAPE_CACHE`] so a burst of scrapes costs one look.
 //!
 //! It lives here, beside `QueueClient`, because the queue gauges read Redis keys
@@ -104,15 +104,32 @@ impl Default for Registry {
     }
 }
 
-/// `LLEN` of each queue's active list and `ZCARD` of its scheduled set.
+/// Each queue's jobs in Redis. apalis-redis pushes every job into the queue's
+/// scheduled set (score: when it may run, in seconds) and a fetch moves the due
+/// ones to the active list, so waiting = `LLEN` active + `ZCOUNT` of the due
+/// scores, delayed = `ZCOUNT` of the later ones.
 async fn record_queue_depth(metrics: &Metrics, client: &QueueClient) -> Result<(), QueueError> {
     let mut conn = client.connection().await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     for queue in QueueName::all() {
         let config = queue_config(&client.settings, queue);
+        let scheduled = config.scheduled_jobs_set();
         let mut pipe = redis::pipe();
-        pipe.cmd("LLEN").arg(config.active_jobs_list()).cmd("ZCARD").arg(config.scheduled_jobs_set());
-        let (waiting, scheduled): (u64, u64) = bounded(client.deadline(), pipe.query_async(&mut conn)).await?;
-        metrics.queue_jobs(queue.as_str(), waiting, scheduled);
+        pipe.cmd("LLEN")
+            .arg(config.active_jobs_list())
+            .cmd("ZCOUNT")
+            .arg(&scheduled)
+            .arg("-inf")
+            .arg(now)
+            .cmd("ZCOUNT")
+            .arg(&scheduled)
+            .arg(format!("({now}"))
+            .arg("+inf");
+        let (active, due, delayed): (u64, u64, u64) =
+            bounded(client.deadline(), pipe.query_async(&mut conn)).await?;
+        metrics.queue_jobs(queue.as_str(), active + due, delayed);
     }
     Ok(())
 }

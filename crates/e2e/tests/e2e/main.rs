@@ -19,5 +19,6 @@ mod errors;
 mod events;
 mod faults;
 pub mod lifecycle;
+mod metrics;
 mod processing;
 mod validation;
