@@ -275,7 +275,12 @@ pub async fn access_log(
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {
         // The pattern, never the raw path: clients choose paths, not label values.
-        metrics.http_request(method.as_str(), pattern.as_deref().unwrap_or("unmatched"), status.as_u16(), elapsed);
+        metrics.http_request(
+            method.as_str(),
+            pattern.as_deref().unwrap_or("unmatched"),
+            status.as_u16(),
+            elapsed,
+        );
     }
     let route = pattern.unwrap_or(path);
     if route != "/healthz" {

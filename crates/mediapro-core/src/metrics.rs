@@ -83,7 +83,8 @@ pub mod outcome {
 
 /// Histogram bucket bounds (seconds) per histogram name.
 pub fn buckets(name: &str) -> Option<&'static [f64]> {
-    const HTTP: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+    const HTTP: &[f64] =
+        &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
     const JOB: &[f64] = &[0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
     const PICKUP: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
     match name {
@@ -173,7 +174,13 @@ impl Metrics {
     }
 
     /// An attempt ended with `outcome` (one of [`outcome`]) after `elapsed`.
-    pub fn job_finished(&self, queue: &'static str, kind: &'static str, outcome: &'static str, elapsed: Duration) {
+    pub fn job_finished(
+        &self,
+        queue: &'static str,
+        kind: &'static str,
+        outcome: &'static str,
+        elapsed: Duration,
+    ) {
         self.with(|| {
             metrics::counter!(names::JOBS_FINISHED, "queue" => queue, "kind" => kind, "outcome" => outcome)
                 .increment(1);

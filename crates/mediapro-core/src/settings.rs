@@ -417,7 +417,10 @@ impl Settings {
         if !self.worker.metrics_bind.is_empty() && self.worker.metrics_bind.parse::<SocketAddr>().is_err() {
             return bad(
                 "worker.metrics_bind",
-                format!("'{}' is not an address like 127.0.0.1:9101 (or empty: off)", self.worker.metrics_bind),
+                format!(
+                    "'{}' is not an address like 127.0.0.1:9101 (or empty: off)",
+                    self.worker.metrics_bind
+                ),
             );
         }
         if let Some(bad_ip) =

@@ -110,9 +110,7 @@ impl Default for Registry {
 /// scores, delayed = `ZCOUNT` of the later ones.
 async fn record_queue_depth(metrics: &Metrics, client: &QueueClient) -> Result<(), QueueError> {
     let mut conn = client.connection().await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     for queue in QueueName::all() {
         let config = queue_config(&client.settings, queue);
         let scheduled = config.scheduled_jobs_set();

@@ -18,7 +18,9 @@ use std::{
 use apalis::prelude::{FromRequest, Task};
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Method, Request, Response, StatusCode, body::Incoming, header, server::conn::http1, service::service_fn};
+use hyper::{
+    Method, Request, Response, StatusCode, body::Incoming, header, server::conn::http1, service::service_fn,
+};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mediapro_core::{jobs::JobPayload, metrics::Metrics};
 use mediapro_queue::{QueueName, metrics::Registry};
@@ -126,7 +128,8 @@ impl FromRequest<Task<JobPayload>> for DueAt {
     type Error = Infallible;
 
     async fn from_request(task: &Task<JobPayload>) -> Result<Self, Infallible> {
-        let pushed = task.task_id().and_then(|id| id.to_string().parse::<ulid::Ulid>().ok()).map(|u| u.datetime());
+        let pushed =
+            task.task_id().and_then(|id| id.to_string().parse::<ulid::Ulid>().ok()).map(|u| u.datetime());
         let run_at = task.run_at().map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
         Ok(DueAt(pushed.max(run_at)))
     }

@@ -129,7 +129,8 @@ impl TestApp {
             let mut worker_settings = settings.clone();
             if opts.worker_metrics {
                 // A free port, taken again by the worker an instant later.
-                let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+                let port =
+                    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
                 worker_settings.worker.metrics_bind = format!("127.0.0.1:{port}");
                 worker_metrics = Some(format!("http://127.0.0.1:{port}/metrics"));
             }

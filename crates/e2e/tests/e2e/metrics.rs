@@ -59,7 +59,9 @@ pub fn parse(text: &str) -> Vec<Sample> {
 pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let found: Vec<&Sample> = samples
         .iter()
-        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .filter(|s| {
+            s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .collect();
     assert!(found.len() <= 1, "{name} {labels:?} matches several samples: {found:?}");
     found.first().map(|s| s.value)
@@ -216,11 +218,13 @@ fn with_keys(s: &mut Settings) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_a_key_when_keys_are_on_and_are_gone_when_off() {
     let app =
-        TestApp::spawn_with(AppOptions { tweak: with_keys, start_worker: false, ..AppOptions::default() }).await;
+        TestApp::spawn_with(AppOptions { tweak: with_keys, start_worker: false, ..AppOptions::default() })
+            .await;
     let url = format!("{}/metrics", app.address);
     let res = app.client.get(&url).send().await.expect("scrape");
     assert_eq!(res.status(), 401);
-    let res = app.client.get(&url).header("x-api-key", "wrong-key-metrics-0123456789abc").send().await.expect("s");
+    let res =
+        app.client.get(&url).header("x-api-key", "wrong-key-metrics-0123456789abc").send().await.expect("s");
     assert_eq!(res.status(), 401);
     for key in [READ, FULL] {
         let res = app.client.get(&url).bearer_auth(key).send().await.expect("scrape");

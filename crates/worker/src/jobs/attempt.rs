@@ -18,13 +18,13 @@ use std::{
 };
 
 use apalis::prelude::{AbortError, BoxDynError};
-use mediapro_queue::QueueName;
 use mediapro_core::{
     jobs::JobPayload,
     process::StopReason,
     store::{Claim, Lease},
     task::{Phase, ProgressDetail, TaskRequest},
 };
+use mediapro_queue::QueueName;
 use uuid::Uuid;
 
 use super::outcome::{Outcome, settle, store_error};

@@ -90,7 +90,12 @@ pub async fn settle(ctx: &JobContext, attempt: &Attempt, outcome: Outcome) -> Re
     };
     // Nothing written (the task changed under this attempt) counts as lost.
     let label = if applied { label } else { metric::LOST };
-    ctx.metrics.job_finished(attempt.queue.as_str(), attempt.request.kind().as_str(), label, attempt.began.elapsed());
+    ctx.metrics.job_finished(
+        attempt.queue.as_str(),
+        attempt.request.kind().as_str(),
+        label,
+        attempt.began.elapsed(),
+    );
     if applied {
         ctx.dispatcher.publish_current(task_id).await;
     } else {
