@@ -150,6 +150,11 @@ async fn api_and_worker_metrics_count_requests_jobs_queues_and_tasks() {
     let inf = value(&w, "mediapro_job_pickup_delay_seconds_bucket", &[("queue", "download"), ("le", "+Inf")]);
     assert_eq!(inf, Some(2.0), "{worker_text}");
 
+    // The worker's endpoint serves /metrics and nothing else.
+    let other = worker_url.replace("/metrics", "/other");
+    assert_eq!(app.client.get(&other).send().await.expect("get").status(), 404);
+    assert_eq!(app.client.post(&worker_url).send().await.expect("post").status(), 405);
+
     // The API: requests by route pattern (never the raw path), queue depth, tasks.
     let api_text = scrape(&app.client, &format!("{}/metrics", app.address)).await;
     let a = parse(&api_text);

@@ -123,3 +123,35 @@ fn chained_processing(attempt: &Attempt, files: &[String]) -> Option<Task> {
 pub fn store_error(e: StoreError) -> BoxDynError {
     e.into()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mediapro_queue::metrics::Registry;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stopped_child_is_counted_by_reason_and_mapped_to_its_outcome() {
+        let registry = Registry::new();
+        let metrics = registry.metrics();
+        let stopped = |reason| Outcome::from_run_error(RunError::Stopped(reason), "ffmpeg", &metrics);
+        assert!(matches!(stopped(StopReason::Cancelled), Outcome::Cancelled));
+        assert!(matches!(stopped(StopReason::TimedOut(Duration::from_secs(5))), Outcome::Failed(_)));
+        assert!(matches!(stopped(StopReason::TimedOut(Duration::from_secs(5))), Outcome::Failed(_)));
+        assert!(matches!(stopped(StopReason::LeaseLost), Outcome::Lost));
+        let spawn = RunError::Spawn { program: "x".into(), source: std::io::Error::other("no") };
+        assert!(matches!(Outcome::from_run_error(spawn, "x", &metrics), Outcome::Transient(_)));
+
+        let text = registry.render();
+        let line = |reason: &str| {
+            let prefix = format!("mediapro_subprocess_kills_total{{reason=\"{reason}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(str::to_owned)
+        };
+        assert_eq!(line("cancelled").as_deref(), Some("1"), "{text}");
+        assert_eq!(line("timed_out").as_deref(), Some("2"), "{text}");
+        assert_eq!(line("lease_lost").as_deref(), Some("1"), "{text}");
+        assert_eq!(line("stalled"), None, "{text}");
+    }
+}
