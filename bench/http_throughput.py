@@ -1,7 +1,13 @@
 """Benchmark: HTTP throughput and latency of enqueue (POST /api/download) and
 status (GET /api/tasks/{id}) with wrk, 32 connections, against a release API on
 SQLite. Targets (README, "Performance"): enqueue >= 4,500 req/s with p99 < 10 ms; status
->= 15,000 req/s with p99 < 5 ms."""
+>= 15,000 req/s with p99 < 5 ms.
+
+`http_throughput.py metrics`: the cost of the metrics. Two APIs, one with
+`server.metrics = true` and one with `false`, measured alternately (on, off, off, on,
+…, ROUNDS rounds, default 2) for status and enqueue; prints every run and the medians.
+Target: under 5 % apart. On a shared machine the spread between runs can be larger
+than the difference: read the per-run lines and the load average printed with them."""
 
 import os
 import shutil
@@ -23,11 +29,59 @@ def wrk(args):
     return rps, p50, p99, errors
 
 
+BASE = {"server.http_workers": None, "limits.submissions_per_minute": 0, "limits.max_pending_tasks": 0}
+POST_LUA = ('wrk.method = "POST"\nwrk.body = \'{"url": "http://127.0.0.1:9/v.mp4"}\'\n'
+            'wrk.headers["Content-Type"] = "application/json"\n')
+
+
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def metrics_overhead():
+    rounds = int(os.environ.get("ROUNDS", "2"))
+    apis = {True: launch(overrides={**BASE, "server.metrics": True}),
+            False: launch(overrides={**BASE, "server.metrics": False})}
+    try:
+        targets = {}
+        for on, svc in apis.items():
+            status, accepted = request("POST", svc.url + "/api/download", {"url": "http://127.0.0.1:9/v.mp4"})
+            assert status == 202, accepted
+            lua = os.path.join(svc.tmp, "post.lua")
+            with open(lua, "w") as f:
+                f.write(POST_LUA)
+            targets[on] = {"status": [f"{svc.url}/api/tasks/{accepted['task_id']}"],
+                           "enqueue": ["-s", lua, f"{svc.url}/api/download"]}
+        results = {(what, on): [] for what in ("status", "enqueue") for on in (True, False)}
+        for r in range(rounds):
+            # ABBA: neither side always goes first (enqueue runs grow the store).
+            order = (True, False) if r % 2 == 0 else (False, True)
+            for what in ("status", "enqueue"):
+                for on in order:
+                    rps, p50, p99, errors = wrk(targets[on][what])
+                    results[(what, on)].append(float(rps))
+                    load = os.getloadavg()[0]
+                    print(f"[bench] round {r + 1} {what:7} metrics {'on ' if on else 'off'}: {rps} req/s, "
+                          f"p50 {p50}, p99 {p99}, load {load:.1f} {errors or ''}", flush=True)
+        for what in ("status", "enqueue"):
+            m_on, m_off = median(results[(what, True)]), median(results[(what, False)])
+            diff = (m_off - m_on) / m_off * 100 if m_off else 0.0
+            print(f"[bench] {what:7} median of {rounds}: metrics on {m_on:.0f} req/s, off {m_off:.0f} req/s: "
+                  f"on is {diff:+.1f} % slower (target < 5 %)")
+    finally:
+        for svc in apis.values():
+            svc.stop()
+
+
 def main():
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+    if sys.argv[1:] == ["metrics"]:
+        return metrics_overhead()
     # The default API thread count (one per core), not the tests' 2.
-    svc = launch(overrides={"server.http_workers": None, "limits.submissions_per_minute": 0, "limits.max_pending_tasks": 0})
+    svc = launch(overrides=BASE)
     try:
         status, accepted = request("POST", svc.url + "/api/download", {"url": "http://127.0.0.1:9/v.mp4"})
         assert status == 202, accepted
@@ -35,8 +89,7 @@ def main():
         print(f"[bench] status  GET /api/tasks/{{id}}: {rps} req/s, p50 {p50}, p99 {p99} {errors or ''}")
         lua = os.path.join(svc.tmp, "post.lua")
         with open(lua, "w") as f:
-            f.write('wrk.method = "POST"\nwrk.body = \'{"url": "http://127.0.0.1:9/v.mp4"}\'\n'
-                    'wrk.headers["Content-Type"] = "application/json"\n')
+            f.write(POST_LUA)
         rps, p50, p99, errors = wrk(["-s", lua, f"{svc.url}/api/download"])
         print(f"[bench] enqueue POST /api/download: {rps} req/s, p50 {p50}, p99 {p99} {errors or ''}")
     finally:

@@ -5,7 +5,8 @@
 # delay before a SIGKILLed worker's job re-runs elsewhere (default settings), HTTP
 # throughput of enqueue and status with wrk, 1,000 event-stream clients, and the
 # task list on 1,000,000 tasks (SQLite and PostgreSQL).
-# Usage: bench/run.sh [pickup|process|upload|idle|orphan|http|events|list]...   (default: all)
+# Usage: bench/run.sh [pickup|process|upload|idle|orphan|http|http-metrics|events|list]...
+# (default: all but http-metrics, the metrics on/off comparison)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -21,6 +22,7 @@ for b in "${which[@]}"; do
         idle) python3 bench/idle_rss.py ;;
         orphan) python3 bench/orphan_delay.py ;;
         http) python3 bench/http_throughput.py ;;
+        http-metrics) python3 bench/http_throughput.py metrics ;;
         events) python3 bench/event_clients.py ;;
         list) bash bench/list_bench.sh ;;
         *) echo "unknown benchmark $b" >&2; exit 2 ;;

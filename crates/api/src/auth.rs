@@ -13,7 +13,8 @@
 //! `security.allow_anonymous` is set.
 //!
 //! The module also holds the access log ([`access_log`]), which reads the
-//! [`Principal`] the check leaves in the request's extensions.
+//! [`Principal`] the check leaves in the request's extensions and records the
+//! request metrics.
 
 use std::{
     net::{IpAddr, Ipv6Addr},
@@ -31,12 +32,12 @@ use actix_web::{
     middleware::Next,
     web,
 };
-use mediapro_core::{Code, settings::SecuritySettings};
+use mediapro_core::{Code, metrics::Metrics, settings::SecuritySettings};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use crate::error::ApiError;
+use crate::{error::ApiError, state::AppState};
 
 /// What a route needs (declared at registration) and what a request holds
 /// ([`Principal::access`]).
@@ -249,7 +250,9 @@ pub fn is_loopback_host(host: &str) -> bool {
 
 /// One line per request (target `mediapro_api::access`): method, the matched route
 /// pattern (or the raw path when nothing matched), status, duration and the key's id.
-/// Never the key; `/healthz` is skipped.
+/// Never the key; `/healthz` is skipped. The same method, pattern (`unmatched` when
+/// nothing matched), status and duration are counted in the metrics
+/// (`mediapro_http_requests_total`, `mediapro_http_request_duration_seconds`).
 pub async fn access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -259,22 +262,34 @@ pub async fn access_log(
     // recording the match (it needs the only reference).
     let method = req.method().clone();
     let path = req.path().to_owned();
+    let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone()).filter(Metrics::is_on);
     let result = next.call(req).await;
-    let (status, route, key_id) = match &result {
+    let (status, pattern, key_id) = match &result {
         Ok(res) => {
             let http = res.request();
             let key_id = http.extensions().get::<Principal>().and_then(|p| p.key_id.clone());
-            (res.status(), http.match_pattern().unwrap_or(path), key_id)
+            (res.status(), http.match_pattern(), key_id)
         }
-        Err(e) => (e.as_response_error().status_code(), path, None),
+        Err(e) => (e.as_response_error().status_code(), None, None),
     };
+    let elapsed = started.elapsed();
+    if let Some(metrics) = metrics {
+        // The pattern, never the raw path: clients choose paths, not label values.
+        metrics.http_request(
+            method.as_str(),
+            pattern.as_deref().unwrap_or("unmatched"),
+            status.as_u16(),
+            elapsed,
+        );
+    }
+    let route = pattern.unwrap_or(path);
     if route != "/healthz" {
         tracing::info!(
             target: "mediapro_api::access",
             method = %method,
             route = %route,
             status = status.as_u16(),
-            duration_ms = started.elapsed().as_millis() as u64,
+            duration_ms = elapsed.as_millis() as u64,
             key_id = %key_id.as_deref().unwrap_or("-"),
             "request"
         );

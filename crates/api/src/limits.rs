@@ -14,7 +14,7 @@ use std::{
 };
 
 use actix_web::{HttpRequest, http::header};
-use mediapro_core::{Code, settings::Settings, store::TaskStore, task::TaskStatus};
+use mediapro_core::{Code, metrics::Metrics, settings::Settings, store::TaskStore, task::TaskStatus};
 use mediapro_queue::{QueueClient, RateDecision, RateLimiter};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
@@ -40,10 +40,17 @@ pub struct Limits {
     analyze_waiting: AtomicUsize,
     analyze_queue: usize,
     analyze_wait: Duration,
+    /// Refusals are counted by limit (`mediapro_rate_limited_total`).
+    metrics: Metrics,
 }
 
 impl Limits {
-    pub fn new(settings: &Settings, queue: Arc<QueueClient>, analyze_slots: Arc<Semaphore>) -> Self {
+    pub fn new(
+        settings: &Settings,
+        queue: Arc<QueueClient>,
+        analyze_slots: Arc<Semaphore>,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             rate: RateLimiter::new(queue),
             submissions_per_minute: settings.limits.submissions_per_minute,
@@ -56,6 +63,7 @@ impl Limits {
             analyze_waiting: AtomicUsize::new(0),
             analyze_queue: settings.limits.analyze_queue,
             analyze_wait: settings.analyze_timeout(),
+            metrics,
         }
     }
 
@@ -69,7 +77,12 @@ impl Limits {
         self.check_rate("analyze", req, self.analyze_per_minute).await
     }
 
-    async fn check_rate(&self, bucket: &str, req: &HttpRequest, per_minute: u32) -> Result<(), ApiError> {
+    async fn check_rate(
+        &self,
+        bucket: &'static str,
+        req: &HttpRequest,
+        per_minute: u32,
+    ) -> Result<(), ApiError> {
         if per_minute == 0 {
             return Ok(());
         }
@@ -77,6 +90,7 @@ impl Limits {
         match self.rate.check(bucket, &client, per_minute).await {
             RateDecision::Allowed => Ok(()),
             RateDecision::Limited { retry_after } => {
+                self.metrics.rate_limited(bucket);
                 let secs = retry_after.as_millis().div_ceil(1000).max(1) as u64;
                 let what = if bucket == "analyze" { "analyze calls" } else { "submissions" };
                 Err(ApiError::new(
@@ -111,6 +125,7 @@ impl Limits {
             },
         };
         if count >= self.max_pending {
+            self.metrics.rate_limited("pending");
             return Err(ApiError::new(
                 Code::RateLimited,
                 format!("too many pending tasks ({count}); try later"),
@@ -130,6 +145,7 @@ impl Limits {
             return Ok(permit);
         }
         let busy = || {
+            self.metrics.rate_limited("analyze_busy");
             ApiError::new(Code::AnalyzeBusy, "every analyze slot is busy; try again shortly")
                 .with_retry_after(ANALYZE_BUSY_RETRY_AFTER)
         };

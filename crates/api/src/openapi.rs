@@ -60,6 +60,7 @@ use crate::{
         openapi_json,
         docs_page,
         docs_file,
+        routes::metrics::metrics,
         routes::health::healthz,
         routes::health::readyz,
         crate::ui::index,

@@ -5,6 +5,7 @@ use std::{net::TcpListener, sync::Arc};
 use actix_cors::Cors;
 use actix_web::{App, HttpServer, dev::Server, middleware, web};
 use mediapro_core::{
+    metrics::Metrics,
     retry::RetryPolicy,
     settings::Settings,
     storage::StorageLayout,
@@ -12,7 +13,7 @@ use mediapro_core::{
     webhooks::WebhookRoutes,
 };
 use mediapro_egress::EgressGuard;
-use mediapro_queue::{Dispatcher, QueueClient};
+use mediapro_queue::{Dispatcher, QueueClient, metrics::Registry};
 use tokio::sync::Semaphore;
 
 use crate::{auth, body_deadline, error, limits::Limits, routes, state::AppState};
@@ -71,9 +72,18 @@ impl Application {
         let queue = Arc::new(QueueClient::new(settings.redis.clone()));
         let dispatcher =
             Dispatcher::new(store.clone(), queue.clone(), RetryPolicy::from_limits(&settings.limits));
-        let limits = Limits::new(&settings, queue.clone(), Arc::new(Semaphore::new(ANALYZE_CONCURRENCY)));
+        let registry = settings.server.metrics.then(Registry::new);
+        let metrics = registry.as_ref().map_or_else(Metrics::off, Registry::metrics);
+        let limits = Limits::new(
+            &settings,
+            queue.clone(),
+            Arc::new(Semaphore::new(ANALYZE_CONCURRENCY)),
+            metrics.clone(),
+        );
         let state = web::Data::new(AppState {
-            egress: EgressGuard::new(settings.egress_policy()),
+            egress: EgressGuard::new(settings.egress_policy()).with_metrics(metrics.clone()),
+            metrics,
+            registry,
             events: mediapro_queue::events::spawn_event_reader(settings.redis.clone(), EVENT_BUFFER),
             queue,
             dispatcher,

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore, validate::EgressPolicy};
+use mediapro_core::{
+    metrics::Metrics, settings::Settings, storage::StorageLayout, store::TaskStore, validate::EgressPolicy,
+};
 use mediapro_egress::EgressGuard;
 use mediapro_queue::{Dispatcher, QueueClient};
 
@@ -22,6 +24,11 @@ pub struct AppState {
     /// Rate limits, the pending-task cap, and the analyze slots (each run is a
     /// yt-dlp process) with their bounded wait queue.
     pub limits: Limits,
+    /// Where requests, refusals and event streams are counted (off with
+    /// `server.metrics = false`).
+    pub metrics: Metrics,
+    /// Renders `GET /metrics`; `None` when `server.metrics = false`.
+    pub registry: Option<mediapro_queue::metrics::Registry>,
 }
 
 impl AppState {

@@ -6,7 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mediapro_core::validate::{Blocked, EgressPolicy};
+use mediapro_core::{
+    metrics::Metrics,
+    validate::{Blocked, EgressPolicy},
+};
 use tokio::net::TcpStream;
 
 use crate::resolve::{Resolve, SystemResolver};
@@ -32,6 +35,8 @@ pub enum EgressError {
 pub struct EgressGuard {
     policy: Arc<EgressPolicy>,
     resolver: Arc<dyn Resolve>,
+    /// Refusals are counted here (`mediapro_egress_refusals_total`).
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for EgressGuard {
@@ -48,7 +53,13 @@ impl EgressGuard {
 
     /// A guard with its own resolver (tests inject fixed or rebinding answers).
     pub fn with_resolver(policy: EgressPolicy, resolver: Arc<dyn Resolve>) -> Self {
-        Self { policy: Arc::new(policy), resolver }
+        Self { policy: Arc::new(policy), resolver, metrics: Metrics::off() }
+    }
+
+    /// The same guard, counting its refusals in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn policy(&self) -> &EgressPolicy {
@@ -60,11 +71,12 @@ impl EgressGuard {
     /// changes its answer (DNS rebinding) cannot swap in an unchecked address. An IP
     /// literal (`10.0.0.1`, `[::1]` or `::1`) is checked as is, without DNS.
     ///
-    /// Every refusal is logged as `egress refused`.
+    /// Every refusal is logged as `egress refused` and counted.
     pub async fn connect(&self, host: &str, port: u16) -> Result<(TcpStream, SocketAddr), EgressError> {
         let addrs = self.checked_addresses(host, port).await.inspect_err(|err| {
             if let EgressError::Blocked(blocked) = err {
                 tracing::warn!(host, address = %blocked.ip, reason = %blocked.reason, "egress refused");
+                self.metrics.egress_refused(blocked.reason.label());
             }
         })?;
         let mut last_error = None;

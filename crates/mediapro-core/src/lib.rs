@@ -8,6 +8,7 @@ pub mod body;
 pub mod error;
 pub mod ffmpeg;
 pub mod jobs;
+pub mod metrics;
 pub mod process;
 pub mod requests;
 pub mod retry;

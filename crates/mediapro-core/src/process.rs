@@ -85,6 +85,21 @@ pub enum StopReason {
     Blocked(String),
 }
 
+impl StopReason {
+    /// The reason as a metric label (`mediapro_subprocess_kills_total`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            StopReason::TimedOut(_) => "timed_out",
+            StopReason::Cancelled => "cancelled",
+            StopReason::Stalled(_) => "stalled",
+            StopReason::LeaseLost => "lease_lost",
+            StopReason::Shutdown => "shutdown",
+            StopReason::TooLarge(_) => "too_large",
+            StopReason::Blocked(_) => "blocked",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("cannot start {program}: {source}")]

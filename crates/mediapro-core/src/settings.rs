@@ -39,6 +39,8 @@ pub struct ServerSettings {
     /// Reverse proxies (IP addresses) whose `X-Forwarded-For` is believed when the
     /// API tells clients apart for rate limits; empty = the peer address is the client.
     pub trusted_proxies: Vec<String>,
+    /// Record metrics and serve them at `GET /metrics` (a read route: keys apply).
+    pub metrics: bool,
 }
 
 impl Default for ServerSettings {
@@ -48,6 +50,7 @@ impl Default for ServerSettings {
             cors_origins: vec!["*".into()],
             http_workers: 0,
             trusted_proxies: Vec::new(),
+            metrics: true,
         }
     }
 }
@@ -301,6 +304,10 @@ pub struct WorkerSettings {
     pub reconcile_interval_seconds: u64,
     /// How often a worker applies retention.
     pub retention_interval_seconds: u64,
+    /// Address of this worker's Prometheus endpoint (`GET /metrics`, no key:
+    /// bind it to loopback or a private network); empty = no endpoint and no
+    /// recording. Port 0 picks a free port (logged).
+    pub metrics_bind: String,
 }
 
 impl Default for WorkerSettings {
@@ -312,6 +319,7 @@ impl Default for WorkerSettings {
             lease_seconds: 20,
             reconcile_interval_seconds: 30,
             retention_interval_seconds: 3600,
+            metrics_bind: String::new(),
         }
     }
 }
@@ -529,6 +537,15 @@ impl Settings {
             return bad(
                 "server.bind",
                 format!("'{}' is not an address like 127.0.0.1:5000", self.server.bind),
+            );
+        }
+        if !self.worker.metrics_bind.is_empty() && self.worker.metrics_bind.parse::<SocketAddr>().is_err() {
+            return bad(
+                "worker.metrics_bind",
+                format!(
+                    "'{}' is not an address like 127.0.0.1:9101 (or empty: off)",
+                    self.worker.metrics_bind
+                ),
             );
         }
         if let Some(bad_ip) =
@@ -818,6 +835,15 @@ mod tests {
             .expect_err("must fail")
             .to_string();
         assert!(err.contains("database.url"), "{err}");
+
+        let err = Settings::load_from(None, env(&[("MEDIAPRO__WORKER__METRICS_BIND", "9101")]))
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("worker.metrics_bind"), "{err}");
+        let s = Settings::load_from(None, env(&[("MEDIAPRO__WORKER__METRICS_BIND", "127.0.0.1:0")]))
+            .expect("an address loads");
+        assert_eq!(s.worker.metrics_bind, "127.0.0.1:0");
+        assert!(Settings::load_from(None, env(&[])).expect("defaults").worker.metrics_bind.is_empty());
     }
 
     fn security_error(pairs: &[(&str, &str)]) -> String {

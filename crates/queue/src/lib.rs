@@ -11,6 +11,7 @@
 mod dispatch;
 pub mod events;
 pub mod idempotency;
+pub mod metrics;
 mod rate;
 
 pub use dispatch::{DispatchError, Dispatcher, Requeued};

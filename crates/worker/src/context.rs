@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use mediapro_core::{retry::RetryPolicy, settings::Settings, storage::StorageLayout, store::TaskStore};
+use mediapro_core::{
+    metrics::Metrics, retry::RetryPolicy, settings::Settings, storage::StorageLayout, store::TaskStore,
+};
 use mediapro_egress::EgressGuard;
 use mediapro_queue::{Dispatcher, QueueClient};
 
@@ -14,6 +16,9 @@ pub struct JobContext {
     pub dispatcher: Dispatcher,
     /// Every connection a job makes for its user goes through it.
     pub egress: EgressGuard,
+    /// Jobs, kills and egress refusals are counted here (off without
+    /// `worker.metrics_bind`).
+    pub metrics: Metrics,
 }
 
 impl JobContext {
@@ -22,10 +27,11 @@ impl JobContext {
         layout: StorageLayout,
         store: TaskStore,
         queue: Arc<QueueClient>,
+        metrics: Metrics,
     ) -> Self {
         let retry = RetryPolicy::from_limits(&settings.limits);
-        let egress = EgressGuard::new(settings.egress_policy());
-        Self { layout, settings, dispatcher: Dispatcher::new(store, queue, retry), egress }
+        let egress = EgressGuard::new(settings.egress_policy()).with_metrics(metrics.clone());
+        Self { layout, settings, dispatcher: Dispatcher::new(store, queue, retry), egress, metrics }
     }
 
     pub fn store(&self) -> &TaskStore {

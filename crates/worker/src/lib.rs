@@ -12,6 +12,7 @@ mod context;
 mod identity;
 mod jobs;
 pub mod keepers;
+mod metrics;
 mod poll;
 pub mod webhooks;
 
@@ -34,6 +35,8 @@ pub enum WorkerError {
     Storage(String, std::io::Error),
     #[error("worker monitor: {0}")]
     Monitor(String),
+    #[error("worker.metrics_bind {0}: {1}")]
+    MetricsBind(String, std::io::Error),
 }
 
 #[derive(Debug, Clone)]
@@ -64,7 +67,18 @@ pub async fn run(
     let drain = Duration::from_secs(settings.worker.drain_timeout_seconds);
     let settings = Arc::new(settings);
     let queue = Arc::new(mediapro_queue::QueueClient::with_queues(settings.redis.clone(), queues.clone()));
-    let ctx = JobContext::new(settings.clone(), layout, store, queue);
+    // Metrics only when they can be scraped (`worker.metrics_bind`).
+    let metrics = if settings.worker.metrics_bind.is_empty() {
+        mediapro_core::metrics::Metrics::off()
+    } else {
+        let registry = mediapro_queue::metrics::Registry::new();
+        let addr = metrics::serve(&settings.worker.metrics_bind, registry.clone())
+            .await
+            .map_err(|e| WorkerError::MetricsBind(settings.worker.metrics_bind.clone(), e))?;
+        tracing::info!(%addr, "worker metrics at http://{addr}/metrics");
+        registry.metrics()
+    };
+    let ctx = JobContext::new(settings.clone(), layout, store, queue, metrics.clone());
 
     let mut monitor = Monitor::new()
         .should_restart(|worker, err| {
@@ -81,6 +95,7 @@ pub async fn run(
             QueueName::Process => (queues.process.clone(), settings.worker.process_concurrency),
         };
         let concurrency = options.concurrency.unwrap_or(concurrency);
+        let slots = metrics::QueueSlots::new(queue, concurrency, metrics.clone());
         // A safety net only: the job's own supervision enforces the task timeout.
         let timeout = settings.task_timeout() + Duration::from_secs(60);
         let ctx = ctx.clone();
@@ -90,6 +105,7 @@ pub async fn run(
                     poll::ArmedInterval::new(poll).delay_first(restart_backoff(restarts)),
                 ))
                 .data(ctx.clone())
+                .data(slots.clone())
                 .concurrency(concurrency)
                 .timeout(timeout)
                 .catch_panic()

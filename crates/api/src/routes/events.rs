@@ -11,7 +11,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 use actix_web::{HttpRequest, Responder, web};
 use actix_web_lab::sse;
 use futures::{StreamExt, stream};
-use mediapro_core::{Code, task::TaskKind, task::TaskStatus};
+use mediapro_core::{Code, metrics::Metrics, task::TaskKind, task::TaskStatus};
 use mediapro_queue::events::{TaskEvent, id_key};
 use serde::Deserialize;
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
@@ -71,6 +71,22 @@ impl Filter {
     }
 }
 
+/// One open stream, counted in `mediapro_event_stream_clients` while it lives.
+struct StreamClient(Metrics);
+
+impl StreamClient {
+    fn new(metrics: Metrics) -> Self {
+        metrics.event_clients(1.0);
+        Self(metrics)
+    }
+}
+
+impl Drop for StreamClient {
+    fn drop(&mut self) {
+        self.0.event_clients(-1.0);
+    }
+}
+
 fn task_event(e: &TaskEvent) -> sse::Event {
     sse::Event::Data(sse::Data::new(e.json.clone()).event("task").id(e.id.clone()))
 }
@@ -116,7 +132,10 @@ pub async fn events(
             _ => first.push(snapshot()),
         }
     }
+    let client = StreamClient::new(state.metrics.clone());
     let live = live.filter_map(move |item| {
+        // Lives as long as the stream: dropped when the client goes.
+        let _client = &client;
         let filter = filter.clone();
         async move {
             match item {

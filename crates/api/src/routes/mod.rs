@@ -13,6 +13,7 @@ pub(crate) mod deliveries;
 pub(crate) mod download;
 pub(crate) mod events;
 pub(crate) mod health;
+pub(crate) mod metrics;
 pub(crate) mod process;
 pub(crate) mod result;
 pub(crate) mod tasks;
@@ -237,6 +238,7 @@ pub static ROUTES: &[Route] = {
         Route { path: "/api/openapi.json", access: Open, operations: &[op(Get, &[])] },
         Route { path: "/api/docs", access: Open, operations: &[op(Get, &[])] },
         Route { path: "/api/docs/{file}", access: Open, operations: &[op(Get, &[NotFound])] },
+        Route { path: "/metrics", access: Read, operations: &[op(Get, &[NotFound])] },
         Route { path: "/healthz", access: Open, operations: &[op(Get, &[])] },
         Route { path: "/readyz", access: Open, operations: &[op(Get, &[])] },
         Route { path: "/", access: Open, operations: &[op(Get, &[])] },
@@ -265,6 +267,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/tasks/{task_id}/deliveries").route(web::get().to(deliveries::list)))
         .service(resource("/api/download-result/{task_id}").route(web::get().to(result::download_result)))
         .service(resource("/api/whoami").route(web::get().to(whoami::whoami)))
+        .service(resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .configure(crate::openapi::configure)

@@ -22,22 +22,22 @@ use crate::helpers::{AppOptions, TestApp, media};
 const LIMIT: Duration = Duration::from_secs(90);
 
 /// A server that counts every connection's requests; it serves the fixture clips.
-struct Counting {
-    base: String,
+pub(crate) struct Counting {
+    pub(crate) base: String,
     hits: Arc<AtomicUsize>,
     /// Bytes sent by `/chunked.mp4`.
     streamed: Arc<AtomicUsize>,
 }
 
 impl Counting {
-    fn hits(&self) -> usize {
+    pub(crate) fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
 }
 
 /// Serves the shared media folder plus `pages` (path → HTML or playlist body)
 /// on `ip`, counting requests.
-fn serve(ip: &str, pages: Vec<(String, String, &'static str)>) -> Counting {
+pub(crate) fn serve(ip: &str, pages: Vec<(String, String, &'static str)>) -> Counting {
     let dir = media().dir.clone();
     let listener = TcpListener::bind(format!("{ip}:0")).expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));

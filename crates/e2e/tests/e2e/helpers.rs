@@ -73,6 +73,9 @@ pub struct AppOptions {
     pub redis_url: String,
     /// Last word on the settings (timeouts, intervals…).
     pub tweak: fn(&mut Settings),
+    /// The in-process worker serves its metrics on a free 127.0.0.1 port
+    /// (`TestApp::worker_metrics`).
+    pub worker_metrics: bool,
 }
 
 impl Default for AppOptions {
@@ -82,6 +85,7 @@ impl Default for AppOptions {
             start_worker: true,
             redis_url: redis_url(),
             tweak: |_| {},
+            worker_metrics: false,
         }
     }
 }
@@ -91,6 +95,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub settings: Settings,
     pub store: TaskStore,
+    /// `http://127.0.0.1:PORT/metrics` of the in-process worker, when asked for.
+    pub worker_metrics: Option<String>,
     _dir: TempDir,
 }
 
@@ -118,8 +124,16 @@ impl TestApp {
         let app = Application::build_with_listener(settings.clone(), listener).await.expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
+        let mut worker_metrics = None;
         if opts.start_worker {
-            let worker_settings = settings.clone();
+            let mut worker_settings = settings.clone();
+            if opts.worker_metrics {
+                // A free port, taken again by the worker an instant later.
+                let port =
+                    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+                worker_settings.worker.metrics_bind = format!("127.0.0.1:{port}");
+                worker_metrics = Some(format!("http://127.0.0.1:{port}/metrics"));
+            }
             tokio::spawn(async move {
                 let options = WorkerOptions { queues: QueueName::all(), concurrency: Some(2) };
                 if let Err(e) = mediapro_worker::run(worker_settings, options, std::future::pending()).await {
@@ -128,7 +142,7 @@ impl TestApp {
             });
         }
         let store = TaskStore::connect(&settings.database.url, 2).await.expect("store");
-        TestApp { address, client: reqwest::Client::new(), settings, store, _dir: dir }
+        TestApp { address, client: reqwest::Client::new(), settings, store, worker_metrics, _dir: dir }
     }
 
     /// Starts another API instance on the same settings (same store, storage and

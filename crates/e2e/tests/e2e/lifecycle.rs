@@ -201,6 +201,7 @@ async fn retention_removes_old_tasks_and_their_files() {
             app.settings.redis.clone(),
             Queues::new(conn, &app.settings.redis),
         )),
+        mediapro_core::metrics::Metrics::off(),
     );
     let removed = keepers::apply_retention(&ctx).await.expect("retention");
     assert!(removed >= 1);

@@ -20,6 +20,7 @@ mod events;
 mod faults;
 mod idempotency;
 pub mod lifecycle;
+mod metrics;
 mod processing;
 mod validation;
 mod webhooks;

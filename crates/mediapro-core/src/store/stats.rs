@@ -1,6 +1,7 @@
-//! Cheap counts for admission control: the API refuses submissions while too many
-//! tasks are pending (`limits.max_pending_tasks`). `status IN (…)` is answered
-//! from the `(status, created_at)` index.
+//! Cheap counts: for admission control (the API refuses submissions while too many
+//! tasks are pending, `limits.max_pending_tasks`) and for the `mediapro_tasks`
+//! gauge (`crates/queue/src/metrics.rs`). Both are answered from the
+//! `(status, created_at)` index.
 
 use super::{StoreError, TaskStore, transition::Sql};
 use crate::task::TaskStatus;
@@ -13,5 +14,13 @@ impl TaskStore {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.first().map_or(0, |(n,)| *n))
+    }
+
+    /// How many tasks have each status (statuses without tasks are absent).
+    /// A status the code does not know (a newer version's) is skipped.
+    pub async fn count_by_status(&self) -> Result<Vec<(TaskStatus, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            Sql::new("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().filter_map(|(s, n)| Some((s.parse().ok()?, n))).collect())
     }
 }

@@ -32,6 +32,19 @@ pub enum BlockReason {
     Reserved,
 }
 
+impl BlockReason {
+    /// The reason as a metric label (`mediapro_egress_refusals_total`).
+    pub fn label(self) -> &'static str {
+        match self {
+            BlockReason::Metadata => "metadata",
+            BlockReason::Loopback => "loopback",
+            BlockReason::LinkLocal => "link_local",
+            BlockReason::Private => "private",
+            BlockReason::Reserved => "reserved",
+        }
+    }
+}
+
 impl fmt::Display for BlockReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

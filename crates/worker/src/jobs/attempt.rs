@@ -24,10 +24,11 @@ use mediapro_core::{
     store::{Claim, Lease},
     task::{Phase, ProgressDetail, TaskRequest},
 };
+use mediapro_queue::QueueName;
 use uuid::Uuid;
 
 use super::outcome::{Outcome, settle, store_error};
-use crate::context::JobContext;
+use crate::{context::JobContext, metrics::DueAt};
 
 const TICK: Duration = Duration::from_secs(1);
 
@@ -41,6 +42,10 @@ pub struct Attempt {
     pub task_id: Uuid,
     pub number: i64,
     pub request: TaskRequest,
+    /// The queue the job came from (metrics label).
+    pub queue: QueueName,
+    /// When the claim succeeded (the attempt's duration is measured from it).
+    pub began: Instant,
 }
 
 /// Claims the task a job carries. `Ok(None)`: nothing to run (final, unknown,
@@ -49,6 +54,8 @@ pub async fn begin(
     ctx: &JobContext,
     payload: &JobPayload,
     worker: &str,
+    queue: QueueName,
+    due: DueAt,
 ) -> Result<Option<Attempt>, BoxDynError> {
     let task_id = match payload {
         JobPayload::Task { task_id } => *task_id,
@@ -65,7 +72,10 @@ pub async fn begin(
     };
     let lease = Duration::from_secs(ctx.settings.worker.lease_seconds);
     let attempt = match ctx.store().claim(task_id, worker, lease).await.map_err(store_error)? {
-        Claim::Claimed { attempt, request } => Attempt { task_id, number: attempt, request },
+        Claim::Claimed { attempt, request } => {
+            ctx.metrics.job_started(queue.as_str(), request.kind().as_str(), due.delay());
+            Attempt { task_id, number: attempt, request, queue, began: Instant::now() }
+        }
         Claim::Gone => {
             tracing::info!(%task_id, "task is final or unknown; job skipped");
             return Ok(None);

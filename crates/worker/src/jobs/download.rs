@@ -94,7 +94,7 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         return Outcome::Failed(reason);
     }
     match result {
-        Err(e) => Outcome::from_run_error(e, "yt-dlp"),
+        Err(e) => Outcome::from_run_error(e, "yt-dlp", &ctx.metrics),
         Ok(out) if !out.status.success() => {
             let failure = classify_failure(&out.stderr_tail);
             if failure.permanent {

@@ -11,11 +11,21 @@ mod process;
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
 use mediapro_core::{jobs::JobPayload, task::TaskRequest};
 
-use crate::context::JobContext;
+use crate::{
+    context::JobContext,
+    metrics::{DueAt, QueueSlots},
+};
 
 #[tracing::instrument(skip_all, fields(task_id = ?job.claimed_task_id()))]
-pub async fn run(job: JobPayload, ctx: Data<JobContext>, worker: WorkerContext) -> Result<(), BoxDynError> {
-    let Some(attempt) = attempt::begin(&ctx, &job, worker.name()).await? else {
+pub async fn run(
+    job: JobPayload,
+    ctx: Data<JobContext>,
+    slots: Data<QueueSlots>,
+    due: DueAt,
+    worker: WorkerContext,
+) -> Result<(), BoxDynError> {
+    let _slot = slots.enter();
+    let Some(attempt) = attempt::begin(&ctx, &job, worker.name(), slots.queue, due).await? else {
         return Ok(());
     };
     let outcome = match &attempt.request {

@@ -4,6 +4,7 @@
 
 use apalis::prelude::BoxDynError;
 use mediapro_core::{
+    metrics::{Metrics, outcome as metric},
     process::{RunError, StopReason},
     requests::ProcessSpec,
     store::StoreError,
@@ -40,9 +41,13 @@ impl Outcome {
     }
 
     /// The outcome of a child the runner reported as failed to run or stopped.
-    pub fn from_run_error(err: RunError, tool: &str) -> Self {
+    /// A stopped child is counted by reason (`mediapro_subprocess_kills_total`).
+    pub fn from_run_error(err: RunError, tool: &str, metrics: &Metrics) -> Self {
         match err {
-            RunError::Stopped(reason) => Self::from_stop(reason),
+            RunError::Stopped(reason) => {
+                metrics.subprocess_killed(reason.label());
+                Self::from_stop(reason)
+            }
             e @ RunError::Spawn { .. } => Outcome::Transient(e.to_string()),
             e => Outcome::Failed(format!("{tool} output could not be read: {e}")),
         }
@@ -60,26 +65,37 @@ impl Outcome {
     }
 }
 
-/// Ends the attempt. `Err` only for infrastructure trouble (the store), which
-/// hands the job back to the queue (see `crates/mediapro-core/src/retry.rs`).
+/// Ends the attempt, and counts how it ended (`mediapro_jobs_finished_total`,
+/// `mediapro_job_duration_seconds`). `Err` only for infrastructure trouble (the
+/// store), which hands the job back to the queue (see
+/// `crates/mediapro-core/src/retry.rs`) and is not counted as an end.
 pub async fn settle(ctx: &JobContext, attempt: &Attempt, outcome: Outcome) -> Result<(), BoxDynError> {
     let (store, task_id, n) = (ctx.store(), attempt.task_id, attempt.number);
-    let applied = match outcome {
+    let (applied, label) = match outcome {
         Outcome::Completed { files, output } => match chained_processing(attempt, &files) {
-            Some(next) => ctx.dispatcher.chain(task_id, n, &files, &next).await?,
-            None => store.complete(task_id, n, &files, output.as_deref()).await?,
+            Some(next) => (ctx.dispatcher.chain(task_id, n, &files, &next).await?, metric::CHAINED),
+            None => (store.complete(task_id, n, &files, output.as_deref()).await?, metric::COMPLETED),
         },
-        Outcome::Failed(reason) => store.fail(task_id, n, &reason).await?,
+        Outcome::Failed(reason) => (store.fail(task_id, n, &reason).await?, metric::FAILED),
         Outcome::Transient(reason) => match ctx.dispatcher.retry_later(task_id, n, &reason).await? {
             Requeued::After(delay) => {
                 tracing::warn!(%task_id, attempt = n, %reason, ?delay, "transient failure; will retry");
-                true
+                (true, metric::RETRIED)
             }
-            Requeued::GaveUp => true,
-            Requeued::Stale => false,
+            Requeued::GaveUp => (true, metric::FAILED),
+            Requeued::Stale => (false, metric::LOST),
         },
-        Outcome::Cancelled | Outcome::Lost => true,
+        Outcome::Cancelled => (true, metric::CANCELLED),
+        Outcome::Lost => (true, metric::LOST),
     };
+    // Nothing written (the task changed under this attempt) counts as lost.
+    let label = if applied { label } else { metric::LOST };
+    ctx.metrics.job_finished(
+        attempt.queue.as_str(),
+        attempt.request.kind().as_str(),
+        label,
+        attempt.began.elapsed(),
+    );
     if applied {
         ctx.dispatcher.publish_current(task_id).await;
     } else {
@@ -106,4 +122,36 @@ fn chained_processing(attempt: &Attempt, files: &[String]) -> Option<Task> {
 /// Store errors are transient by nature: let the queue run the job again.
 pub fn store_error(e: StoreError) -> BoxDynError {
     e.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mediapro_queue::metrics::Registry;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stopped_child_is_counted_by_reason_and_mapped_to_its_outcome() {
+        let registry = Registry::new();
+        let metrics = registry.metrics();
+        let stopped = |reason| Outcome::from_run_error(RunError::Stopped(reason), "ffmpeg", &metrics);
+        assert!(matches!(stopped(StopReason::Cancelled), Outcome::Cancelled));
+        assert!(matches!(stopped(StopReason::TimedOut(Duration::from_secs(5))), Outcome::Failed(_)));
+        assert!(matches!(stopped(StopReason::TimedOut(Duration::from_secs(5))), Outcome::Failed(_)));
+        assert!(matches!(stopped(StopReason::LeaseLost), Outcome::Lost));
+        let spawn = RunError::Spawn { program: "x".into(), source: std::io::Error::other("no") };
+        assert!(matches!(Outcome::from_run_error(spawn, "x", &metrics), Outcome::Transient(_)));
+
+        let text = registry.render();
+        let line = |reason: &str| {
+            let prefix = format!("mediapro_subprocess_kills_total{{reason=\"{reason}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(str::to_owned)
+        };
+        assert_eq!(line("cancelled").as_deref(), Some("1"), "{text}");
+        assert_eq!(line("timed_out").as_deref(), Some("2"), "{text}");
+        assert_eq!(line("lease_lost").as_deref(), Some("1"), "{text}");
+        assert_eq!(line("stalled"), None, "{text}");
+    }
 }

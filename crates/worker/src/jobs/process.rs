@@ -91,7 +91,7 @@ async fn encode(
     )
     .await;
     match result {
-        Err(e) => return Outcome::from_run_error(e, "ffmpeg"),
+        Err(e) => return Outcome::from_run_error(e, "ffmpeg", &ctx.metrics),
         Ok(out) if !out.status.success() => {
             return Outcome::Failed(format!("ffmpeg failed: {}", ffmpeg_reason(&out.stderr_tail)));
         }
