@@ -24,13 +24,14 @@ REDIS_URL = os.environ.get("MEDIAPRO__REDIS__URL", "redis://127.0.0.1:6379/0")
 BENCH_DEFAULTS = {"limits.task_timeout_seconds": None}
 
 
-def launch(workers=(), overrides=None):
+def launch(workers=(), overrides=None, bins=None):
     """An isolated instance from the release binaries: the API and one worker
     process per entry of `workers` ({"queues": "process"}, …). `overrides` maps
     SECTION.KEY to a value, or to None for the built-in default (see
-    tests/launcher.py)."""
+    tests/launcher.py). `bins`: a directory holding other binaries (e.g. a build of
+    an older commit, for a before/after comparison in the same run)."""
     return Instance(workers=workers, overrides={**BENCH_DEFAULTS, **(overrides or {})},
-                    redis_url=REDIS_URL, name="bench")
+                    redis_url=REDIS_URL, name="bench", bins=bins)
 
 
 def wait_final(inst, task_id, poll=0.02):
