@@ -151,6 +151,14 @@ pub fn spawn_event_reader(settings: RedisSettings, capacity: usize) -> broadcast
                 match reply {
                     Ok(Some(streams)) => {
                         for (_, entries) in streams {
+                            // Nobody listening: only move past the entries (a client
+                            // that connects later replays what it missed by id).
+                            if sender.receiver_count() == 0 {
+                                if let Some((id, _)) = entries.last() {
+                                    last.clone_from(id);
+                                }
+                                continue;
+                            }
                             for event in events_of(entries) {
                                 last.clone_from(&event.id);
                                 // No receiver is fine: nobody is listening right now.
