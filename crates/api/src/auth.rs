@@ -275,12 +275,8 @@ pub async fn access_log(
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {
         // The pattern, never the raw path: clients choose paths, not label values.
-        metrics.http_request(
-            method.as_str(),
-            pattern.as_deref().unwrap_or("unmatched"),
-            status.as_u16(),
-            elapsed,
-        );
+        let route = pattern.as_deref().and_then(crate::routes::route).map_or("unmatched", |r| r.path);
+        metrics.http_request(method_label(&method), route, status.as_u16(), elapsed);
     }
     let route = pattern.unwrap_or(path);
     if route != "/healthz" {
@@ -295,6 +291,21 @@ pub async fn access_log(
         );
     }
     result
+}
+
+/// The method as a metric label: the standard ones, else `OTHER` (clients choose
+/// extension methods, not label values).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 #[cfg(test)]

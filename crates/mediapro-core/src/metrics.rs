@@ -10,7 +10,11 @@
 //! records nothing (`server.metrics = false`, or a worker without
 //! `worker.metrics_bind`).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use metrics::{Recorder, Unit};
 
@@ -100,7 +104,12 @@ pub fn buckets(name: &str) -> Option<&'static [f64]> {
 #[derive(Clone, Default)]
 pub struct Metrics {
     recorder: Option<Arc<dyn Recorder + Send + Sync>>,
+    /// Request metric handles by (method, route pattern, status): registered once,
+    /// then each request only increments (no label strings, no registry lookup).
+    http: Arc<RwLock<HashMap<HttpKey, (metrics::Counter, metrics::Histogram)>>>,
 }
+
+type HttpKey = (&'static str, &'static str, u16);
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,14 +120,14 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// Records into `recorder` (and describes every metric there).
     pub fn new(recorder: Arc<dyn Recorder + Send + Sync>) -> Self {
-        let metrics = Self { recorder: Some(recorder) };
+        let metrics = Self { recorder: Some(recorder), http: Arc::default() };
         metrics.with(describe);
         metrics
     }
 
     /// Records nothing.
     pub fn off() -> Self {
-        Self { recorder: None }
+        Self { recorder: None, http: Arc::default() }
     }
 
     pub fn is_on(&self) -> bool {
@@ -131,16 +140,37 @@ impl Metrics {
         }
     }
 
-    /// One API request (`crates/api/src/auth.rs`, `access_log`).
-    pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    /// One API request (`crates/api/src/auth.rs`, `access_log`): `route` is a
+    /// registered pattern or `unmatched`, so the label values stay a small set.
+    pub fn http_request(&self, method: &'static str, route: &'static str, status: u16, elapsed: Duration) {
+        if self.recorder.is_none() {
+            return;
+        }
+        let key = (method, route, status);
+        let record = |(counter, histogram): &(metrics::Counter, metrics::Histogram)| {
+            counter.increment(1);
+            histogram.record(elapsed.as_secs_f64());
+        };
+        if let Ok(handles) = self.http.read()
+            && let Some(found) = handles.get(&key)
+        {
+            record(found);
+            return;
+        }
+        let mut made = None;
         self.with(|| {
-            let (method, route) = (method.to_owned(), route.to_owned());
-            metrics::counter!(names::HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(),
-                "status" => status.to_string())
-            .increment(1);
-            metrics::histogram!(names::HTTP_DURATION, "method" => method, "route" => route)
-                .record(elapsed.as_secs_f64());
+            made = Some((
+                metrics::counter!(names::HTTP_REQUESTS, "method" => method, "route" => route,
+                    "status" => status.to_string()),
+                metrics::histogram!(names::HTTP_DURATION, "method" => method, "route" => route),
+            ));
         });
+        if let Some(handles) = made {
+            record(&handles);
+            if let Ok(mut cache) = self.http.write() {
+                cache.insert(key, handles);
+            }
+        }
     }
 
     pub fn rate_limited(&self, limit: &'static str) {
