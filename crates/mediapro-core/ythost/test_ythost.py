@@ -154,8 +154,11 @@ class HostTest(unittest.TestCase):
     def test_a_caller_that_goes_away_gets_its_child_killed(self):
         out = os.path.join(self.tmp, "out")
         os.makedirs(out)
-        job = self.job(download_argv(f"{self.server.url}/stall/clip.mp4", out), cwd=out)
+        job = self.job(download_argv(f"{self.server.url}/stall/clip.mp4", out), cwd=out, rlimit_as=3 << 30)
         time.sleep(0.5)
+        with open(f"/proc/{job.pid}/limits") as f:
+            limit = next(line for line in f if line.startswith("Max address space")).split()[3:5]
+        self.assertEqual(limit, [str(3 << 30)] * 2, "rlimit_as is the child's address-space limit")
         os.close(job.out_r)
         os.close(job.err_r)
         job.close()
@@ -223,6 +226,18 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(draining["event"], "draining")
             self.assertEqual(host.proc.wait(timeout=10), 0)
             self.assertFalse(os.path.exists(host.socket), "the socket is removed for the next host")
+        finally:
+            host.stop()
+
+    def test_the_host_drains_above_its_memory_ceiling(self):
+        host = HostProcess("--no-warmup", "--max-rss-mib", "1")  # any Python is above 1 MiB
+        try:
+            job = Job(host.socket, ["--version"], child_env(tempfile.mkdtemp())).finish()
+            self.assertEqual(job.exit["code"], 0, "the job that started is finished and reported")
+            draining = json.loads(host.proc.stdout.readline())
+            self.assertEqual(draining["event"], "draining")
+            self.assertIn("RSS", draining["reason"])
+            self.assertEqual(host.proc.wait(timeout=10), 0)
         finally:
             host.stop()
 

@@ -83,6 +83,7 @@ import socket
 import struct
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -510,6 +511,9 @@ class Host:
             self._refuse(conn, problem)
             return
         out_fd, err_fd = conn.fds
+        if threading.active_count() != 1:
+            # fork() copies only the calling thread; the host never starts one.
+            log(f"warning: {threading.active_count()} threads at fork")
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
