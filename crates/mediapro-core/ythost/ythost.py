@@ -516,7 +516,11 @@ class Host:
             log(f"warning: {threading.active_count()} threads at fork")
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:  # EAGAIN, ENOMEM: this run cannot start; the host carries on
+            self._refuse(conn, f"fork failed: {e}")
+            return
         if pid == 0:
             run_child(request, out_fd, err_fd, self.encoding, self.errors)  # never returns
         # Set here too, so the group exists before "started" reaches the caller
@@ -555,6 +559,7 @@ class Host:
         _, status = os.waitpid(conn.pid, 0)
         self.sel.unregister(conn.pidfd)
         os.close(conn.pidfd)
+        conn.pidfd = None
         if conn.sock is not None:
             code = os.waitstatus_to_exitcode(status)
             conn.send({
@@ -568,6 +573,7 @@ class Host:
             except (KeyError, ValueError):
                 pass
             conn.sock.close()
+            conn.sock = None
         self.conns.discard(conn)
 
     # -- lifecycle
@@ -602,22 +608,33 @@ class Host:
                 return
             for key, _ in self.sel.select(timeout=1.0):
                 kind, conn = key.data
-                if kind == "listen":
-                    self._accept()
-                elif kind == "conn":
-                    self._read(conn)
-                elif kind == "child":
-                    self._reap(conn)
-                elif kind == "wake":
-                    try:
-                        os.read(self.wake_r, 512)
-                    except BlockingIOError:
-                        pass
-                elif kind == "stdin":
-                    if not os.read(sys.stdin.fileno(), 4096):
-                        self.sel.unregister(sys.stdin.fileno())
-                        self._drain("stdin closed")
+                try:
+                    self._handle(kind, conn)
+                except Exception:  # noqa: BLE001 -- one bad connection must not end the host
+                    log(f"error handling {kind}: {traceback.format_exc()}")
+                    if kind == "conn" and conn.pid is None:
+                        self._drop(conn)
             self._expire_requests()
+
+    def _handle(self, kind, conn):
+        if kind == "listen":
+            self._accept()
+        elif kind == "conn":
+            # An earlier event of the same batch may have closed it.
+            if conn.sock is not None and conn.sock.fileno() != -1:
+                self._read(conn)
+        elif kind == "child":
+            if conn.pidfd is not None:
+                self._reap(conn)
+        elif kind == "wake":
+            try:
+                os.read(self.wake_r, 512)
+            except BlockingIOError:
+                pass
+        elif kind == "stdin":
+            if not os.read(sys.stdin.fileno(), 4096):
+                self.sel.unregister(sys.stdin.fileno())
+                self._drain("stdin closed")
 
 
 def main(argv=None):
