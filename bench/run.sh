@@ -4,8 +4,9 @@
 # ffmpeg, API memory during a 200 MB upload, idle RSS of both binaries, and the
 # delay before a SIGKILLed worker's job re-runs elsewhere (default settings), HTTP
 # throughput of enqueue and status with wrk, 1,000 event-stream clients, and the
-# task list on 1,000,000 tasks (SQLite and PostgreSQL).
-# Usage: bench/run.sh [pickup|process|upload|idle|orphan|http|http-metrics|events|list]...
+# task list on 1,000,000 tasks (SQLite and PostgreSQL), and yt-dlp through the warm
+# host vs bare yt-dlp (analyze and download).
+# Usage: bench/run.sh [pickup|process|upload|idle|orphan|http|http-metrics|events|list|ythost]...
 # (default: all but http-metrics, the metrics on/off comparison)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +14,7 @@ cd "$root"
 bash scripts/ensure-redis.sh
 cargo build --release -p mediapro-api -p mediapro-worker
 which=("$@")
-[[ ${#which[@]} -gt 0 ]] || which=(pickup process upload idle orphan http events list)
+[[ ${#which[@]} -gt 0 ]] || which=(pickup process upload idle orphan http events list ythost)
 for b in "${which[@]}"; do
     case "$b" in
         pickup) bash bench/pickup-latency.sh ;;
@@ -25,6 +26,7 @@ for b in "${which[@]}"; do
         http-metrics) python3 bench/http_throughput.py metrics ;;
         events) python3 bench/event_clients.py ;;
         list) bash bench/list_bench.sh ;;
+        ythost) python3 bench/ythost_bench.py ;;
         *) echo "unknown benchmark $b" >&2; exit 2 ;;
     esac
 done

@@ -62,6 +62,10 @@ step() {
 step fmt cargo fmt --all -- --check || true
 step clippy cargo clippy --workspace --all-targets -- -D warnings || true
 
+# The warm yt-dlp host (Python, needs no build): unittest against real yt-dlp and
+# ffmpeg on a loopback fixture, about 20 s.
+step ythost python3 -m unittest discover -s crates/mediapro-core/ythost -t crates/mediapro-core/ythost || true
+
 if step build cargo build --workspace --all-targets; then
     if cargo nextest --version >/dev/null 2>&1; then
         # nextest does not run doctests; run them first so the runner's own
