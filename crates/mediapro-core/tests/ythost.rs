@@ -160,7 +160,13 @@ fn analyze_command(url: &SourceUrl) -> ChildCommand {
 }
 
 fn download_command(spec: &DownloadSpec, dir: &Path) -> ChildCommand {
-    let args = DownloadArgs { spec, output_dir: dir, max_filesize_bytes: 1 << 30, socket_timeout_secs: 10, proxy: None };
+    let args = DownloadArgs {
+        spec,
+        output_dir: dir,
+        max_filesize_bytes: 1 << 30,
+        socket_timeout_secs: 10,
+        proxy: None,
+    };
     let mut command = ChildCommand::new("yt-dlp", args.to_args(), Duration::from_secs(60));
     command.working_dir = Some(dir.to_path_buf());
     command
@@ -216,10 +222,12 @@ async fn analyze_through_the_host_equals_the_spawned_cli() {
 
     let command = analyze_command(&url(&f.base, "/clip.mp4"));
     let (mut warm, mut cold) = (String::new(), String::new());
-    let warm_out = process::run_ytdlp(Some(&f.host.client), &command, |l| warm.push_str(l), std::future::pending())
-        .await
-        .expect("hosted run");
-    let cold_out = process::run(&command, |l| cold.push_str(l), std::future::pending()).await.expect("spawned run");
+    let warm_out =
+        process::run_ytdlp(Some(&f.host.client), &command, |l| warm.push_str(l), std::future::pending())
+            .await
+            .expect("hosted run");
+    let cold_out =
+        process::run(&command, |l| cold.push_str(l), std::future::pending()).await.expect("spawned run");
     assert!(warm_out.status.success(), "{}", warm_out.stderr_tail);
     assert!(cold_out.status.success(), "{}", cold_out.stderr_tail);
     let warm = parse_info_json(&warm).expect("hosted info JSON");
@@ -237,7 +245,9 @@ async fn a_failing_run_reports_its_exit_code_and_stderr_like_the_cli() {
         format!("http://{}", l.local_addr().expect("addr"))
     };
     let command = analyze_command(&url(&closed, "/x.mp4"));
-    let warm = process::run_ytdlp(Some(&f.host.client), &command, |_| {}, std::future::pending()).await.expect("ran");
+    let warm = process::run_ytdlp(Some(&f.host.client), &command, |_| {}, std::future::pending())
+        .await
+        .expect("ran");
     let cold = process::run(&command, |_| {}, std::future::pending()).await.expect("ran");
     assert_eq!(warm.status.code(), Some(1));
     assert_eq!(warm.status.code(), cold.status.code());
@@ -290,10 +300,12 @@ async fn cancel_kills_the_hosted_child_within_two_seconds() {
         child_seen = children_of(host_pid);
         StopReason::Cancelled
     };
+    let mut command = download_command(&spec, &out_dir);
+    // Longer than the bound below: the group must go on the SIGTERM, not on the
+    // SIGKILL after the grace (nor on the host's kill when the caller hangs up).
+    command.kill_grace = Duration::from_secs(5);
     let started = Instant::now();
-    let err = process::run_ytdlp(Some(&f.host.client), &download_command(&spec, &out_dir), |_| {}, stop)
-        .await
-        .expect_err("cancelled");
+    let err = process::run_ytdlp(Some(&f.host.client), &command, |_| {}, stop).await.expect_err("cancelled");
     let took = started.elapsed();
     assert!(matches!(err, RunError::Stopped(StopReason::Cancelled)), "{err}");
     assert!(took < Duration::from_millis(800) + Duration::from_secs(2), "{took:?}");

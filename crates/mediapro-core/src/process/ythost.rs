@@ -195,9 +195,15 @@ impl HostedExit {
     pub async fn wait(&mut self) -> Result<ExitStatus, HostError> {
         loop {
             match read_event(&mut self.events).await? {
-                Some(Event::Exit { code: Some(code), .. }) => return Ok(ExitStatus::from_raw((code & 0xff) << 8)),
-                Some(Event::Exit { signal: Some(signal), .. }) => return Ok(ExitStatus::from_raw(signal & 0x7f)),
-                Some(Event::Exit { .. }) => return Err(HostError::Protocol("exit without code or signal".into())),
+                Some(Event::Exit { code: Some(code), .. }) => {
+                    return Ok(ExitStatus::from_raw((code & 0xff) << 8));
+                }
+                Some(Event::Exit { signal: Some(signal), .. }) => {
+                    return Ok(ExitStatus::from_raw(signal & 0x7f));
+                }
+                Some(Event::Exit { .. }) => {
+                    return Err(HostError::Protocol("exit without code or signal".into()));
+                }
                 Some(Event::Error { message }) => return Err(HostError::Refused(message)),
                 Some(_) => continue,
                 None => return Err(HostError::Gone),
@@ -263,9 +269,11 @@ mod tests {
 
     #[tokio::test]
     async fn exit_events_become_process_statuses() {
-        let status = exit_after("{\"event\":\"exit\",\"pid\":7,\"code\":3,\"signal\":null}\n").await.expect("exit");
+        let status =
+            exit_after("{\"event\":\"exit\",\"pid\":7,\"code\":3,\"signal\":null}\n").await.expect("exit");
         assert_eq!((status.code(), status.signal()), (Some(3), None));
-        let status = exit_after("{\"event\":\"exit\",\"pid\":7,\"code\":null,\"signal\":9}\n").await.expect("exit");
+        let status =
+            exit_after("{\"event\":\"exit\",\"pid\":7,\"code\":null,\"signal\":9}\n").await.expect("exit");
         assert_eq!((status.code(), status.signal()), (None, Some(9)));
         assert!(exit_after("{\"event\":\"exit\",\"pid\":7,\"code\":0}\n").await.expect("exit").success());
     }
