@@ -236,6 +236,30 @@ pub async fn run_ytdlp(
     result
 }
 
+/// Starts a long-lived helper (the warm yt-dlp host, supervised by
+/// [`ythost::HostSupervisor`]) the way a tool is started: an argument vector,
+/// the cleared minimal environment with `home` as HOME, its own process group,
+/// stdin and stdout piped (its stdin closing tells it its supervisor is gone),
+/// stderr inherited (its log lines join the service's), killed when dropped.
+pub(crate) fn spawn_helper(
+    program: &std::path::Path,
+    args: &[String],
+    home: &std::path::Path,
+) -> std::io::Result<tokio::process::Child> {
+    // The other place a process is spawned; clippy.toml forbids it elsewhere.
+    #[allow(clippy::disallowed_methods)]
+    Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(minimal_env(home))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+}
+
 /// A private, empty HOME (0700) per run: nothing a previous run or another
 /// user left there (a `.pth` file, a config) can run as the service. Removed
 /// when dropped, after the run.

@@ -17,7 +17,7 @@ use std::{
 use mediapro_core::{
     process::{
         self, ChildCommand, RunError, StopReason,
-        ythost::{HostClient, HostError},
+        ythost::{HostClient, HostError, HostSettings, HostState, HostSupervisor},
     },
     requests::DownloadSpec,
     validate::{SourceUrl, SubtitleLangs},
@@ -357,4 +357,63 @@ async fn without_a_host_the_cli_is_spawned() {
     .expect("spawned instead");
     assert!(out.status.success());
     assert_eq!(lines.len(), 1, "{lines:?}");
+}
+
+fn ready_pid(state: &HostState) -> Option<u32> {
+    match state {
+        HostState::Ready { pid, .. } => Some(*pid),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervisor_replaces_a_drained_host_and_restarts_a_killed_one() {
+    let supervisor = HostSupervisor::start(HostSettings {
+        python: "python3".into(),
+        max_jobs: 1,
+        max_rss_mib: 0,
+        warm_up: false,
+    })
+    .expect("supervision starts");
+    let state = supervisor.wait_ready(Duration::from_secs(30)).await;
+    let HostState::Ready { pid: first, yt_dlp } = state else { panic!("no host: {state:?}") };
+    let client = supervisor.client().expect("a ready host has a client").clone();
+    assert_eq!(client.info().await.expect("info").yt_dlp, yt_dlp);
+
+    // One run, and the host (max_jobs 1) drains: a new one takes over.
+    let version = ChildCommand::new("yt-dlp", vec!["--version".into()], Duration::from_secs(30));
+    let mut lines = Vec::new();
+    let out =
+        process::run_ytdlp(Some(&client), &version, |l| lines.push(l.to_owned()), std::future::pending())
+            .await
+            .expect("runs");
+    assert!(out.status.success());
+    assert_eq!(lines, std::slice::from_ref(&yt_dlp));
+    assert!(
+        wait_for(|| ready_pid(&supervisor.state()).is_some_and(|p| p != first), Duration::from_secs(15))
+            .await,
+        "a replacement after draining: {:?}",
+        supervisor.state()
+    );
+    let second = ready_pid(&supervisor.state()).expect("ready");
+    assert!(
+        wait_for(|| !alive(i32::try_from(first).expect("pid")), Duration::from_secs(5)).await,
+        "the drained host exited"
+    );
+
+    // SIGKILL: the supervisor notices and starts another.
+    let killed_at = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(second).expect("pid")),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the host");
+    assert!(
+        wait_for(|| ready_pid(&supervisor.state()).is_some_and(|p| p != second), Duration::from_secs(15))
+            .await,
+        "restarted: {:?}",
+        supervisor.state()
+    );
+    println!("host SIGKILLed → a new host ready after {:?} (no warm-up)", killed_at.elapsed());
+    assert!(supervisor.client().expect("ready").info().await.is_ok());
 }

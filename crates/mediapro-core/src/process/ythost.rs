@@ -20,6 +20,10 @@ use std::{
     time::Duration,
 };
 
+mod supervisor;
+
+pub use supervisor::{HostSettings, HostState, HostSupervisor};
+
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use serde::{Deserialize, Serialize};
 use tokio::{
