@@ -3,6 +3,13 @@
 //! group (yt-dlp spawns ffmpeg), stdout and stderr drained concurrently (reading
 //! stderr after `wait` can deadlock on a full pipe), a bounded stderr tail kept for
 //! the error message, and a timeout or cancellation that kills the whole group.
+//!
+//! yt-dlp may instead run as a child of the warm host ([`ythost`], [`run_ytdlp`]):
+//! the same argv, environment, folder and limits, the same reading of its pipes
+//! and the same group kill; only the start differs (a fork of a warmed process
+//! instead of a fresh interpreter).
+
+pub mod ythost;
 
 use std::{
     collections::VecDeque,
@@ -16,6 +23,7 @@ use nix::{
     sys::signal::{Signal, killpg},
     unistd::Pid,
 };
+use tempfile::TempDir;
 use tokio::{
     io::{AsyncRead, AsyncReadExt},
     process::Command,
@@ -110,6 +118,10 @@ pub enum RunError {
     OutputTooLarge(usize),
     #[error("reading the child's output failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The warm host failed after it started the child (it died, or said
+    /// something else than how the child ended); the child's group is killed.
+    #[error("{0}")]
+    Host(ythost::HostError),
 }
 
 pub const STDERR_TAIL_LINES: usize = 20;
@@ -148,16 +160,10 @@ impl Drop for GroupGuard {
 /// [`RunError::Stopped`].
 pub async fn run(
     spec: &ChildCommand,
-    mut on_stdout_line: impl FnMut(&str),
+    on_stdout_line: impl FnMut(&str),
     stop: impl Future<Output = StopReason>,
 ) -> Result<ProcessOutput, RunError> {
-    // A private, empty HOME (0700) per run: nothing a previous run or another
-    // user left there (a `.pth` file, a config) can run as the service.
-    let home = tempfile::Builder::new()
-        .prefix("mediapro-home-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir()
-        .map_err(|source| RunError::Spawn { program: spec.program.display().to_string(), source })?;
+    let home = private_home(spec)?;
     // The one place a process is spawned (clippy.toml forbids it elsewhere).
     #[allow(clippy::disallowed_methods)]
     let mut cmd = match spec.memory_limit_bytes {
@@ -170,8 +176,7 @@ pub async fn run(
     };
     cmd.args(&spec.args)
         .env_clear()
-        .envs(minimal_env(home.path()))
-        .envs(spec.env.iter().cloned())
+        .envs(child_env(home.path(), spec))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -183,12 +188,109 @@ pub async fn run(
     let mut child = cmd
         .spawn()
         .map_err(|source| RunError::Spawn { program: spec.program.display().to_string(), source })?;
-    let mut guard = GroupGuard { pgid: child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw) };
+    let guard = GroupGuard { pgid: child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw) };
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
+    let wait = async { child.wait().await.map_err(RunError::Io) };
+    supervise(spec, guard, stdout, stderr, wait, on_stdout_line, stop).await
+}
 
+/// Runs yt-dlp as a child of the warm host when `host` is given and answers,
+/// else spawns `spec.program` with [`run`]. The host's child gets what a
+/// spawned one gets (argv, cleared environment with a private HOME, working
+/// folder, address-space limit as `rlimit_as`) and is read and stopped the same
+/// way; `spec.program` is not used then (the host runs its own yt-dlp). A host
+/// that fails once the child runs is [`RunError::Host`] (the group is killed).
+pub async fn run_ytdlp(
+    host: Option<&ythost::HostClient>,
+    spec: &ChildCommand,
+    on_stdout_line: impl FnMut(&str),
+    stop: impl Future<Output = StopReason>,
+) -> Result<ProcessOutput, RunError> {
+    let Some(host) = host else {
+        return run(spec, on_stdout_line, stop).await;
+    };
+    let home = private_home(spec)?;
+    let env = child_env(home.path(), spec);
+    let started = host
+        .start(ythost::RunSpec {
+            argv: &spec.args,
+            env: &env,
+            cwd: spec.working_dir.as_deref(),
+            rlimit_as: spec.memory_limit_bytes,
+        })
+        .await;
+    let child = match started {
+        Ok(child) => child,
+        Err(e) => {
+            tracing::warn!(error = %e, "yt-dlp host not available, spawning yt-dlp");
+            drop(home);
+            return run(spec, on_stdout_line, stop).await;
+        }
+    };
+    let guard = GroupGuard { pgid: Some(Pid::from_raw(child.pid)) };
+    let ythost::HostedChild { stdout, stderr, mut exit, .. } = child;
+    let wait = async { exit.wait().await.map_err(RunError::Host) };
+    let result = supervise(spec, guard, stdout, stderr, wait, on_stdout_line, stop).await;
+    drop(home);
+    result
+}
+
+/// Starts a long-lived helper (the warm yt-dlp host, supervised by
+/// [`ythost::HostSupervisor`]) the way a tool is started: an argument vector,
+/// the cleared minimal environment with `home` as HOME, its own process group,
+/// stdin and stdout piped (its stdin closing tells it its supervisor is gone),
+/// stderr inherited (its log lines join the service's), killed when dropped.
+pub(crate) fn spawn_helper(
+    program: &std::path::Path,
+    args: &[String],
+    home: &std::path::Path,
+) -> std::io::Result<tokio::process::Child> {
+    // The other place a process is spawned; clippy.toml forbids it elsewhere.
+    #[allow(clippy::disallowed_methods)]
+    Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(minimal_env(home))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// A private, empty HOME (0700) per run: nothing a previous run or another
+/// user left there (a `.pth` file, a config) can run as the service. Removed
+/// when dropped, after the run.
+fn private_home(spec: &ChildCommand) -> Result<TempDir, RunError> {
+    tempfile::Builder::new()
+        .prefix("mediapro-home-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .map_err(|source| RunError::Spawn { program: spec.program.display().to_string(), source })
+}
+
+/// The child's whole environment: the minimal one and the spec's additions.
+fn child_env(home: &std::path::Path, spec: &ChildCommand) -> Vec<(String, String)> {
+    let mut env = minimal_env(home);
+    env.extend(spec.env.iter().cloned());
+    env
+}
+
+/// Reads a started child's output while it runs and stops its group when asked,
+/// however it was started: `wait` resolves with its status once it ended.
+async fn supervise(
+    spec: &ChildCommand,
+    mut guard: GroupGuard,
+    stdout: impl AsyncRead + Unpin,
+    stderr: impl AsyncRead + Unpin,
+    wait: impl Future<Output = Result<ExitStatus, RunError>>,
+    mut on_stdout_line: impl FnMut(&str),
+    stop: impl Future<Output = StopReason>,
+) -> Result<ProcessOutput, RunError> {
     let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
-    // The work future borrows the child and the tail: it lives in this block only.
+    // The work future borrows the tail: it lives in this block only.
     let result = {
         let mut work = std::pin::pin!(async {
             let out = read_lines(stdout, spec.max_stdout_bytes, spec.max_stdout_bytes, |l| on_stdout_line(l));
@@ -198,10 +300,10 @@ pub async fn run(
                 }
                 tail.push_back(l.chars().take(2000).collect::<String>());
             });
-            let (out, err) = tokio::join!(out, err);
-            out?;
-            err?;
-            Ok::<_, RunError>(child.wait().await?)
+            // The status may come before the pipes close (a grandchild can hold
+            // them); an error of any of the three ends the work at once.
+            let ((), (), status) = tokio::try_join!(out, err, wait)?;
+            Ok::<_, RunError>(status)
         });
         let result = tokio::select! {
             r = &mut work => r,
@@ -216,17 +318,11 @@ pub async fn run(
         }
         result
     };
-    match result {
-        Ok(status) => {
-            // The leader exited; anything it left in its group goes too.
-            guard.kill();
-            Ok(ProcessOutput { status, stderr_tail: tail.into_iter().collect::<Vec<_>>().join("\n") })
-        }
-        Err(e) => {
-            guard.kill();
-            Err(e)
-        }
-    }
+    // Whatever ended the run, the leader is gone or going; anything it left in
+    // its group goes too.
+    guard.kill();
+    let status = result?;
+    Ok(ProcessOutput { status, stderr_tail: tail.into_iter().collect::<Vec<_>>().join("\n") })
 }
 
 fn minimal_env(home: &std::path::Path) -> Vec<(String, String)> {

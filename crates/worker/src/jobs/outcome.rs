@@ -48,7 +48,9 @@ impl Outcome {
                 metrics.subprocess_killed(reason.label());
                 Self::from_stop(reason)
             }
-            e @ RunError::Spawn { .. } => Outcome::Transient(e.to_string()),
+            // Could not start, or the warm yt-dlp host died under the run: a
+            // new attempt starts afresh (spawned, or in the restarted host).
+            e @ (RunError::Spawn { .. } | RunError::Host(_)) => Outcome::Transient(e.to_string()),
             e => Outcome::Failed(format!("{tool} output could not be read: {e}")),
         }
     }
@@ -143,6 +145,8 @@ mod tests {
         assert!(matches!(stopped(StopReason::LeaseLost), Outcome::Lost));
         let spawn = RunError::Spawn { program: "x".into(), source: std::io::Error::other("no") };
         assert!(matches!(Outcome::from_run_error(spawn, "x", &metrics), Outcome::Transient(_)));
+        let host_gone = RunError::Host(mediapro_core::process::ythost::HostError::Gone);
+        assert!(matches!(Outcome::from_run_error(host_gone, "yt-dlp", &metrics), Outcome::Transient(_)));
 
         let text = registry.render();
         let line = |reason: &str| {
