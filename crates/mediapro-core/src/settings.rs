@@ -7,7 +7,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+use crate::task::TaskKind;
 use crate::webhooks::{Target, WebhookEvent, WebhookSecret};
+use strum::IntoEnumIterator as _;
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -308,6 +310,16 @@ pub struct WorkerSettings {
     /// bind it to loopback or a private network); empty = no endpoint and no
     /// recording. Port 0 picks a free port (logged).
     pub metrics_bind: String,
+}
+
+impl WorkerSettings {
+    /// Jobs of `kind` one worker process runs at once (`worker.<kind>_concurrency`).
+    pub fn concurrency(&self, kind: TaskKind) -> usize {
+        match kind {
+            TaskKind::Download => self.download_concurrency,
+            TaskKind::Process => self.process_concurrency,
+        }
+    }
 }
 
 impl Default for WorkerSettings {
@@ -618,8 +630,8 @@ impl Settings {
         if self.worker.reconcile_interval_seconds == 0 || self.worker.retention_interval_seconds == 0 {
             return bad("worker.reconcile_interval_seconds", "intervals must be positive".into());
         }
-        if self.worker.download_concurrency == 0 || self.worker.process_concurrency == 0 {
-            return bad("worker.download_concurrency", "concurrency must be at least 1".into());
+        if let Some(kind) = TaskKind::iter().find(|&kind| self.worker.concurrency(kind) == 0) {
+            return bad(&format!("worker.{kind}_concurrency"), "concurrency must be at least 1".into());
         }
         self.security.check()?;
         self.webhooks.check()

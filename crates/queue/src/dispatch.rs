@@ -24,7 +24,7 @@ use mediapro_core::{
 };
 use uuid::Uuid;
 
-use crate::{QueueClient, QueueError, QueueName};
+use crate::{QueueClient, QueueError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -196,11 +196,11 @@ impl Dispatcher {
         if !self.store.reassign_job(stale, &job_id).await? {
             return Ok(false);
         }
-        self.queue.push(QueueName::for_kind(stale.kind), stale.task_id, &job_id).await?;
+        self.queue.push(stale.kind, stale.task_id, &job_id).await?;
         Ok(true)
     }
 
     async fn push(&self, task: &Task, delay: Duration) -> Result<(), QueueError> {
-        self.queue.push_after(QueueName::for_kind(task.kind()), task.task_id, &task.job_id, delay).await
+        self.queue.push_after(task.kind(), task.task_id, &task.job_id, delay).await
     }
 }

@@ -1,4 +1,6 @@
-//! The two Redis queues (`download`, `process`) as apalis-redis storages, set up
+//! One Redis queue per task kind (`download`, `process`: a queue is named after its
+//! [`TaskKind`], and a new kind gets its queue with no change here) as apalis-redis
+//! storages, set up
 //! the same way in the API (which pushes) and the worker (which consumes), and the
 //! [`Dispatcher`], the one owner of "write the task row, push its job, undo on
 //! failure".
@@ -30,49 +32,11 @@ use mediapro_core::{
     settings::RedisSettings,
     task::TaskKind,
 };
+use strum::IntoEnumIterator;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 pub use apalis_redis;
-
-/// One queue per task kind (see [`QueueName::for_kind`]). Variants are
-/// enumerable (`QueueName::iter()`) and parse from their names, so the worker's
-/// `--queues` flag and the tests need no list of their own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr)]
-#[strum(serialize_all = "snake_case")]
-pub enum QueueName {
-    Download,
-    Process,
-}
-
-impl QueueName {
-    pub fn for_kind(kind: TaskKind) -> Self {
-        match kind {
-            TaskKind::Download => QueueName::Download,
-            TaskKind::Process => QueueName::Process,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
-    /// Every queue, in declaration order.
-    pub fn all() -> Vec<QueueName> {
-        <QueueName as strum::IntoEnumIterator>::iter().collect()
-    }
-}
-
-impl std::str::FromStr for QueueName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let all = QueueName::all();
-        all.iter().copied().find(|q| q.as_str() == s.trim()).ok_or_else(|| {
-            let valid: Vec<&str> = all.iter().map(|q| q.as_str()).collect();
-            format!("unknown queue '{}'; valid: {}", s.trim(), valid.join(", "))
-        })
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -86,8 +50,9 @@ impl HasCode for QueueError {
     }
 }
 
-/// The apalis-redis configuration of one queue; `namespace:queue` prefixes every key.
-pub fn queue_config(settings: &RedisSettings, queue: QueueName) -> Config {
+/// The apalis-redis configuration of the queue of `kind`: one queue per task kind,
+/// named after it; `namespace:kind` prefixes every key.
+pub fn queue_config(settings: &RedisSettings, queue: TaskKind) -> Config {
     Config::default()
         .queue(format!("{}:{}", settings.namespace, queue.as_str()))
         .batch_size(1)
@@ -112,22 +77,26 @@ pub async fn connect(settings: &RedisSettings) -> Result<ConnectionManager, Queu
         .map_err(|e| QueueError::Unavailable(e.to_string()))
 }
 
-/// Both storages over one connection.
+/// One storage per task kind, over one connection.
 #[derive(Clone)]
 pub struct Queues {
     pub conn: ConnectionManager,
-    pub download: RedisStorage<JobPayload>,
-    pub process: RedisStorage<JobPayload>,
+    storages: Vec<(TaskKind, RedisStorage<JobPayload>)>,
 }
 
 impl Queues {
     pub fn new(conn: ConnectionManager, settings: &RedisSettings) -> Self {
-        Self {
-            download: RedisStorage::new(conn.clone())
-                .with_config(queue_config(settings, QueueName::Download)),
-            process: RedisStorage::new(conn.clone()).with_config(queue_config(settings, QueueName::Process)),
-            conn,
-        }
+        let storages = TaskKind::iter()
+            .map(|kind| (kind, RedisStorage::new(conn.clone()).with_config(queue_config(settings, kind))))
+            .collect();
+        Self { storages, conn }
+    }
+
+    /// The storage of `kind`'s queue (`new` made one for every kind).
+    pub fn storage(&self, kind: TaskKind) -> RedisStorage<JobPayload> {
+        let (_, storage) =
+            self.storages.iter().find(|(k, _)| *k == kind).expect("Queues::new covers every TaskKind");
+        storage.clone()
     }
 }
 
@@ -175,23 +144,20 @@ impl QueueClient {
     }
 
     /// Queues the job `job_id` carrying `task_id` on `queue`.
-    pub async fn push(&self, queue: QueueName, task_id: Uuid, job_id: &str) -> Result<(), QueueError> {
+    pub async fn push(&self, queue: TaskKind, task_id: Uuid, job_id: &str) -> Result<(), QueueError> {
         self.push_after(queue, task_id, job_id, Duration::ZERO).await
     }
 
     /// Queues the job to run no earlier than `delay` from now.
     pub async fn push_after(
         &self,
-        queue: QueueName,
+        queue: TaskKind,
         task_id: Uuid,
         job_id: &str,
         delay: Duration,
     ) -> Result<(), QueueError> {
         let queues = self.queues().await?;
-        let mut storage = match queue {
-            QueueName::Download => queues.download.clone(),
-            QueueName::Process => queues.process.clone(),
-        };
+        let mut storage = queues.storage(queue);
         let mut builder = TaskBuilder::new(JobPayload::for_task(task_id)).task_id(apalis_id(job_id)?);
         if !delay.is_zero() {
             builder = builder.run_after(delay);
@@ -201,7 +167,7 @@ impl QueueClient {
 
     /// Whether `job_id` is still waiting or running in `queue` (false when Redis
     /// lost it, or apalis already finished or buried it).
-    pub async fn job_is_live(&self, queue: QueueName, job_id: &str) -> Result<bool, QueueError> {
+    pub async fn job_is_live(&self, queue: TaskKind, job_id: &str) -> Result<bool, QueueError> {
         let queues = self.queues().await?;
         let mut conn = queues.conn.clone();
         let config = queue_config(&self.settings, queue);

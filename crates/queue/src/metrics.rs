@@ -16,12 +16,13 @@ use std::{
 use mediapro_core::{
     metrics::{Metrics, NAMES, buckets},
     store::TaskStore,
-    task::TaskStatus,
+    task::{TaskKind, TaskStatus},
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use strum::IntoEnumIterator as _;
 use tokio::sync::Mutex;
 
-use crate::{QueueClient, QueueError, QueueName, bounded, queue_config};
+use crate::{QueueClient, QueueError, bounded, queue_config};
 
 /// How long scrape-time gauges are reused.
 pub const SCRAPE_CACHE: Duration = Duration::from_secs(1);
@@ -111,7 +112,7 @@ impl Default for Registry {
 async fn record_queue_depth(metrics: &Metrics, client: &QueueClient) -> Result<(), QueueError> {
     let mut conn = client.connection().await?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    for queue in QueueName::all() {
+    for queue in TaskKind::iter() {
         let config = queue_config(&client.settings, queue);
         let scheduled = config.scheduled_jobs_set();
         let mut pipe = redis::pipe();

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use mediapro_core::store::StoreError;
-use mediapro_queue::{DispatchError, QueueError, QueueName};
+use mediapro_queue::{DispatchError, QueueError};
 use time::OffsetDateTime;
 
 use crate::context::JobContext;
@@ -50,7 +50,7 @@ pub async fn reconcile(ctx: &JobContext, pending_grace: Duration) -> Result<usiz
     let stale = ctx.store().stale_tasks(now - pending_grace, now - lease, 500).await?;
     let mut requeued = 0;
     for task in stale {
-        let queue = QueueName::for_kind(task.kind);
+        let queue = task.kind;
         if ctx.dispatcher.queue().job_is_live(queue, &task.job_id).await? {
             continue;
         }

@@ -20,8 +20,9 @@ use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::*;
 use backon::{ExponentialBuilder, Retryable};
+use mediapro_core::task::TaskKind;
 use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore, webhooks::WebhookRoutes};
-use mediapro_queue::{QueueName, Queues};
+use mediapro_queue::Queues;
 
 pub use context::JobContext;
 
@@ -41,7 +42,7 @@ pub enum WorkerError {
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
-    pub queues: Vec<QueueName>,
+    pub queues: Vec<TaskKind>,
     /// Overrides `worker.download_concurrency` and `worker.process_concurrency`.
     pub concurrency: Option<usize>,
 }
@@ -90,11 +91,8 @@ pub async fn run(
         .shutdown_timeout(drain);
 
     for &queue in &options.queues {
-        let (storage, concurrency) = match queue {
-            QueueName::Download => (queues.download.clone(), settings.worker.download_concurrency),
-            QueueName::Process => (queues.process.clone(), settings.worker.process_concurrency),
-        };
-        let concurrency = options.concurrency.unwrap_or(concurrency);
+        let storage = queues.storage(queue);
+        let concurrency = options.concurrency.unwrap_or(settings.worker.concurrency(queue));
         let slots = metrics::QueueSlots::new(queue, concurrency, metrics.clone());
         // A safety net only: the job's own supervision enforces the task timeout.
         let timeout = settings.task_timeout() + Duration::from_secs(60);

@@ -1,8 +1,9 @@
 use anyhow::Context;
 use clap::Parser;
 use mediapro_core::settings::Settings;
-use mediapro_queue::QueueName;
+use mediapro_core::task::TaskKind;
 use mediapro_worker::WorkerOptions;
+use strum::IntoEnumIterator;
 
 /// MediaPro worker: runs download and process jobs from Redis.
 #[derive(Parser)]
@@ -10,14 +11,15 @@ use mediapro_worker::WorkerOptions;
 struct Cli {
     /// Comma-separated queues to consume (download, process); default: all of them.
     #[arg(long, value_delimiter = ',', value_parser = parse_queue)]
-    queues: Vec<QueueName>,
+    queues: Vec<TaskKind>,
     /// Jobs run at once per queue (overrides worker.*_concurrency).
     #[arg(long)]
     concurrency: Option<usize>,
 }
 
-fn parse_queue(s: &str) -> Result<QueueName, String> {
-    s.parse()
+/// A queue is named after its task kind.
+fn parse_queue(s: &str) -> Result<TaskKind, String> {
+    s.trim().parse().map_err(|e: mediapro_core::task::UnknownVariant| e.to_string())
 }
 
 #[tokio::main]
@@ -35,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    let mut queues = if cli.queues.is_empty() { QueueName::all() } else { cli.queues };
+    let mut queues = if cli.queues.is_empty() { TaskKind::iter().collect() } else { cli.queues };
     queues.dedup();
     let options = WorkerOptions { queues, concurrency: cli.concurrency };
     mediapro_worker::run(settings, options, shutdown_signal()).await.context("worker failed")

@@ -22,8 +22,9 @@ use hyper::{
     Method, Request, Response, StatusCode, body::Incoming, header, server::conn::http1, service::service_fn,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
+use mediapro_core::task::TaskKind;
 use mediapro_core::{jobs::JobPayload, metrics::Metrics};
-use mediapro_queue::{QueueName, metrics::Registry};
+use mediapro_queue::metrics::Registry;
 use tokio::net::TcpListener;
 
 /// A connection that sends nothing for this long is closed.
@@ -80,14 +81,14 @@ async fn answer(req: Request<Incoming>, registry: Registry) -> Result<Response<F
 /// knows which queue its job came from.
 #[derive(Clone)]
 pub struct QueueSlots {
-    pub queue: QueueName,
+    pub queue: TaskKind,
     busy: Arc<AtomicUsize>,
     total: usize,
     metrics: Metrics,
 }
 
 impl QueueSlots {
-    pub fn new(queue: QueueName, total: usize, metrics: Metrics) -> Self {
+    pub fn new(queue: TaskKind, total: usize, metrics: Metrics) -> Self {
         let slots = Self { queue, busy: Arc::default(), total, metrics };
         slots.metrics.worker_slots(queue.as_str(), 0, total);
         slots

@@ -187,7 +187,7 @@ async fn a_poison_payload_fails_alone_and_the_worker_keeps_serving() {
     let app = TestApp::spawn().await;
     let fx = Fixtures::serve().await;
     let conn = mediapro_queue::connect(&app.settings.redis).await.expect("redis");
-    let config = mediapro_queue::queue_config(&app.settings.redis, mediapro_queue::QueueName::Download);
+    let config = mediapro_queue::queue_config(&app.settings.redis, mediapro_core::task::TaskKind::Download);
     let mut raw = apalis_redis::RedisStorage::<Value>::new(conn.clone()).with_config(config.clone());
     for junk in [json!("garbage"), json!({"task_id": 42}), json!([1, 2, 3])] {
         raw.push(junk).await.expect("push");

@@ -18,11 +18,11 @@ use std::{
 };
 
 use mediapro_api::Application;
-use mediapro_core::{settings::Settings, store::TaskStore};
-use mediapro_queue::QueueName;
+use mediapro_core::{settings::Settings, store::TaskStore, task::TaskKind};
 use mediapro_worker::WorkerOptions;
 use redis::TypedCommands as _;
 use serde_json::{Value, json};
+use strum::IntoEnumIterator as _;
 use tempfile::TempDir;
 
 /// `MEDIAPRO_TEST_STORE=postgres` runs the suite on PostgreSQL (a throwaway
@@ -135,7 +135,7 @@ impl TestApp {
                 worker_metrics = Some(format!("http://127.0.0.1:{port}/metrics"));
             }
             tokio::spawn(async move {
-                let options = WorkerOptions { queues: QueueName::all(), concurrency: Some(2) };
+                let options = WorkerOptions { queues: TaskKind::iter().collect(), concurrency: Some(2) };
                 if let Err(e) = mediapro_worker::run(worker_settings, options, std::future::pending()).await {
                     eprintln!("worker stopped: {e}");
                 }

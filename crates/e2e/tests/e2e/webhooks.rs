@@ -16,12 +16,13 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
 use mediapro_core::{
     settings::{Settings, WebhookEndpoint},
+    task::TaskKind,
     webhooks::{WebhookEvent, WebhookSecret},
 };
-use mediapro_queue::QueueName;
 use mediapro_worker::WorkerOptions;
 use serde_json::{Value, json};
 use sha2::Sha256;
+use strum::IntoEnumIterator as _;
 
 use crate::helpers::{AppOptions, Fixtures, TestApp, worker_bin};
 
@@ -290,7 +291,7 @@ async fn a_worker_killed_before_delivering_leaves_the_message_for_the_next_worke
     // A new worker (another process's deliverer) finds the message in the outbox.
     let settings = app.settings.clone();
     tokio::spawn(async move {
-        let options = WorkerOptions { queues: QueueName::all(), concurrency: Some(1) };
+        let options = WorkerOptions { queues: TaskKind::iter().collect(), concurrency: Some(1) };
         if let Err(e) = mediapro_worker::run(settings, options, std::future::pending()).await {
             eprintln!("worker stopped: {e}");
         }

@@ -18,13 +18,13 @@ use std::{
 };
 
 use apalis::prelude::{AbortError, BoxDynError};
+use mediapro_core::task::TaskKind;
 use mediapro_core::{
     jobs::JobPayload,
     process::StopReason,
     store::{Claim, Lease},
     task::{Phase, ProgressDetail, TaskRequest},
 };
-use mediapro_queue::QueueName;
 use uuid::Uuid;
 
 use super::outcome::{Outcome, settle, store_error};
@@ -43,7 +43,7 @@ pub struct Attempt {
     pub number: i64,
     pub request: TaskRequest,
     /// The queue the job came from (metrics label).
-    pub queue: QueueName,
+    pub queue: TaskKind,
     /// When the claim succeeded (the attempt's duration is measured from it).
     pub began: Instant,
 }
@@ -54,7 +54,7 @@ pub async fn begin(
     ctx: &JobContext,
     payload: &JobPayload,
     worker: &str,
-    queue: QueueName,
+    queue: TaskKind,
     due: DueAt,
 ) -> Result<Option<Attempt>, BoxDynError> {
     let task_id = match payload {
