@@ -45,70 +45,16 @@ redis_url="${MEDIAPRO_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 max_examples="${ST_MAX_EXAMPLES:-8}"
 max_time="${ST_MAX_TIME:-120}"
 
-log() { printf '[schemathesis] %s\n' "$*"; }
-die() {
-    printf '[schemathesis] ERROR: %s\n' "$*" >&2
-    exit 2
-}
+tag=schemathesis
+log_files=(api.log worker.log fixture.log)
+# shellcheck source=tests/lib/harness.sh
+source "$root/tests/lib/harness.sh"
 
 [[ -x "$st" ]] || die "$st not found: run scripts/install-deps.sh (or set SCHEMATHESIS)"
-for tool in curl ffmpeg python3 redis-cli timeout; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool not found (scripts/install-deps.sh installs it)"
-done
-for b in mediapro-api mediapro-worker; do
-    [[ -x "$bin_dir/$b" ]] || die "$bin_dir/$b not found: build it first (cargo build --workspace) or set MEDIAPRO_BIN_DIR"
-done
-[[ "$(timeout 3 redis-cli -u "$redis_url" ping 2>/dev/null || true)" == "PONG" ]] ||
-    die "Redis at $redis_url does not answer (scripts/ensure-redis.sh starts one)"
+require_tools curl ffmpeg python3 redis-cli timeout
+require_binaries "$bin_dir"
+require_redis
 
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/mediapro-schemathesis.XXXXXX")"
-namespace=""
-pids=()
-
-stop_pid() {
-    local pid="$1" i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.2
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$? i
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-        stop_pid "${pids[$i]}"
-    done
-    if [[ -n "$namespace" ]]; then
-        python3 "$root/tests/launcher.py" purge-redis --redis-url "$redis_url" --namespace "$namespace" \
-            >/dev/null 2>&1 || true
-    fi
-    if [[ "${KEEP_TMP:-0}" == "1" ]]; then
-        log "kept $tmp"
-    else
-        rm -rf "$tmp"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-show_logs() {
-    local f
-    for f in "$tmp/api.log" "$tmp/worker.log" "$tmp/fixture.log"; do
-        [[ -f "$f" ]] || continue
-        printf -- '--- last lines of %s\n' "${f#"$tmp"/}" >&2
-        tail -n 25 "$f" >&2 || true
-    done
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 
 # --- a clip on 127.0.0.1 (what every rewritten URL points at) ------------------------------
 mkdir -p "$tmp/www" "$tmp/run"

@@ -32,12 +32,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bin_dir="$(python3 "$root/tests/launcher.py" bin-dir --profile debug)"
 redis_url="${MEDIAPRO_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 template="${NGINX_CONF_TEMPLATE:-$root/docker/nginx.conf}"
-
-log() { printf '[nginx_test] %s\n' "$*"; }
-die() {
-    printf '[nginx_test] ERROR: %s\n' "$*" >&2
-    exit 2
-}
+tag=nginx_test
+log_files=(api.log worker.log nginx/error.log)
+# shellcheck source=tests/lib/harness.sh
+source "$root/tests/lib/harness.sh"
 
 passed=0
 failed=0
@@ -58,69 +56,15 @@ if [[ -z "$nginx_bin" && -x /usr/sbin/nginx ]]; then
     nginx_bin=/usr/sbin/nginx # not on a non-root user's PATH
 fi
 [[ -n "$nginx_bin" && -x "$nginx_bin" ]] || die "nginx not found: install it with 'apt-get install -y nginx' (the service is not used)"
-for tool in curl ffmpeg ffprobe python3 redis-cli; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool not found (scripts/install-deps.sh installs it)"
-done
-for b in mediapro-api mediapro-worker; do
-    [[ -x "$bin_dir/$b" ]] || die "$bin_dir/$b not found: build it first (cargo build --workspace) or set MEDIAPRO_BIN_DIR"
-done
+require_tools curl ffmpeg ffprobe python3 redis-cli
+require_binaries "$bin_dir"
 [[ -f "$template" ]] || die "$template not found"
-[[ "$(timeout 3 redis-cli -u "$redis_url" ping 2>/dev/null || true)" == "PONG" ]] ||
-    die "Redis at $redis_url does not answer (scripts/ensure-redis.sh starts one)"
+require_redis
 
-# --- temporary world and clean-up ------------------------------------------------------
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/mediapro-nginx-test.XXXXXX")"
+# --- temporary world (tests/lib/harness.sh made $tmp and cleans up) -------------------
 # nginx's worker processes run as an unprivileged user when this runs as root:
 # they must be able to reach the web root and their temporary directories.
 chmod 0755 "$tmp"
-namespace="" # set by tests/launcher.py below
-pids=()
-
-stop_pid() {
-    # stop_pid <pid>: SIGTERM, up to 10 s, then SIGKILL; reaps it.
-    local pid="$1" i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.2
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$? i
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-        stop_pid "${pids[$i]}"
-    done
-    if [[ -n "$namespace" ]]; then
-        python3 "$root/tests/launcher.py" purge-redis --redis-url "$redis_url" --namespace "$namespace" \
-            >/dev/null 2>&1 || true
-    fi
-    if [[ "${KEEP_TMP:-0}" == "1" ]]; then
-        log "kept $tmp"
-    else
-        rm -rf "$tmp"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-show_logs() {
-    local f
-    for f in "$tmp/api.log" "$tmp/worker.log" "$tmp/nginx/error.log"; do
-        [[ -f "$f" ]] || continue
-        printf -- '--- last lines of %s\n' "${f#"$tmp"/}" >&2
-        tail -n 25 "$f" >&2 || true
-    done
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 
 # json_get <file> <key>: a top-level field of a JSON object ("" if absent or null).
 json_get() {

@@ -3,6 +3,7 @@
 //! it never runs a download or ffmpeg itself (analyze is the one synchronous
 //! yt-dlp call).
 
+mod assets;
 mod auth;
 mod body_deadline;
 mod error;

@@ -15,7 +15,7 @@
 
 use std::{collections::BTreeMap, sync::LazyLock};
 
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use mediapro_core::Code;
 use utoipa::{
     Modify, OpenApi,
@@ -28,9 +28,9 @@ use utoipa::{
 };
 
 use crate::{
-    error::{ApiError, ErrorBody},
+    assets::{Asset, AssetSet},
+    error::ErrorBody,
     routes::{self, Access, Verb},
-    ui::{Asset, serve},
 };
 
 #[derive(OpenApi)]
@@ -138,7 +138,7 @@ impl Modify for RouteContract {
                     Verb::Delete => item.delete.as_mut(),
                 };
                 let Some(operation) = operation else { continue };
-                let mut codes: Vec<Code> = op.errors.to_vec();
+                let mut codes: Vec<Code> = op.errors().collect();
                 if route.access != Access::Open {
                     codes.extend([Code::Unauthorized, Code::Forbidden]);
                     operation.security = Some(vec![
@@ -241,21 +241,25 @@ pub(crate) async fn openapi_json() -> HttpResponse {
 /// embeds SVG icons as `data:` images, and React sets element styles (allowed).
 pub const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:";
 
-static DOCS_ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
-    vec![
-        Asset::new("index.html", "text/html; charset=utf-8", include_bytes!("../apidocs/index.html")),
-        Asset::new("docs.js", "text/javascript; charset=utf-8", include_bytes!("../apidocs/docs.js")),
-        Asset::new(
-            "swagger-ui-bundle.js",
-            "text/javascript; charset=utf-8",
-            include_bytes!("../apidocs/swagger-ui-dist/swagger-ui-bundle.js"),
-        ),
-        Asset::new(
-            "swagger-ui.css",
-            "text/css; charset=utf-8",
-            include_bytes!("../apidocs/swagger-ui-dist/swagger-ui.css"),
-        ),
-    ]
+static DOCS_ASSETS: LazyLock<AssetSet> = LazyLock::new(|| {
+    AssetSet::new(
+        "API docs",
+        DOCS_CSP,
+        vec![
+            Asset::new("index.html", "text/html; charset=utf-8", include_bytes!("../apidocs/index.html")),
+            Asset::new("docs.js", "text/javascript; charset=utf-8", include_bytes!("../apidocs/docs.js")),
+            Asset::new(
+                "swagger-ui-bundle.js",
+                "text/javascript; charset=utf-8",
+                include_bytes!("../apidocs/swagger-ui-dist/swagger-ui-bundle.js"),
+            ),
+            Asset::new(
+                "swagger-ui.css",
+                "text/css; charset=utf-8",
+                include_bytes!("../apidocs/swagger-ui-dist/swagger-ui.css"),
+            ),
+        ],
+    )
 });
 
 /// The interactive API reference (Swagger UI)
@@ -271,10 +275,7 @@ static DOCS_ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
     )
 )]
 pub(crate) async fn docs_page(req: HttpRequest) -> HttpResponse {
-    match DOCS_ASSETS.iter().find(|a| a.name == "index.html") {
-        Some(asset) => serve(&req, asset, DOCS_CSP),
-        None => ApiError::internal("api docs index.html is not embedded").error_response(),
-    }
+    DOCS_ASSETS.page(&req)
 }
 
 /// A file of the reference page (script, style sheet)
@@ -292,10 +293,7 @@ pub(crate) async fn docs_page(req: HttpRequest) -> HttpResponse {
     )
 )]
 pub(crate) async fn docs_file(req: HttpRequest, name: web::Path<String>) -> HttpResponse {
-    match DOCS_ASSETS.iter().find(|a| a.name == name.as_str() && a.name != "index.html") {
-        Some(asset) => serve(&req, asset, DOCS_CSP),
-        None => ApiError::new(Code::NotFound, format!("no API docs file named '{name}'")).error_response(),
-    }
+    DOCS_ASSETS.file(&req, &name)
 }
 
 #[cfg(test)]
@@ -304,11 +302,12 @@ mod tests {
 
     use std::collections::BTreeSet;
 
-    use actix_web::{App, http::StatusCode, http::header, test as atest};
+    use actix_web::{App, ResponseError as _, http::StatusCode, http::header, test as atest};
     use serde_json::Value;
     use strum::IntoEnumIterator as _;
 
     use super::*;
+    use crate::error::ApiError;
 
     fn doc_json() -> Value {
         serde_json::from_str(document()).unwrap()
@@ -402,7 +401,7 @@ mod tests {
                 let operation = &doc["paths"][route.path][&method];
                 let secured = operation.get("security").is_some();
                 assert_eq!(secured, route.access != Access::Open, "{method} {}: security", route.path);
-                for code in op.errors {
+                for code in op.errors() {
                     let listed = &operation["responses"][code.status().to_string()]["content"]["application/json"]
                         ["schema"]["allOf"][1]["properties"]["code"]["enum"];
                     assert!(

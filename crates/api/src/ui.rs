@@ -1,56 +1,36 @@
 //! The web UI: a handful of static files (`crates/api/ui/`) embedded in the binary
 //! and served at `GET /` (the page) and `GET /ui/{file}` (script, style, icon).
 //!
-//! There is no build step: the files are plain HTML/JS/CSS. Every answer carries a
-//! strict Content-Security-Policy (no inline script or style), `nosniff`, no referrer,
-//! and a strong `ETag` (SHA-256 of the bytes, computed once) so a browser revalidates
-//! cheaply with `If-None-Match` (`Cache-Control: no-cache`) and gets `304`.
+//! There is no build step: the files are plain HTML/JS/CSS, served by
+//! `crate::assets` under a strict Content-Security-Policy (no inline script or style)
+//! with an `ETag`.
 
 use std::sync::LazyLock;
 
-use actix_web::{HttpRequest, HttpResponse, ResponseError, http::header, web};
-use sha2::{Digest, Sha256};
+use actix_web::{HttpRequest, HttpResponse, web};
 
-use mediapro_core::Code;
-
-use crate::{error::ApiError, routes::resource};
+use crate::{
+    assets::{Asset, AssetSet},
+    routes::resource,
+};
 
 /// `default-src 'self'` forbids inline script/style and other origins. `media-src`
 /// additionally allows `blob:` because, with an API key, the player's source is a
 /// `URL.createObjectURL` of a fetched result (a `<video src>` cannot send the key).
 pub const CSP: &str = "default-src 'self'; media-src 'self' blob:";
 
-/// One embedded file (also the API reference page's, `crates/api/src/openapi.rs`).
-pub(crate) struct Asset {
-    /// Name under `/ui/` (`index.html` is served at `/`).
-    pub(crate) name: &'static str,
-    content_type: &'static str,
-    body: &'static [u8],
-    /// Quoted strong validator, e.g. `"3f1c…"`.
-    etag: String,
-}
-
-impl Asset {
-    pub(crate) fn new(name: &'static str, content_type: &'static str, body: &'static [u8]) -> Self {
-        let digest = Sha256::digest(body);
-        // 128 bits of the hash are plenty to tell versions apart.
-        let etag = format!("\"{}\"", hex::encode(&digest[..16]));
-        Self { name, content_type, body, etag }
-    }
-}
-
-static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
-    vec![
-        Asset::new("index.html", "text/html; charset=utf-8", include_bytes!("../ui/index.html")),
-        Asset::new("app.js", "text/javascript; charset=utf-8", include_bytes!("../ui/app.js")),
-        Asset::new("app.css", "text/css; charset=utf-8", include_bytes!("../ui/app.css")),
-        Asset::new("favicon.svg", "image/svg+xml", include_bytes!("../ui/favicon.svg")),
-    ]
+static ASSETS: LazyLock<AssetSet> = LazyLock::new(|| {
+    AssetSet::new(
+        "UI",
+        CSP,
+        vec![
+            Asset::new("index.html", "text/html; charset=utf-8", include_bytes!("../ui/index.html")),
+            Asset::new("app.js", "text/javascript; charset=utf-8", include_bytes!("../ui/app.js")),
+            Asset::new("app.css", "text/css; charset=utf-8", include_bytes!("../ui/app.css")),
+            Asset::new("favicon.svg", "image/svg+xml", include_bytes!("../ui/favicon.svg")),
+        ],
+    )
 });
-
-fn find(name: &str) -> Option<&'static Asset> {
-    ASSETS.iter().find(|a| a.name == name)
-}
 
 /// Registers `GET /` and `GET /ui/{file}`, open to all (other methods: JSON 405).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -69,10 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
 )]
 pub(crate) async fn index(req: HttpRequest) -> HttpResponse {
-    match find("index.html") {
-        Some(asset) => serve(&req, asset, CSP),
-        None => ApiError::internal("index.html is not embedded").error_response(),
-    }
+    ASSETS.page(&req)
 }
 
 /// A file of the web UI (script, style sheet, icon)
@@ -91,41 +68,15 @@ pub(crate) async fn index(req: HttpRequest) -> HttpResponse {
     )
 )]
 pub(crate) async fn file(req: HttpRequest, name: web::Path<String>) -> HttpResponse {
-    match find(&name).filter(|a| a.name != "index.html") {
-        Some(asset) => serve(&req, asset, CSP),
-        None => ApiError::new(Code::NotFound, format!("no UI file named '{name}'")).error_response(),
-    }
-}
-
-/// The asset under the Content-Security-Policy `csp`, or `304 Not Modified` when the
-/// client already holds this version.
-pub(crate) fn serve(req: &HttpRequest, asset: &Asset, csp: &'static str) -> HttpResponse {
-    let fresh = client_has(req, &asset.etag);
-    let mut res = if fresh { HttpResponse::NotModified() } else { HttpResponse::Ok() };
-    res.insert_header((header::ETAG, asset.etag.as_str()))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, csp))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"));
-    if fresh {
-        return res.finish();
-    }
-    res.content_type(asset.content_type).body(asset.body)
-}
-
-/// `If-None-Match` lists our ETag (or is `*`). The comparison is the weak one, as
-/// RFC 9110 prescribes for `If-None-Match`: a `W/` prefix is ignored.
-fn client_has(req: &HttpRequest, etag: &str) -> bool {
-    req.headers().get_all(header::IF_NONE_MATCH).filter_map(|v| v.to_str().ok()).any(|v| {
-        v.split(',').map(str::trim).any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
-    })
+    ASSETS.file(&req, &name)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use actix_web::{App, body::to_bytes, http::StatusCode, test};
+    use actix_web::{App, body::to_bytes, http::StatusCode, http::header, test};
+    use sha2::{Digest, Sha256};
 
     use super::*;
 

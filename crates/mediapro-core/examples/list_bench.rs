@@ -18,7 +18,10 @@
 //! the mass delete the bench runs `ANALYZE` (SQLite) or `VACUUM ANALYZE` (PostgreSQL),
 //! as a maintained database (autovacuum) would; `--no-analyze` skips it. A case stops early once it
 //! has run `--budget-secs` seconds (at least 20 timed runs), so a slow "before" run
-//! stays short; `n` says how many runs were timed.
+//! stays short; `n` says how many runs were timed. Each store's table opens and closes
+//! with a control row (one task by primary key, the cheapest call there is) and ends
+//! with the CPU steal measured over the cases: on a shared virtual machine a p99 near the
+//! control's is the machine's tail, not the query's.
 
 use std::time::{Duration, Instant};
 use strum::IntoEnumIterator;
@@ -356,33 +359,76 @@ fn check(ids: &[String]) -> u32 {
     h
 }
 
+/// Runs `op` `a.warmup` times, then times it up to `a.runs` times (at least 20,
+/// at most `a.budget` once 20 are in); the durations come back sorted.
+async fn sample<F, Fut>(a: &Args, mut op: F) -> AnyResult<Vec<Duration>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = AnyResult<()>>,
+{
+    for _ in 0..a.warmup {
+        op().await?;
+    }
+    let mut times = Vec::with_capacity(a.runs);
+    let started = Instant::now();
+    while times.len() < a.runs && (times.len() < 20 || started.elapsed() < a.budget) {
+        let t = Instant::now();
+        op().await?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    Ok(times)
+}
+
+fn print_row(label: &str, case: &str, times: &[Duration], rows: usize, check: u32) {
+    let (p50, p99) = (percentile(times, 0.50), percentile(times, 0.99));
+    println!("| {label} | {case} | {} | {p50:.3} | {p99:.3} | {rows} | {check:08x} |", times.len());
+}
+
 async fn time_cases(store: &TaskStore, label: &str, cases: &[Case], a: &Args) -> AnyResult<()> {
     for case in cases {
         let first = store.list(&case.filter).await?;
         let ids: Vec<String> = first.tasks.iter().map(|t| t.task_id.to_string()).collect();
-        for _ in 0..a.warmup {
-            store.list(&case.filter).await?;
-        }
-        let mut times = Vec::with_capacity(a.runs);
-        let started = Instant::now();
-        while times.len() < a.runs && (times.len() < 20 || started.elapsed() < a.budget) {
-            let t = Instant::now();
-            let page = store.list(&case.filter).await?;
-            times.push(t.elapsed());
-            std::hint::black_box(page);
-        }
-        times.sort();
-        println!(
-            "| {label} | {} | {} | {:.3} | {:.3} | {} | {:08x} |",
-            case.name,
-            times.len(),
-            percentile(&times, 0.50),
-            percentile(&times, 0.99),
-            ids.len(),
-            check(&ids)
-        );
+        let times = sample(a, || async {
+            std::hint::black_box(store.list(&case.filter).await?);
+            Ok(())
+        })
+        .await?;
+        print_row(label, &case.name, &times, ids.len(), check(&ids));
     }
     Ok(())
+}
+
+/// The floor this machine sets in this run: the cheapest store call there is (one
+/// task by primary key), timed like the cases. A list case's p99 near this one's
+/// is the machine's tail (scheduler, CPU steal), not the query's.
+async fn time_control(store: &TaskStore, label: &str, a: &Args) -> AnyResult<()> {
+    let page = store.list(&f()).await?;
+    let id = page.tasks.first().ok_or("the store is empty")?.task_id;
+    let times = sample(a, || async {
+        std::hint::black_box(store.get(id).await?);
+        Ok(())
+    })
+    .await?;
+    print_row(label, "control: one task by id", &times, 1, check(&[id.to_string()]));
+    Ok(())
+}
+
+/// CPU time stolen by the hypervisor, from `/proc/stat` (Linux): `(steal, total)` jiffies.
+fn steal_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.split_whitespace().skip(1);
+    let fields: Vec<u64> = cpu.filter_map(|v| v.parse().ok()).collect();
+    Some((*fields.get(7)?, fields.iter().take(8).sum()))
+}
+
+fn print_steal(store: &str, since: Option<(u64, u64)>) {
+    if let (Some((s0, t0)), Some((s1, t1))) = (since, steal_jiffies())
+        && t1 > t0
+    {
+        let pct = 100.0 * (s1 - s0) as f64 / (t1 - t0) as f64;
+        println!("\n{store}: CPU steal (hypervisor) during the cases: {pct:.1} % of all CPU time");
+    }
 }
 
 /// Brings the table to the state a maintained database keeps it in: statistics
@@ -419,6 +465,8 @@ async fn run(a: &Args, url: &str) -> AnyResult<()> {
     let label = if a.analyze { a.store.clone() } else { format!("{} (no ANALYZE)", a.store) };
     println!("| store | case | n | p50 ms | p99 ms | rows | check |");
     println!("|---|---|---|---|---|---|---|");
+    let steal = steal_jiffies();
+    time_control(&store, &label, a).await?;
     let cases = main_cases(&store).await?;
     time_cases(&store, &label, &cases, a).await?;
 
@@ -430,6 +478,8 @@ async fn run(a: &Args, url: &str) -> AnyResult<()> {
     }
     eprintln!("{}: deleted the process tasks in {:.1} s", a.store, t.elapsed().as_secs_f64());
     time_cases(&store, &label, &empty_kind_cases()?, a).await?;
+    time_control(&store, &label, a).await?;
+    print_steal(&a.store, steal);
     pool.close().await;
     Ok(())
 }

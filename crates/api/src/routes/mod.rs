@@ -56,7 +56,15 @@ impl Verb {
 #[derive(Debug)]
 pub struct Operation {
     pub verb: Verb,
-    pub errors: &'static [Code],
+    /// Groups of codes (the shared ones below, then the operation's own).
+    errors: &'static [&'static [Code]],
+}
+
+impl Operation {
+    /// Every error code the operation can answer.
+    pub fn errors(&self) -> impl Iterator<Item = Code> + '_ {
+        self.errors.iter().flat_map(|group| group.iter().copied())
+    }
 }
 
 #[derive(Debug)]
@@ -73,9 +81,31 @@ impl Route {
     }
 }
 
-const fn op(verb: Verb, errors: &'static [Code]) -> Operation {
+const fn op(verb: Verb, errors: &'static [&'static [Code]]) -> Operation {
     Operation { verb, errors }
 }
+
+/// A `url` field that is validated (scheme, address, resolution).
+const URL_ERRORS: &[Code] =
+    &[Code::InvalidUrl, Code::UnsupportedScheme, Code::PrivateAddress, Code::UnresolvableHost];
+/// A JSON body read under the body deadline and size cap.
+const JSON_BODY_ERRORS: &[Code] = &[
+    Code::InvalidRequest,
+    Code::InvalidJson,
+    Code::InvalidBody,
+    Code::RequestTimeout,
+    Code::PayloadTooLarge,
+    Code::UnsupportedMediaType,
+];
+/// A submission (`routes::submission`): rate limit and `Idempotency-Key`.
+const SUBMISSION_ERRORS: &[Code] = &[
+    Code::RateLimited,
+    Code::InvalidIdempotencyKey,
+    Code::IdempotencyKeyReused,
+    Code::IdempotencyKeyInProgress,
+];
+/// A task written and queued.
+const ENQUEUE_ERRORS: &[Code] = &[Code::QueueUnavailable, Code::StoreUnavailable, Code::InsufficientStorage];
 
 /// Every route the API registers (`configure`, `crate::ui::configure`), in the order of
 /// the OpenAPI document.
@@ -90,24 +120,18 @@ pub static ROUTES: &[Route] = {
             operations: &[op(
                 Post,
                 &[
-                    InvalidUrl,
-                    UnsupportedScheme,
-                    PrivateAddress,
-                    UnresolvableHost,
-                    UnsupportedUrl,
-                    PlaylistNotSupported,
-                    EgressBlocked,
-                    InvalidRequest,
-                    InvalidJson,
-                    InvalidBody,
-                    RequestTimeout,
-                    PayloadTooLarge,
-                    UnsupportedMediaType,
-                    RateLimited,
-                    ToolError,
-                    UpstreamError,
-                    AnalyzeBusy,
-                    AnalyzeTimeout,
+                    URL_ERRORS,
+                    JSON_BODY_ERRORS,
+                    &[
+                        UnsupportedUrl,
+                        PlaylistNotSupported,
+                        EgressBlocked,
+                        RateLimited,
+                        ToolError,
+                        UpstreamError,
+                        AnalyzeBusy,
+                        AnalyzeTimeout,
+                    ],
                 ],
             )],
         },
@@ -117,29 +141,18 @@ pub static ROUTES: &[Route] = {
             operations: &[op(
                 Post,
                 &[
-                    InvalidUrl,
-                    UnsupportedScheme,
-                    PrivateAddress,
-                    UnresolvableHost,
-                    InvalidFormatId,
-                    InvalidSubtitleLang,
-                    TooManySubtitleLangs,
-                    InvalidOperation,
-                    InvalidOutputFormat,
-                    InvalidRequest,
-                    InvalidJson,
-                    InvalidBody,
-                    RequestTimeout,
-                    PayloadTooLarge,
-                    UnsupportedMediaType,
-                    WebhooksNotConfigured,
-                    RateLimited,
-                    InvalidIdempotencyKey,
-                    IdempotencyKeyReused,
-                    IdempotencyKeyInProgress,
-                    QueueUnavailable,
-                    StoreUnavailable,
-                    InsufficientStorage,
+                    URL_ERRORS,
+                    JSON_BODY_ERRORS,
+                    SUBMISSION_ERRORS,
+                    ENQUEUE_ERRORS,
+                    &[
+                        InvalidFormatId,
+                        InvalidSubtitleLang,
+                        TooManySubtitleLangs,
+                        InvalidOperation,
+                        InvalidOutputFormat,
+                        WebhooksNotConfigured,
+                    ],
                 ],
             )],
         },
@@ -149,30 +162,19 @@ pub static ROUTES: &[Route] = {
             operations: &[op(
                 Post,
                 &[
-                    InvalidUrl,
-                    UnsupportedScheme,
-                    PrivateAddress,
-                    UnresolvableHost,
-                    InvalidOperation,
-                    InvalidOutputFormat,
-                    InvalidInputFile,
-                    UnsuitableInput,
-                    NotMedia,
-                    InvalidRequest,
-                    InvalidJson,
-                    InvalidBody,
-                    RequestTimeout,
-                    PayloadTooLarge,
-                    UnsupportedMediaType,
-                    WebhooksNotConfigured,
-                    RateLimited,
-                    InvalidIdempotencyKey,
-                    IdempotencyKeyReused,
-                    IdempotencyKeyInProgress,
-                    ToolError,
-                    QueueUnavailable,
-                    StoreUnavailable,
-                    InsufficientStorage,
+                    URL_ERRORS,
+                    JSON_BODY_ERRORS,
+                    SUBMISSION_ERRORS,
+                    ENQUEUE_ERRORS,
+                    &[
+                        InvalidOperation,
+                        InvalidOutputFormat,
+                        InvalidInputFile,
+                        UnsuitableInput,
+                        NotMedia,
+                        WebhooksNotConfigured,
+                        ToolError,
+                    ],
                 ],
             )],
         },
@@ -182,35 +184,38 @@ pub static ROUTES: &[Route] = {
             operations: &[op(
                 Post,
                 &[
-                    EmptyUpload,
-                    UploadInterrupted,
-                    NotMedia,
-                    InvalidQuery,
-                    RequestTimeout,
-                    PayloadTooLarge,
-                    RateLimited,
-                    InvalidIdempotencyKey,
-                    IdempotencyKeyReused,
-                    IdempotencyKeyInProgress,
-                    ToolError,
-                    StoreUnavailable,
-                    InsufficientStorage,
+                    SUBMISSION_ERRORS,
+                    &[
+                        EmptyUpload,
+                        UploadInterrupted,
+                        NotMedia,
+                        InvalidQuery,
+                        RequestTimeout,
+                        PayloadTooLarge,
+                        ToolError,
+                        StoreUnavailable,
+                        InsufficientStorage,
+                    ],
                 ],
             )],
         },
         Route {
             path: "/api/tasks",
             access: Read,
-            operations: &[op(Get, &[InvalidFilter, InvalidCursor, InvalidQuery, StoreUnavailable])],
+            operations: &[op(Get, &[&[InvalidFilter, InvalidCursor, InvalidQuery, StoreUnavailable]])],
         },
-        Route { path: "/api/events", access: Read, operations: &[op(Get, &[InvalidFilter, InvalidQuery])] },
+        Route {
+            path: "/api/events",
+            access: Read,
+            operations: &[op(Get, &[&[InvalidFilter, InvalidQuery]])],
+        },
         // Read: GET needs a read key; DELETE, not a GET, needs a full key.
         Route {
             path: "/api/tasks/{task_id}",
             access: Read,
             operations: &[
-                op(Get, &[NotFound, StoreUnavailable]),
-                op(Delete, &[NotFound, TaskFinished, StoreUnavailable]),
+                op(Get, &[&[NotFound, StoreUnavailable]]),
+                op(Delete, &[&[NotFound, TaskFinished, StoreUnavailable]]),
             ],
         },
         Route {
@@ -218,31 +223,31 @@ pub static ROUTES: &[Route] = {
             access: Write,
             operations: &[op(
                 Post,
-                &[NotFound, NotRetryable, RateLimited, QueueUnavailable, StoreUnavailable],
+                &[&[NotFound, NotRetryable, RateLimited, QueueUnavailable, StoreUnavailable]],
             )],
         },
         Route {
             path: "/api/tasks/{task_id}/deliveries",
             access: Read,
-            operations: &[op(Get, &[NotFound, StoreUnavailable])],
+            operations: &[op(Get, &[&[NotFound, StoreUnavailable]])],
         },
         Route {
             path: "/api/download-result/{task_id}",
             access: Read,
             operations: &[op(
                 Get,
-                &[TaskNotCompleted, InvalidQuery, NotFound, ResultMissing, StoreUnavailable],
+                &[&[TaskNotCompleted, InvalidQuery, NotFound, ResultMissing, StoreUnavailable]],
             )],
         },
         Route { path: "/api/whoami", access: Read, operations: &[op(Get, &[])] },
         Route { path: "/api/openapi.json", access: Open, operations: &[op(Get, &[])] },
         Route { path: "/api/docs", access: Open, operations: &[op(Get, &[])] },
-        Route { path: "/api/docs/{file}", access: Open, operations: &[op(Get, &[NotFound])] },
-        Route { path: "/metrics", access: Read, operations: &[op(Get, &[NotFound])] },
+        Route { path: "/api/docs/{file}", access: Open, operations: &[op(Get, &[&[NotFound]])] },
+        Route { path: "/metrics", access: Read, operations: &[op(Get, &[&[NotFound]])] },
         Route { path: "/healthz", access: Open, operations: &[op(Get, &[])] },
         Route { path: "/readyz", access: Open, operations: &[op(Get, &[])] },
         Route { path: "/", access: Open, operations: &[op(Get, &[])] },
-        Route { path: "/ui/{file}", access: Open, operations: &[op(Get, &[NotFound])] },
+        Route { path: "/ui/{file}", access: Open, operations: &[op(Get, &[&[NotFound]])] },
     ]
 };
 
