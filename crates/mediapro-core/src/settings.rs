@@ -262,6 +262,9 @@ pub struct LimitSettings {
     pub min_body_bytes_per_second: u64,
     /// Analyze requests that may wait for one of the busy analyze slots; more get 503.
     pub analyze_queue: usize,
+    /// Entries of a playlist or channel that analyze lists and a collection
+    /// download expands; a longer collection is cut here (and says so).
+    pub max_playlist_items: u32,
 }
 
 impl Default for LimitSettings {
@@ -285,6 +288,7 @@ impl Default for LimitSettings {
             body_read_timeout_seconds: 10,
             min_body_bytes_per_second: 1024,
             analyze_queue: 16,
+            max_playlist_items: 1000,
         }
     }
 }
@@ -611,6 +615,9 @@ impl Settings {
         }
         if self.limits.max_attempts == 0 {
             return bad("limits.max_attempts", "must be at least 1".into());
+        }
+        if !(1..=100_000).contains(&self.limits.max_playlist_items) {
+            return bad("limits.max_playlist_items", "must be from 1 to 100000".into());
         }
         if self.limits.retry_max_delay_seconds < self.limits.retry_first_delay_seconds {
             return bad(

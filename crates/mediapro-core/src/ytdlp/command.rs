@@ -19,7 +19,7 @@ const POSTPROCESS_TEMPLATE: &str = "postprocess:MPPOST %(progress.status)s %(pro
 /// `--exec` hooks can change what runs; unqualified input is never a search; and
 /// every connection goes through the egress guard's proxy when one is given
 /// (yt-dlp hands it on to the ffmpeg it starts as `http_proxy`).
-fn hardening(args: &mut Vec<String>, socket_timeout_secs: u32, proxy: Option<&str>) {
+pub(super) fn hardening(args: &mut Vec<String>, socket_timeout_secs: u32, proxy: Option<&str>) {
     if let Some(proxy) = proxy {
         args.push("--proxy".into());
         args.push(proxy.into());

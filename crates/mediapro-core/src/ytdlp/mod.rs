@@ -5,10 +5,12 @@ mod command;
 mod failure;
 pub mod files;
 mod info;
+mod playlist;
 pub(crate) mod lenient;
 mod progress;
 
 pub use command::{AnalyzeArgs, DownloadArgs};
 pub use failure::{Failure, classify_failure};
 pub use info::{Carries, FormatInfo, MediaInfo, ParseError, parse_info_json};
+pub use playlist::{Collection, CollectionEntry, ListArgs, PlaylistItems, parse_listing};
 pub use progress::{DownloadOutput, OutputLine, ProgressTracker, parse_output_line};
