@@ -73,6 +73,7 @@ error_codes! {
     UnsuitableInput = 400, BadRequest, "unsuitable_input", "`input_file` lacks what the operations need (e.g. no video stream)";
     NotMedia = 400, BadRequest, "not_media", "the file does not probe as media under the whitelists";
     InvalidFilter = 400, BadRequest, "invalid_filter", "a list filter (`status`, `kind`, `limit`, times) is invalid";
+    InvalidPlaylistItems = 400, BadRequest, "invalid_playlist_items", "`playlist.items` is not a selection like `1-10,15`, or names more entries than `limits.max_playlist_items`";
     InvalidCursor = 400, BadRequest, "invalid_cursor", "`cursor` is not one this API returned";
     InvalidRequest = 400, BadRequest, "invalid_request", "a JSON field has the wrong type, is unknown, or is missing";
     InvalidJson = 400, BadRequest, "invalid_json", "the body is not valid JSON";

@@ -298,6 +298,8 @@ impl Default for LimitSettings {
 pub struct WorkerSettings {
     pub download_concurrency: usize,
     pub process_concurrency: usize,
+    /// Collections followed at once (each mostly waits for its child downloads).
+    pub playlist_concurrency: usize,
     /// On SIGTERM, how long running jobs may take to finish before they are killed
     /// and handed back to the queue.
     pub drain_timeout_seconds: u64,
@@ -322,6 +324,7 @@ impl WorkerSettings {
         match kind {
             TaskKind::Download => self.download_concurrency,
             TaskKind::Process => self.process_concurrency,
+            TaskKind::Playlist => self.playlist_concurrency,
         }
     }
 }
@@ -331,6 +334,7 @@ impl Default for WorkerSettings {
         Self {
             download_concurrency: 2,
             process_concurrency: 1,
+            playlist_concurrency: 4,
             drain_timeout_seconds: 25,
             lease_seconds: 20,
             reconcile_interval_seconds: 30,

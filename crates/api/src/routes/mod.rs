@@ -124,7 +124,7 @@ pub static ROUTES: &[Route] = {
                     JSON_BODY_ERRORS,
                     &[
                         UnsupportedUrl,
-                        PlaylistNotSupported,
+                        InvalidCursor,
                         EgressBlocked,
                         RateLimited,
                         ToolError,
@@ -152,6 +152,7 @@ pub static ROUTES: &[Route] = {
                         InvalidOperation,
                         InvalidOutputFormat,
                         WebhooksNotConfigured,
+                        InvalidPlaylistItems,
                     ],
                 ],
             )],

@@ -6,6 +6,7 @@
 //! stale attempt (a worker presumed dead that wakes up) cannot overwrite a newer one.
 
 mod batch;
+mod collection;
 mod lifecycle;
 mod list;
 mod maintenance;

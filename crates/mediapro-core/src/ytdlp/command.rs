@@ -156,6 +156,7 @@ mod tests {
             include_subtitles: subs,
             subtitle_langs: SubtitleLangs::parse(&["en".into(), "zh-CN".into()]).expect("langs"),
             process: None,
+            playlist_index: None,
         }
     }
 
