@@ -98,6 +98,7 @@ error_codes! {
     TaskFinished = 409, Conflict, "task_finished", "cancel of a task that already finished";
     NotRetryable = 409, Conflict, "not_retryable", "retry of a task that is not failed or cancelled";
     IdempotencyKeyInProgress = 409, Conflict, "idempotency_key_in_progress", "the first request with this `Idempotency-Key` is still being handled (see `Retry-After`)";
+    ResultTooLarge = 409, Conflict, "result_too_large", "`download-result` of a collection whose ZIP would pass 4 GiB or 65 534 files (fetch the children one by one)";
     IdempotencyKeyReused = 422, Conflict, "idempotency_key_reused", "this `Idempotency-Key` was used in the last 24 h with a different body or route";
     // Limits.
     RequestTimeout = 408, Limit, "request_timeout", "the request headers or body did not arrive in time (stalled, or slower than `limits.min_body_bytes_per_second`)";
