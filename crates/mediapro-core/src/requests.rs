@@ -206,13 +206,13 @@ impl DownloadBody {
             self.process = playlist.process;
         }
         let entry = self.validate(policy).await?;
-        Ok(crate::task::TaskRequest::Playlist(PlaylistSpec {
+        Ok(crate::task::TaskRequest::Playlist(Box::new(PlaylistSpec {
             url: entry.url.clone(),
             items,
             reverse: playlist.reverse,
             entry,
             expansion: None,
-        }))
+        })))
     }
 }
 
@@ -351,18 +351,17 @@ impl crate::body::JsonBody for AnalyzeBody {
 }
 
 impl crate::body::JsonBody for DownloadBody {
-    const OBJECT_FIELDS: &'static [&'static str] =
-        &[
-            "process",
-            "process.operations",
-            "process.operations.trim",
-            "process.operations.resize",
-            "playlist",
-            "playlist.process",
-            "playlist.process.operations",
-            "playlist.process.operations.trim",
-            "playlist.process.operations.resize",
-        ];
+    const OBJECT_FIELDS: &'static [&'static str] = &[
+        "process",
+        "process.operations",
+        "process.operations.trim",
+        "process.operations.resize",
+        "playlist",
+        "playlist.process",
+        "playlist.process.operations",
+        "playlist.process.operations.trim",
+        "playlist.process.operations.resize",
+    ];
 }
 
 impl crate::body::JsonBody for ProcessBody {

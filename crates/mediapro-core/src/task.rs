@@ -187,7 +187,8 @@ pub struct ProgressDetail {
 pub enum TaskRequest {
     Download(DownloadSpec),
     Process(ProcessSpec),
-    Playlist(PlaylistSpec),
+    /// Boxed: a collection's spec holds a whole download spec.
+    Playlist(Box<PlaylistSpec>),
 }
 
 impl TaskRequest {

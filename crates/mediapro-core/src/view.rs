@@ -118,7 +118,8 @@ impl From<&Task> for TaskView {
                 view.subtitle_langs =
                     Some(entry.subtitle_langs.iter().map(|l| l.as_str().to_owned()).collect());
                 view.operations = entry.process.as_ref().and_then(|o| serde_json::to_value(o).ok());
-                view.playlist_items = Some(spec.items.as_ref().map_or_else(|| "all".to_owned(), ToString::to_string));
+                view.playlist_items =
+                    Some(spec.items.as_ref().map_or_else(|| "all".to_owned(), ToString::to_string));
                 view.expansion.clone_from(&spec.expansion);
             }
         }

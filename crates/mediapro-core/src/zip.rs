@@ -227,8 +227,7 @@ mod tests {
     fn entry(dir: &std::path::Path, name: &str, bytes: &[u8]) -> ZipEntry {
         let path = dir.join(name.replace('/', "_"));
         std::fs::write(&path, bytes).expect("write");
-        let (dos_time, dos_date) =
-            dos_datetime(time::macros::datetime!(2026-12-02 06:30:10 UTC));
+        let (dos_time, dos_date) = dos_datetime(time::macros::datetime!(2026-12-02 06:30:10 UTC));
         ZipEntry { name: name.into(), path, size: bytes.len() as u64, dos_time, dos_date }
     }
 

@@ -35,7 +35,8 @@ pub async fn create(
     state.ensure_free_space()?;
     let mut body = mediapro_core::body::parse::<DownloadBody>(body.into_inner())?;
     let callback_url = body.callback_url.take();
-    let request = body.validate_request(state.egress_policy(), state.settings.limits.max_playlist_items).await?;
+    let request =
+        body.validate_request(state.egress_policy(), state.settings.limits.max_playlist_items).await?;
     let callback_url =
         CallbackUrl::validate(callback_url.as_deref(), state.egress_policy(), state.can_sign_webhooks())
             .await?;

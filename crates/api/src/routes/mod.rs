@@ -237,7 +237,14 @@ pub static ROUTES: &[Route] = {
             access: Read,
             operations: &[op(
                 Get,
-                &[&[TaskNotCompleted, InvalidQuery, NotFound, ResultMissing, ResultTooLarge, StoreUnavailable]],
+                &[&[
+                    TaskNotCompleted,
+                    InvalidQuery,
+                    NotFound,
+                    ResultMissing,
+                    ResultTooLarge,
+                    StoreUnavailable,
+                ]],
             )],
         },
         Route { path: "/api/whoami", access: Read, operations: &[op(Get, &[])] },

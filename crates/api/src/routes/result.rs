@@ -94,8 +94,8 @@ pub async fn download_result(
 /// output when it completed, else the downloaded file) as one ZIP streamed from
 /// the files: no temporary file, the length announced up front.
 async fn collection_zip(state: &AppState, parent: &Task) -> Result<HttpResponse, ApiError> {
-    let root = tokio::fs::canonicalize(state.layout.root()).await
-        .map_err(|_| ApiError::internal("storage root"))?;
+    let root =
+        tokio::fs::canonicalize(state.layout.root()).await.map_err(|_| ApiError::internal("storage root"))?;
     let mut entries = Vec::new();
     let mut taken = std::collections::HashSet::new();
     let mut children = state.store.children(parent.task_id, &[TaskStatus::Completed]).await?;

@@ -107,7 +107,9 @@ impl ListQuery {
         let parent_task_id = self
             .parent_task_id
             .as_deref()
-            .map(|p| p.parse::<Uuid>().map_err(|_| invalid("parent_task_id", &format!("'{p}' is not a task id"))))
+            .map(|p| {
+                p.parse::<Uuid>().map_err(|_| invalid("parent_task_id", &format!("'{p}' is not a task id")))
+            })
             .transpose()?;
         Ok(TaskFilter {
             statuses,

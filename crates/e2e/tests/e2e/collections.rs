@@ -111,7 +111,10 @@ impl FeedServer {
                                     }
                                     tokio::time::sleep(Duration::from_millis(100)).await;
                                     let end = (at + 10 * 1024).min(bytes.len());
-                                    Some((Ok::<_, std::io::Error>(web::Bytes::from(bytes[at..end].to_vec())), end))
+                                    Some((
+                                        Ok::<_, std::io::Error>(web::Bytes::from(bytes[at..end].to_vec())),
+                                        end,
+                                    ))
                                 }
                             });
                             HttpResponse::Ok()
@@ -166,7 +169,8 @@ async fn children(app: &TestApp, parent: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analyze_of_a_feed_lists_its_entries_flat_and_pages_without_fetching_media() {
-    let app = TestApp::spawn_with(crate::helpers::AppOptions { start_worker: false, ..Default::default() }).await;
+    let app =
+        TestApp::spawn_with(crate::helpers::AppOptions { start_worker: false, ..Default::default() }).await;
     let fx = FeedServer::serve().await;
 
     let res = app.analyze(&fx.url("feed.xml")).await;
@@ -223,7 +227,8 @@ async fn a_collection_download_of_items_2_4_and_7_makes_four_children_and_one_zi
     assert_eq!(bad.status(), 400);
     assert_eq!(bad.json::<Value>().await.expect("json")["code"], "invalid_playlist_items");
 
-    let id = app.submit_download(json!({ "url": fx.url("feed.xml"), "playlist": { "items": "2-4,7" } })).await;
+    let id =
+        app.submit_download(json!({ "url": fx.url("feed.xml"), "playlist": { "items": "2-4,7" } })).await;
     let parent = app.wait_final(&id, LIMIT).await;
     assert_eq!(parent["status"], "completed", "{parent}");
     assert_eq!(parent["kind"], "playlist");
@@ -335,7 +340,10 @@ async fn cancelling_a_collection_stops_every_child_at_once_and_none_starts_later
     let requests_then = fx.media_requests().len();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let kids = children(&app, &id).await;
-    assert!(kids.iter().all(|k| k["status"] == "cancelled" && k["downloaded_files"] == json!([])), "{kids:?}");
+    assert!(
+        kids.iter().all(|k| k["status"] == "cancelled" && k["downloaded_files"] == json!([])),
+        "{kids:?}"
+    );
     assert_eq!(fx.media_requests().len(), requests_then, "a child started after the cancel");
     assert_eq!(pids_with(&slow), Vec::<i32>::new(), "a child's yt-dlp started after the cancel");
     let parent = app.task(&id).await;

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::{
-    COLUMNS, StoreError, TaskStore, lifecycle::insert_row, row,
+    COLUMNS, StoreError, TaskStore,
+    lifecycle::insert_row,
+    row,
     transition::{Sql, Transition},
 };
 use crate::task::{Task, TaskRequest, TaskStatus, now};
@@ -47,22 +49,18 @@ impl TaskStore {
 
     /// A collection's children by status (statuses without children are absent).
     pub async fn child_counts(&self, parent: Uuid) -> Result<BTreeMap<TaskStatus, u64>, StoreError> {
-        let rows: Vec<(String, i64)> =
-            Sql::new("SELECT status, COUNT(*) FROM tasks WHERE parent_task_id = ")
-                .arg(parent.to_string())
-                .text(" GROUP BY status")
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(s, n)| Some((s.parse().ok()?, u64::try_from(n).ok()?)))
-            .collect())
+        let rows: Vec<(String, i64)> = Sql::new("SELECT status, COUNT(*) FROM tasks WHERE parent_task_id = ")
+            .arg(parent.to_string())
+            .text(" GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().filter_map(|(s, n)| Some((s.parse().ok()?, u64::try_from(n).ok()?))).collect())
     }
 
     /// A collection's children in one of `statuses` (all if empty), oldest first.
     pub async fn children(&self, parent: Uuid, statuses: &[TaskStatus]) -> Result<Vec<Task>, StoreError> {
-        let mut sql = Sql::new(format!("SELECT {COLUMNS} FROM tasks WHERE parent_task_id = "))
-            .arg(parent.to_string());
+        let mut sql =
+            Sql::new(format!("SELECT {COLUMNS} FROM tasks WHERE parent_task_id = ")).arg(parent.to_string());
         if !statuses.is_empty() {
             sql = sql.text(" AND status IN ").statuses(statuses);
         }

@@ -5,8 +5,8 @@ mod command;
 mod failure;
 pub mod files;
 mod info;
-mod playlist;
 pub(crate) mod lenient;
+mod playlist;
 mod progress;
 
 pub use command::{AnalyzeArgs, DownloadArgs};

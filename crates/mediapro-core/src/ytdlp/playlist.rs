@@ -28,7 +28,8 @@ impl ListArgs<'_> {
         let mut args = Vec::with_capacity(24);
         hardening(&mut args, self.socket_timeout_secs, self.proxy);
         args.extend(
-            ["--dump-single-json", "--skip-download", "--flat-playlist", "--playlist-items"].map(String::from),
+            ["--dump-single-json", "--skip-download", "--flat-playlist", "--playlist-items"]
+                .map(String::from),
         );
         args.push(self.items.to_owned());
         args.push("--no-warnings".into());
@@ -89,7 +90,10 @@ impl PlaylistItems {
         }
         let items = Self { ranges: merged };
         if items.count() > u64::from(max) {
-            return Err(format!("selects {} entries; at most {max} (limits.max_playlist_items)", items.count()));
+            return Err(format!(
+                "selects {} entries; at most {max} (limits.max_playlist_items)",
+                items.count()
+            ));
         }
         Ok(items)
     }
@@ -270,9 +274,12 @@ mod tests {
     #[test]
     fn list_args_are_hardened_flat_and_end_with_the_url() {
         let url = SourceUrl::parse("https://example.com/feed.xml").expect("url");
-        let args = ListArgs { url: &url, items: "2:4,7", socket_timeout_secs: 9, proxy: Some("http://127.0.0.1:1") }
-            .to_args();
-        for flag in ["--ignore-config", "--no-exec", "--flat-playlist", "--dump-single-json", "--skip-download"] {
+        let args =
+            ListArgs { url: &url, items: "2:4,7", socket_timeout_secs: 9, proxy: Some("http://127.0.0.1:1") }
+                .to_args();
+        for flag in
+            ["--ignore-config", "--no-exec", "--flat-playlist", "--dump-single-json", "--skip-download"]
+        {
             assert!(args.iter().any(|a| a == flag), "{flag} missing");
         }
         assert!(args.windows(2).any(|w| w[0] == "--playlist-items" && w[1] == "2:4,7"));
@@ -304,9 +311,10 @@ mod tests {
         let raw = include_str!("../../tests/fixtures/ytdlp-2026.10.26-direct-mp4.info.json");
         assert_eq!(parse_listing(raw, 1).expect("json"), None);
         assert!(matches!(parse_listing("nope", 1), Err(ParseError::NotJson)));
-        let c = parse_listing(r#"{"_type":"playlist","entries":[{"url":"javascript:x"},null,{"title":"t"}]}"#, 5)
-            .expect("json")
-            .expect("collection");
+        let c =
+            parse_listing(r#"{"_type":"playlist","entries":[{"url":"javascript:x"},null,{"title":"t"}]}"#, 5)
+                .expect("json")
+                .expect("collection");
         assert_eq!(c.entries.len(), 2);
         assert_eq!(c.entries[0].url, None, "only http(s) URLs are kept");
         assert_eq!(c.entries[1].index, 7, "numbered by position when yt-dlp does not say");

@@ -104,14 +104,14 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
         children.reverse();
     }
     let truncated = spec.items.is_none() && collection.entry_count.is_some_and(|n| n > u64::from(max));
-    let expanded = TaskRequest::Playlist(PlaylistSpec {
+    let expanded = TaskRequest::Playlist(Box::new(PlaylistSpec {
         expansion: Some(Expansion {
             entry_count: collection.entry_count,
             children: children.len() as u64,
             truncated,
         }),
         ..spec.clone()
-    });
+    }));
     match ctx.dispatcher.expand(attempt.task_id, attempt.number, &expanded, &children).await {
         Ok(true) => Ok(()),
         // Cancelled or taken over meanwhile: nothing was written.
@@ -136,8 +136,11 @@ async fn follow(ctx: &JobContext, attempt: &Attempt) -> Outcome {
         let count = |set: &[TaskStatus]| -> u64 { set.iter().filter_map(|s| counts.get(s)).sum() };
         let finished = count(TaskStatus::FINAL);
         let progress = if all == 0 { 0.0 } else { finished as f64 * 100.0 / all as f64 };
-        let detail =
-            ProgressDetail { phase: Some(Phase::Following), children: Some(counts.clone()), ..Default::default() };
+        let detail = ProgressDetail {
+            phase: Some(Phase::Following),
+            children: Some(counts.clone()),
+            ..Default::default()
+        };
         match store.heartbeat(attempt.task_id, attempt.number, progress, &detail).await {
             Ok(Lease::Held) => ctx.dispatcher.publish_current(attempt.task_id).await,
             Ok(Lease::Cancelled) => return Outcome::Cancelled,
