@@ -40,7 +40,10 @@ pub struct TaskView {
     pub worker: Option<String>,
     pub parent_task_id: Option<Uuid>,
     pub next_task_id: Option<Uuid>,
-    /// A collection download: the entries asked for (`null` = all).
+    /// A collection's child: the entry's 1-based position in the collection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub playlist_index: Option<u64>,
+    /// A collection download: the entries asked for (`"all"` when none were named).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub playlist_items: Option<String>,
     /// A collection download: what its expansion found (once it ran).
@@ -93,6 +96,7 @@ impl From<&Task> for TaskView {
             worker: t.worker.clone(),
             parent_task_id: t.parent_task_id,
             next_task_id: t.next_task_id,
+            playlist_index: None,
             playlist_items: None,
             expansion: None,
             children: t.detail.children.clone(),
@@ -105,6 +109,7 @@ impl From<&Task> for TaskView {
                 view.subtitle_langs =
                     Some(spec.subtitle_langs.iter().map(|l| l.as_str().to_owned()).collect());
                 view.operations = spec.process.as_ref().and_then(|o| serde_json::to_value(o).ok());
+                view.playlist_index = spec.playlist_index;
             }
             TaskRequest::Process(spec) => {
                 view.input_file = Some(spec.input_file.clone());

@@ -357,3 +357,41 @@ async fn cancelling_a_collection_stops_every_child_at_once_and_none_starts_later
     let res = app.client.delete(format!("{}/api/tasks/{id}", app.address)).send().await.expect("delete");
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_longer_than_max_playlist_items_is_cut_and_says_so() {
+    let app = TestApp::spawn_with(crate::helpers::AppOptions {
+        tweak: |s| s.limits.max_playlist_items = 3,
+        ..Default::default()
+    })
+    .await;
+    let fx = FeedServer::serve().await;
+
+    let listing: Value = app.analyze(&fx.url("feed.xml")).await.json().await.expect("json");
+    assert_eq!((listing["entry_count"].as_u64(), listing["truncated"].as_bool()), (Some(3), Some(true)));
+    assert_eq!(listing["entries"].as_array().map(Vec::len), Some(3));
+    assert_eq!(listing["next_cursor"], Value::Null);
+    let too_many = app.download(json!({ "url": fx.url("feed.xml"), "playlist": { "items": "1-4" } })).await;
+    assert_eq!(too_many.status(), 400);
+    assert_eq!(too_many.json::<Value>().await.expect("json")["code"], "invalid_playlist_items");
+
+    let id = app.submit_download(json!({ "url": fx.url("feed.xml"), "playlist": { "reverse": true } })).await;
+    let parent = app.wait_final(&id, LIMIT).await;
+    assert_eq!(parent["status"], "completed", "{parent}");
+    assert_eq!(parent["playlist_items"], "all");
+    assert_eq!(parent["expansion"], json!({ "entry_count": 12, "children": 3, "truncated": true }));
+    let mut kids = children(&app, &id).await;
+    kids.sort_by_key(|k| k["playlist_index"].as_u64());
+    let urls: Vec<&str> = kids.iter().map(|k| k["url"].as_str().expect("url")).collect();
+    let want: Vec<String> = (1..=3).map(|i| fx.url(&format!("media/clip{i:02}.mp4"))).collect();
+    assert_eq!(urls, want);
+    // `reverse`: the last entry was created (and queued) first.
+    let created: Vec<time::OffsetDateTime> = kids
+        .iter()
+        .map(|k| {
+            let t = k["created_at"].as_str().expect("created_at");
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).expect("RFC 3339")
+        })
+        .collect();
+    assert!(created[2] <= created[1] && created[1] <= created[0], "{created:?}");
+}
