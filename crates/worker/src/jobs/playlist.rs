@@ -79,10 +79,13 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
         }
         Err(e) => return Err(Outcome::Failed(e.to_string())),
     };
-    let mut children: Vec<Task> = collection
-        .entries
-        .iter()
-        .filter(|e| items.contains(e.index))
+    let mut entries: Vec<_> = collection.entries.iter().filter(|e| items.contains(e.index)).collect();
+    // Created (and so listed and queued) last entry first.
+    if spec.reverse {
+        entries.reverse();
+    }
+    let children: Vec<Task> = entries
+        .into_iter()
         .filter_map(|e| {
             let url = SourceUrl::parse(e.url.as_deref()?).ok()?;
             let mut child = Task::new_pending(TaskRequest::Download(DownloadSpec {
@@ -99,9 +102,6 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
             "the playlist lists no downloadable entry{}",
             spec.items.as_ref().map(|i| format!(" among {i}")).unwrap_or_default()
         )));
-    }
-    if spec.reverse {
-        children.reverse();
     }
     let truncated = spec.items.is_none() && collection.entry_count.is_some_and(|n| n > u64::from(max));
     let expanded = TaskRequest::Playlist(Box::new(PlaylistSpec {
