@@ -524,3 +524,25 @@ on_every_store! {
         }
     });
 }
+
+on_every_store! {
+    the_download_archive_outlives_tasks_and_pages_in_order => |store| Box::pin(async move {
+        assert!(store.archive("Youtube", "abc", Some("t1"), Some("https://y/abc")).await.expect("archive"));
+        assert!(!store.archive("youtube", "abc", Some("t2"), None).await.expect("again"), "first record kept");
+        assert!(store.archive("generic", "clip02", None, None).await.expect("archive"));
+        assert!(store.is_archived("YouTube", "abc").await.expect("lookup"));
+        assert!(!store.is_archived("youtube", "abd").await.expect("lookup"));
+        let first = store.archive_page(None, 1).await.expect("page");
+        assert_eq!((first[0].extractor.as_str(), first[0].media_id.as_str()), ("youtube", "abc"));
+        assert_eq!(first[0].task_id.as_deref(), Some("t1"));
+        let e = &first[0];
+        let rest = store
+            .archive_page(Some((e.archived_at, e.extractor.clone(), e.media_id.clone())), 10)
+            .await
+            .expect("page");
+        assert_eq!(rest.iter().map(|e| e.media_id.as_str()).collect::<Vec<_>>(), ["clip02"]);
+        assert!(store.unarchive("YOUTUBE", "abc").await.expect("delete"));
+        assert!(!store.unarchive("youtube", "abc").await.expect("delete"));
+        assert!(!store.is_archived("youtube", "abc").await.expect("lookup"));
+    });
+}
