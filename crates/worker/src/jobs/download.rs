@@ -106,7 +106,17 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         Ok(out) => match collect_files(ctx, dir, &output).await {
             Some(files) => {
                 supervisor.phase(Phase::Verifying);
-                verify(ctx, files).await
+                let outcome = verify(ctx, files).await;
+                // The download archive remembers what was downloaded (beyond retention).
+                if let (Outcome::Completed { .. }, Some((extractor, id))) = (&outcome, &output.archive_key) {
+                    let task = attempt.task_id.to_string();
+                    if let Err(e) =
+                        ctx.store().archive(extractor, id, Some(&task), Some(spec.url.as_str())).await
+                    {
+                        tracing::warn!(task_id = %task, error = %e, "download archive not updated");
+                    }
+                }
+                outcome
             }
             // Exit 0 without a file: e.g. over --max-filesize, or filtered out.
             None => Outcome::Failed(format!(
