@@ -302,6 +302,59 @@ async fn a_collection_download_of_items_2_4_and_7_makes_four_children_and_one_zi
         let original = std::fs::read(clips().join(format!("clip{n:02}.mp4"))).expect("clip");
         assert_eq!(hex_decode(&listed[i].3), original, "{name} is the served file");
     }
+
+    // The download archive remembers the four items, as yt-dlp keys them, and
+    // outlives the tasks; it exports, forgets and imports yt-dlp archive lines.
+    let page: Value = app.get("/api/archive?limit=3").await.json().await.expect("json");
+    assert_eq!(page["entries"].as_array().map(Vec::len), Some(3));
+    let rest: Value = app
+        .get(&format!("/api/archive?cursor={}", page["next_cursor"].as_str().expect("cursor")))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let ids: Vec<String> = page["entries"]
+        .as_array()
+        .into_iter()
+        .chain(rest["entries"].as_array())
+        .flatten()
+        .map(|e| format!("{} {}", e["extractor"].as_str().expect("e"), e["media_id"].as_str().expect("id")))
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["generic clip02", "generic clip03", "generic clip04", "generic clip07"]);
+    let kid_ids: Vec<&str> = kids.iter().map(|k| k["task_id"].as_str().expect("id")).collect();
+    assert!(page["entries"][0]["task_id"].as_str().is_some_and(|t| kid_ids.contains(&t)), "{page}");
+    let export = app.get("/api/archive/export").await.text().await.expect("text");
+    let mut lines: Vec<&str> = export.lines().collect();
+    lines.sort();
+    assert_eq!(lines, sorted);
+    let res = app
+        .client
+        .delete(format!("{}/api/archive/Generic/clip03", app.address))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 204);
+    let res = app
+        .client
+        .delete(format!("{}/api/archive/generic/clip03", app.address))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 404);
+    let imported: Value = app
+        .post_json(
+            "/api/archive/import",
+            &json!({ "archive": "generic clip03\nYoutube dQw4w9WgXcQ\n\nbad line here\ngeneric clip02\n" }),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(imported, json!({ "imported": 2, "already_archived": 1, "invalid_lines": [4] }));
+    assert_eq!(app.get("/api/archive/export").await.text().await.expect("text").lines().count(), 5);
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
