@@ -221,7 +221,14 @@ mod page_tests {
             webpage_url: None,
             entry_count: count,
             entries: (first..first + n)
-                .map(|index| CollectionEntry { index, id: None, title: None, duration: None, url: None })
+                .map(|index| CollectionEntry {
+                    index,
+                    extractor: None,
+                    id: None,
+                    title: None,
+                    duration: None,
+                    url: None,
+                })
                 .collect(),
         }
     }

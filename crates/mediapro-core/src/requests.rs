@@ -68,6 +68,11 @@ pub struct DownloadBody {
     /// Where the final event is delivered as a signed webhook ([`CallbackUrl`]).
     #[serde(default)]
     pub callback_url: Option<String>,
+    /// Skip an item the download archive has (`GET /api/archive`): the task ends
+    /// `cancelled` with the reason "skipped: …"; a collection creates no child for
+    /// an entry whose listing names an archived item.
+    #[serde(default)]
+    pub skip_archived: bool,
     /// Download a playlist, channel or feed: one task for the collection, one
     /// child download per selected entry (same format, subtitles, processing).
     #[serde(default)]
@@ -117,6 +122,9 @@ pub struct Expansion {
     pub children: u64,
     /// The listing was cut at `limits.max_playlist_items`.
     pub truncated: bool,
+    /// Entries left out because the download archive has them (`skip_archived`).
+    #[serde(default)]
+    pub skipped_archived: u64,
 }
 
 /// Processing to run on the downloaded file once it is complete.
@@ -140,6 +148,9 @@ pub struct DownloadSpec {
     /// Operations to run on the downloaded media file once it is complete.
     #[serde(default)]
     pub process: Option<Operations>,
+    /// Skip the item when the download archive has it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_archived: bool,
     /// The entry's 1-based position when this download is a collection's child.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub playlist_index: Option<u64>,
@@ -175,6 +186,7 @@ impl DownloadBody {
             include_subtitles: self.include_subtitles,
             subtitle_langs,
             process,
+            skip_archived: self.skip_archived,
             playlist_index: None,
         })
     }

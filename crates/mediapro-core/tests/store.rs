@@ -419,7 +419,8 @@ fn children_of(parent: &Task) -> Vec<Task> {
 
 fn expanded(parent: &Task, children: u64) -> TaskRequest {
     let TaskRequest::Playlist(mut spec) = parent.request.clone() else { panic!("a playlist") };
-    spec.expansion = Some(Expansion { entry_count: Some(12), children, truncated: false });
+    spec.expansion =
+        Some(Expansion { entry_count: Some(12), children, truncated: false, skipped_archived: 0 });
     TaskRequest::Playlist(spec)
 }
 
@@ -544,5 +545,17 @@ on_every_store! {
         assert!(store.unarchive("YOUTUBE", "abc").await.expect("delete"));
         assert!(!store.unarchive("youtube", "abc").await.expect("delete"));
         assert!(!store.is_archived("youtube", "abc").await.expect("lookup"));
+    });
+
+    a_skipped_download_ends_cancelled_with_its_reason_and_may_be_retried => |store| Box::pin(async move {
+        let task = pending(&store).await;
+        let n = attempt_of(claim(&store, &task, "w1").await);
+        assert!(!store.skip(task.task_id, n + 1, "skipped: stale attempt").await.expect("stale"));
+        assert!(store.skip(task.task_id, n, "skipped: generic v1 is in the download archive").await.expect("skip"));
+        let row = store.get(task.task_id).await.expect("get").expect("row");
+        assert_eq!(row.status, TaskStatus::Cancelled);
+        assert_eq!(row.error.as_deref(), Some("skipped: generic v1 is in the download archive"));
+        assert!(row.completed_at.is_some());
+        assert!(matches!(store.retry(task.task_id).await.expect("retry"), Retry::Requeued(_)));
     });
 }

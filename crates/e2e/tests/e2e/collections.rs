@@ -234,7 +234,10 @@ async fn a_collection_download_of_items_2_4_and_7_makes_four_children_and_one_zi
     assert_eq!(parent["kind"], "playlist");
     assert_eq!(parent["progress"].as_f64(), Some(100.0));
     assert_eq!(parent["playlist_items"], "2-4,7");
-    assert_eq!(parent["expansion"], json!({ "entry_count": 12, "children": 4, "truncated": false }));
+    assert_eq!(
+        parent["expansion"],
+        json!({ "entry_count": 12, "children": 4, "truncated": false, "skipped_archived": 0 })
+    );
     assert_eq!(parent["children"], json!({ "completed": 4 }), "{parent}");
 
     let kids = children(&app, &id).await;
@@ -432,7 +435,10 @@ async fn a_collection_longer_than_max_playlist_items_is_cut_and_says_so() {
     let parent = app.wait_final(&id, LIMIT).await;
     assert_eq!(parent["status"], "completed", "{parent}");
     assert_eq!(parent["playlist_items"], "all");
-    assert_eq!(parent["expansion"], json!({ "entry_count": 12, "children": 3, "truncated": true }));
+    assert_eq!(
+        parent["expansion"],
+        json!({ "entry_count": 12, "children": 3, "truncated": true, "skipped_archived": 0 })
+    );
     let mut kids = children(&app, &id).await;
     kids.sort_by_key(|k| k["playlist_index"].as_u64());
     let urls: Vec<&str> = kids.iter().map(|k| k["url"].as_str().expect("url")).collect();

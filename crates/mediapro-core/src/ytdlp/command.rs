@@ -160,6 +160,7 @@ mod tests {
             include_subtitles: subs,
             subtitle_langs: SubtitleLangs::parse(&["en".into(), "zh-CN".into()]).expect("langs"),
             process: None,
+            skip_archived: false,
             playlist_index: None,
         }
     }

@@ -12,5 +12,5 @@ mod progress;
 pub use command::{AnalyzeArgs, DownloadArgs};
 pub use failure::{Failure, classify_failure};
 pub use info::{Carries, FormatInfo, MediaInfo, ParseError, parse_info_json};
-pub use playlist::{Collection, CollectionEntry, ListArgs, PlaylistItems, parse_listing};
+pub use playlist::{ArchiveKeyArgs, Collection, CollectionEntry, ListArgs, PlaylistItems, parse_listing};
 pub use progress::{DownloadOutput, OutputLine, ProgressTracker, parse_output_line};

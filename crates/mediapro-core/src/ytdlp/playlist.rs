@@ -39,6 +39,36 @@ impl ListArgs<'_> {
     }
 }
 
+/// `yt-dlp --print "%(extractor_key)s %(id)s"`: the download archive's key of a
+/// URL's item, extracted without downloading (for `skip_archived`).
+#[derive(Debug, Clone)]
+pub struct ArchiveKeyArgs<'a> {
+    pub url: &'a SourceUrl,
+    pub socket_timeout_secs: u32,
+    pub proxy: Option<&'a str>,
+}
+
+impl ArchiveKeyArgs<'_> {
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::with_capacity(24);
+        hardening(&mut args, self.socket_timeout_secs, self.proxy);
+        args.extend(
+            [
+                "--simulate",
+                "--playlist-items",
+                "1",
+                "--no-warnings",
+                "--print",
+                "%(extractor_key)s %(id)s",
+                "--",
+            ]
+            .map(String::from),
+        );
+        args.push(self.url.as_str().into());
+        args
+    }
+}
+
 /// Entries of a collection a client selects: 1-based positions as ranges,
 /// `"1-10,15"`. Kept sorted and merged, so `"7,2-4,3"` is `"2-4,7"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +200,9 @@ pub struct Collection {
 pub struct CollectionEntry {
     /// 1-based position in the collection (what `playlist.items` selects).
     pub index: u64,
+    /// yt-dlp's extractor key of the entry, lower case, when the listing names it
+    /// (with `id`, the entry's download archive key).
+    pub extractor: Option<String>,
     pub id: Option<String>,
     pub title: Option<String>,
     pub duration: Option<f64>,
@@ -200,6 +233,8 @@ struct RawEntry {
     url: Loose<String>,
     webpage_url: Loose<String>,
     playlist_index: Loose<u64>,
+    ie_key: Loose<String>,
+    extractor_key: Loose<String>,
 }
 
 fn text(s: Loose<String>) -> Option<String> {
@@ -229,8 +264,10 @@ pub fn parse_listing(stdout: &str, first: u64) -> Result<Option<Collection>, Par
             .or(e.playlist_index.get())
             .unwrap_or(first + u64::try_from(i).unwrap_or(u64::MAX));
         let url = text(e.url).or_else(|| text(e.webpage_url)).filter(|u| SourceUrl::parse(u).is_ok());
+        let extractor = text(e.ie_key).or_else(|| text(e.extractor_key)).map(|k| k.to_lowercase());
         entries.push(CollectionEntry {
             index,
+            extractor,
             id: text(e.id),
             title: text(e.title),
             duration: e.duration.get().filter(|d| d.is_finite() && *d >= 0.0),

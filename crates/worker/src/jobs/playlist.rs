@@ -80,6 +80,23 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
         Err(e) => return Err(Outcome::Failed(e.to_string())),
     };
     let mut entries: Vec<_> = collection.entries.iter().filter(|e| items.contains(e.index)).collect();
+    // Entries whose listing names an archived item get no child (`skip_archived`).
+    let mut skipped_archived = 0;
+    if spec.entry.skip_archived {
+        let mut kept = Vec::with_capacity(entries.len());
+        for e in entries {
+            let archived = match (&e.extractor, &e.id) {
+                (Some(extractor), Some(id)) => ctx.store().is_archived(extractor, id).await.unwrap_or(false),
+                _ => false,
+            };
+            if archived {
+                skipped_archived += 1;
+            } else {
+                kept.push(e);
+            }
+        }
+        entries = kept;
+    }
     // Created (and so listed and queued) last entry first.
     if spec.reverse {
         entries.reverse();
@@ -97,6 +114,9 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
             Some(child)
         })
         .collect();
+    if children.is_empty() && skipped_archived > 0 {
+        return Err(Outcome::Skipped("skipped: every selected entry is in the download archive".into()));
+    }
     if children.is_empty() {
         return Err(Outcome::Failed(format!(
             "the playlist lists no downloadable entry{}",
@@ -109,6 +129,7 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
             entry_count: collection.entry_count,
             children: children.len() as u64,
             truncated,
+            skipped_archived,
         }),
         ..spec.clone()
     }));
