@@ -358,6 +358,29 @@ async fn a_collection_download_of_items_2_4_and_7_makes_four_children_and_one_zi
         .expect("json");
     assert_eq!(imported, json!({ "imported": 2, "already_archived": 1, "invalid_lines": [4] }));
     assert_eq!(app.get("/api/archive/export").await.text().await.expect("text").lines().count(), 5);
+
+    // skip_archived: an archived item is not downloaded again; the task says why.
+    let single =
+        app.submit_download(json!({ "url": fx.url("media/clip02.mp4"), "skip_archived": true })).await;
+    let single = app.wait_final(&single, LIMIT).await;
+    assert_eq!(single["status"], "cancelled", "{single}");
+    assert_eq!(single["error"], "skipped: generic clip02 is in the download archive");
+    assert_eq!(single["downloaded_files"], json!([]));
+    // In a collection: entries 1-3, of which 2 and 3 are archived.
+    let id = app
+        .submit_download(
+            json!({ "url": fx.url("feed.xml"), "skip_archived": true, "playlist": { "items": "1-3" } }),
+        )
+        .await;
+    let parent = app.wait_final(&id, LIMIT).await;
+    assert_eq!(parent["status"], "completed", "{parent}");
+    assert_eq!(parent["children"], json!({ "completed": 1, "cancelled": 2 }), "{parent}");
+    let mut kids = children(&app, &id).await;
+    kids.sort_by_key(|k| k["playlist_index"].as_u64());
+    assert_eq!(kids[0]["status"], "completed");
+    assert!(kids[1]["error"].as_str().is_some_and(|e| e.starts_with("skipped: generic clip02")), "{kids:?}");
+    let export = app.get("/api/archive/export").await.text().await.expect("text");
+    assert!(export.lines().any(|l| l == "generic clip01"), "the new download is archived: {export}");
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
