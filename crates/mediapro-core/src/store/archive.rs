@@ -19,6 +19,9 @@ pub struct ArchiveEntry {
     pub archived_at: i64,
 }
 
+/// `(extractor, media_id, task_id, url, archived_at)` as selected.
+type ArchiveRow = (String, String, Option<String>, Option<String>, i64);
+
 /// `(extractor, id)` of a yt-dlp archive line, or `None` for a blank or
 /// malformed one. Ids may not contain whitespace or control characters.
 pub fn parse_archive_line(line: &str) -> Option<(String, String)> {
@@ -92,7 +95,7 @@ impl TaskStore {
                 .arg(m)
                 .text(")))");
         }
-        let rows: Vec<(String, String, Option<String>, Option<String>, i64)> = sql
+        let rows: Vec<ArchiveRow> = sql
             .text(format!(" ORDER BY archived_at, extractor, media_id LIMIT {}", limit.clamp(1, 10_000)))
             .fetch_all(&self.pool)
             .await?;
