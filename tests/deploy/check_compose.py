@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 REQUIRED_SERVICES = ["redis", "postgres", "api", "worker-download", "worker-process", "nginx"]
 APP_SERVICES = ["api", "worker-download", "worker-process"]
-WORKERS = {"worker-download": "download", "worker-process": "process"}
+WORKERS = {"worker-download": "download,playlist", "worker-process": "process"}
 DEFAULT_DRAIN_SECONDS = 25  # worker.drain_timeout_seconds default (README.md)
 DEFAULT_API_PORT = 5000
 YTDLP_PIN = re.compile(r"yt-dlp==([^\s\"']+)")

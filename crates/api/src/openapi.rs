@@ -56,6 +56,10 @@ use crate::{
         routes::tasks::retry,
         routes::deliveries::list,
         routes::result::download_result,
+        routes::archive::list,
+        routes::archive::export,
+        routes::archive::import,
+        routes::archive::delete,
         routes::whoami::whoami,
         openapi_json,
         docs_page,
@@ -70,6 +74,7 @@ use crate::{
     tags(
         (name = "media", description = "Analyze, download, process, upload"),
         (name = "tasks", description = "Follow, list, cancel and retry tasks; fetch results"),
+        (name = "archive", description = "The download archive: what was downloaded, in yt-dlp's archive format"),
         (name = "service", description = "Health, keys, this document"),
         (name = "web UI", description = "The embedded web UI's files"),
     ),

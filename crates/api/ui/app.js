@@ -93,7 +93,7 @@ const KEY_STORAGE = 'mediapro.apiKey';
 const PAGE_SIZE = 50;
 /** With a key, results larger than this are not loaded into the page's player. */
 const MAX_BLOB_BYTES = 200 * 1024 * 1024;
-const RUNNING = ['pending', 'downloading', 'processing'];
+const RUNNING = ['pending', 'downloading', 'processing', 'expanding'];
 const RETRYABLE = ['failed', 'cancelled'];
 const AUDIO_EXT = ['m4a', 'mp3', 'opus', 'ogg', 'oga', 'aac', 'wav', 'flac'];
 const VIDEO_EXT = ['mp4', 'webm', 'mkv', 'mov', 'm4v', 'ogv'];
@@ -450,6 +450,7 @@ const STATUS_LABEL = {
   pending: 'Pending',
   downloading: 'Downloading',
   processing: 'Processing',
+  expanding: 'Expanding',
   completed: 'Completed',
   failed: 'Failed',
   cancelled: 'Cancelled',

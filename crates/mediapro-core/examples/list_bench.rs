@@ -104,6 +104,9 @@ fn request_json(kind: TaskKind) -> AnyResult<String> {
         TaskKind::Process => {
             r#"{"kind":"process","input_file":"uploads/clip.mp4","operations":{"trim":null,"resize":{"width":1280,"height":null},"quality":23,"fps":null,"format":null,"audio_only":false,"copy":false}}"#
         }
+        TaskKind::Playlist => {
+            r#"{"kind":"playlist","url":"https://media.example.com/feed.xml","items":"1-10","entry":{"url":"https://media.example.com/feed.xml"}}"#
+        }
     };
     let request: TaskRequest = serde_json::from_str(raw)?;
     if request.kind() != kind {

@@ -23,3 +23,4 @@ pub mod webhooks;
 pub mod ytdlp;
 
 pub use error::{Code, ErrorClass, HasCode};
+pub mod zip;

@@ -10,6 +10,7 @@ use crate::{
     ffmpeg::{self, MediaProbe, Operations, OperationsBody, ProbeRunError, ProcessPlan},
     storage::StorageLayout,
     validate::{EgressPolicy, FormatSelector, MediaPath, SourceUrl, SubtitleLangs, ValidationError},
+    ytdlp::PlaylistItems,
 };
 
 /// `POST /api/analyze`
@@ -20,9 +21,21 @@ pub struct AnalyzeBody {
     #[serde(default)]
     #[schema(value_type = String, required = true, example = "https://example.com/watch/123")]
     pub url: Option<String>,
+    /// A playlist's next page: the `next_cursor` of the previous answer.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Entries per playlist page (default 100, at most `limits.max_playlist_items`).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub page_size: Option<u32>,
 }
 
 impl AnalyzeBody {
+    /// Which page of a collection to list (a single video ignores it).
+    pub fn page(&self, max_items: u32) -> Result<crate::analyze::Page, ValidationError> {
+        crate::analyze::Page::parse(self.cursor.as_deref(), self.page_size, max_items)
+    }
+
     pub async fn validate(self, policy: &EgressPolicy) -> Result<SourceUrl, ValidationError> {
         let url = SourceUrl::parse(self.url.as_deref().unwrap_or_default())?;
         policy.check_url(&url).await?;
@@ -55,6 +68,63 @@ pub struct DownloadBody {
     /// Where the final event is delivered as a signed webhook ([`CallbackUrl`]).
     #[serde(default)]
     pub callback_url: Option<String>,
+    /// Skip an item the download archive has (`GET /api/archive`): the task ends
+    /// `cancelled` with the reason "skipped: …"; a collection creates no child for
+    /// an entry whose listing names an archived item.
+    #[serde(default)]
+    pub skip_archived: bool,
+    /// Download a playlist, channel or feed: one task for the collection, one
+    /// child download per selected entry (same format, subtitles, processing).
+    #[serde(default)]
+    pub playlist: Option<PlaylistBody>,
+}
+
+/// `playlist` of `POST /api/download`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaylistBody {
+    /// 1-based entries as analyze numbers them, e.g. `"1-10,15"`; omitted = every
+    /// entry, up to `limits.max_playlist_items`.
+    #[serde(default)]
+    #[schema(example = "2-4,7")]
+    pub items: Option<String>,
+    /// Create (and so queue) the children last entry first.
+    #[serde(default)]
+    pub reverse: bool,
+    /// Processing for each entry's download (as the top-level `process`).
+    #[serde(default)]
+    pub process: Option<PipelineBody>,
+}
+
+/// A validated collection download: the listing to expand, and the download each
+/// selected entry gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaylistSpec {
+    pub url: SourceUrl,
+    /// `None` = every entry up to `limits.max_playlist_items`.
+    #[serde(default)]
+    pub items: Option<PlaylistItems>,
+    #[serde(default)]
+    pub reverse: bool,
+    /// Format, subtitles and processing of every child (its `url` is the collection's).
+    pub entry: DownloadSpec,
+    /// What the expansion found, written with the children it created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expansion: Option<Expansion>,
+}
+
+/// The result of a collection's expansion, kept with the parent task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Expansion {
+    /// Entries the site says the collection has (`null` if it does not say).
+    pub entry_count: Option<u64>,
+    /// Child tasks created.
+    pub children: u64,
+    /// The listing was cut at `limits.max_playlist_items`.
+    pub truncated: bool,
+    /// Entries left out because the download archive has them (`skip_archived`).
+    #[serde(default)]
+    pub skipped_archived: u64,
 }
 
 /// Processing to run on the downloaded file once it is complete.
@@ -78,6 +148,12 @@ pub struct DownloadSpec {
     /// Operations to run on the downloaded media file once it is complete.
     #[serde(default)]
     pub process: Option<Operations>,
+    /// Skip the item when the download archive has it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_archived: bool,
+    /// The entry's 1-based position when this download is a collection's child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playlist_index: Option<u64>,
 }
 
 /// The sketch's default when a client asks for subtitles without naming languages.
@@ -110,7 +186,45 @@ impl DownloadBody {
             include_subtitles: self.include_subtitles,
             subtitle_langs,
             process,
+            skip_archived: self.skip_archived,
+            playlist_index: None,
         })
+    }
+
+    /// The task a download body asks for: one download, or a collection's
+    /// (with `playlist`), whose selection may name at most `max_items` entries.
+    pub async fn validate_request(
+        mut self,
+        policy: &EgressPolicy,
+        max_items: u32,
+    ) -> Result<crate::task::TaskRequest, ValidationError> {
+        let Some(playlist) = self.playlist.take() else {
+            return Ok(crate::task::TaskRequest::Download(self.validate(policy).await?));
+        };
+        let items = playlist
+            .items
+            .as_deref()
+            .map(|raw| PlaylistItems::parse(raw, max_items))
+            .transpose()
+            .map_err(|why| ValidationError::new("playlist.items", Code::InvalidPlaylistItems, why))?;
+        if playlist.process.is_some() {
+            if self.process.is_some() {
+                return Err(ValidationError::new(
+                    "playlist.process",
+                    Code::InvalidOperation,
+                    "give `process` or `playlist.process`, not both",
+                ));
+            }
+            self.process = playlist.process;
+        }
+        let entry = self.validate(policy).await?;
+        Ok(crate::task::TaskRequest::Playlist(Box::new(PlaylistSpec {
+            url: entry.url.clone(),
+            items,
+            reverse: playlist.reverse,
+            entry,
+            expansion: None,
+        })))
     }
 }
 
@@ -249,8 +363,17 @@ impl crate::body::JsonBody for AnalyzeBody {
 }
 
 impl crate::body::JsonBody for DownloadBody {
-    const OBJECT_FIELDS: &'static [&'static str] =
-        &["process", "process.operations", "process.operations.trim", "process.operations.resize"];
+    const OBJECT_FIELDS: &'static [&'static str] = &[
+        "process",
+        "process.operations",
+        "process.operations.trim",
+        "process.operations.resize",
+        "playlist",
+        "playlist.process",
+        "playlist.process.operations",
+        "playlist.process.operations.trim",
+        "playlist.process.operations.resize",
+    ];
 }
 
 impl crate::body::JsonBody for ProcessBody {

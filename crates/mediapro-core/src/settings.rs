@@ -262,6 +262,9 @@ pub struct LimitSettings {
     pub min_body_bytes_per_second: u64,
     /// Analyze requests that may wait for one of the busy analyze slots; more get 503.
     pub analyze_queue: usize,
+    /// Entries of a playlist or channel that analyze lists and a collection
+    /// download expands; a longer collection is cut here (and says so).
+    pub max_playlist_items: u32,
 }
 
 impl Default for LimitSettings {
@@ -285,6 +288,7 @@ impl Default for LimitSettings {
             body_read_timeout_seconds: 10,
             min_body_bytes_per_second: 1024,
             analyze_queue: 16,
+            max_playlist_items: 1000,
         }
     }
 }
@@ -294,6 +298,8 @@ impl Default for LimitSettings {
 pub struct WorkerSettings {
     pub download_concurrency: usize,
     pub process_concurrency: usize,
+    /// Collections followed at once (each mostly waits for its child downloads).
+    pub playlist_concurrency: usize,
     /// On SIGTERM, how long running jobs may take to finish before they are killed
     /// and handed back to the queue.
     pub drain_timeout_seconds: u64,
@@ -318,6 +324,7 @@ impl WorkerSettings {
         match kind {
             TaskKind::Download => self.download_concurrency,
             TaskKind::Process => self.process_concurrency,
+            TaskKind::Playlist => self.playlist_concurrency,
         }
     }
 }
@@ -327,6 +334,7 @@ impl Default for WorkerSettings {
         Self {
             download_concurrency: 2,
             process_concurrency: 1,
+            playlist_concurrency: 4,
             drain_timeout_seconds: 25,
             lease_seconds: 20,
             reconcile_interval_seconds: 30,
@@ -611,6 +619,9 @@ impl Settings {
         }
         if self.limits.max_attempts == 0 {
             return bad("limits.max_attempts", "must be at least 1".into());
+        }
+        if !(1..=100_000).contains(&self.limits.max_playlist_items) {
+            return bad("limits.max_playlist_items", "must be from 1 to 100000".into());
         }
         if self.limits.retry_max_delay_seconds < self.limits.retry_first_delay_seconds {
             return bad(

@@ -8,7 +8,7 @@ use strum::{Display, EnumIter, IntoEnumIterator, IntoStaticStr};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::requests::{DownloadSpec, ProcessSpec};
+use crate::requests::{DownloadSpec, PlaylistSpec, ProcessSpec};
 
 /// What a task does. Each kind runs on the queue of the same name (see
 /// `crates/queue`), and has one status while a worker runs it.
@@ -31,6 +31,8 @@ use crate::requests::{DownloadSpec, ProcessSpec};
 pub enum TaskKind {
     Download,
     Process,
+    /// A playlist, channel or feed: expands into child downloads and follows them.
+    Playlist,
 }
 
 impl TaskKind {
@@ -43,6 +45,7 @@ impl TaskKind {
         match self {
             TaskKind::Download => TaskStatus::Downloading,
             TaskKind::Process => TaskStatus::Processing,
+            TaskKind::Playlist => TaskStatus::Expanding,
         }
     }
 }
@@ -57,6 +60,8 @@ impl TaskKind {
     PartialEq,
     Eq,
     Hash,
+    PartialOrd,
+    Ord,
     Serialize,
     Deserialize,
     EnumIter,
@@ -70,6 +75,8 @@ pub enum TaskStatus {
     Pending,
     Downloading,
     Processing,
+    /// A collection: listing its entries, then following its child downloads.
+    Expanding,
     Completed,
     Failed,
     Cancelled,
@@ -77,10 +84,11 @@ pub enum TaskStatus {
 
 impl TaskStatus {
     /// A worker runs the task (one per kind: [`TaskKind::running_status`]).
-    pub const RUNNING: &'static [TaskStatus] = &[TaskStatus::Downloading, TaskStatus::Processing];
+    pub const RUNNING: &'static [TaskStatus] =
+        &[TaskStatus::Downloading, TaskStatus::Processing, TaskStatus::Expanding];
     /// Not finished: waiting for a worker or running.
     pub const ACTIVE: &'static [TaskStatus] =
-        &[TaskStatus::Pending, TaskStatus::Downloading, TaskStatus::Processing];
+        &[TaskStatus::Pending, TaskStatus::Downloading, TaskStatus::Processing, TaskStatus::Expanding];
     /// Finished: the status never changes again (except by an explicit retry).
     pub const FINAL: &'static [TaskStatus] =
         &[TaskStatus::Completed, TaskStatus::Failed, TaskStatus::Cancelled];
@@ -149,6 +157,10 @@ pub enum Phase {
     PostProcessing,
     Verifying,
     Encoding,
+    /// A collection: listing its entries.
+    Expanding,
+    /// A collection: its child downloads run.
+    Following,
 }
 
 /// Live progress beyond the percentage, from machine-readable tool output.
@@ -164,6 +176,9 @@ pub struct ProgressDetail {
     pub downloaded_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_bytes: Option<u64>,
+    /// A collection: its child tasks by status (as of the last lease renewal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub children: Option<std::collections::BTreeMap<TaskStatus, u64>>,
 }
 
 /// What was asked, validated; kept with the task so a retry re-runs the same work.
@@ -172,6 +187,8 @@ pub struct ProgressDetail {
 pub enum TaskRequest {
     Download(DownloadSpec),
     Process(ProcessSpec),
+    /// Boxed: a collection's spec holds a whole download spec.
+    Playlist(Box<PlaylistSpec>),
 }
 
 impl TaskRequest {
@@ -179,6 +196,7 @@ impl TaskRequest {
         match self {
             TaskRequest::Download(_) => TaskKind::Download,
             TaskRequest::Process(_) => TaskKind::Process,
+            TaskRequest::Playlist(_) => TaskKind::Playlist,
         }
     }
 }
@@ -267,7 +285,7 @@ mod tests {
             assert_eq!(s.as_str().parse::<TaskStatus>().ok(), Some(s));
         }
         let err = "done".parse::<TaskStatus>().expect_err("unknown").to_string();
-        assert!(err.contains("pending, downloading, processing, completed, failed, cancelled"));
+        assert!(err.contains("pending, downloading, processing, expanding, completed, failed, cancelled"));
         assert!(TaskStatus::Cancelled.is_final() && !TaskStatus::Downloading.is_final());
     }
 

@@ -40,6 +40,19 @@ pub struct TaskView {
     pub worker: Option<String>,
     pub parent_task_id: Option<Uuid>,
     pub next_task_id: Option<Uuid>,
+    /// A collection's child: the entry's 1-based position in the collection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub playlist_index: Option<u64>,
+    /// A collection download: the entries asked for (`"all"` when none were named).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub playlist_items: Option<String>,
+    /// A collection download: what its expansion found (once it ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expansion: Option<crate::requests::Expansion>,
+    /// A collection download: its children by status; their ids are listed by
+    /// `GET /api/tasks?parent_task_id=<task_id>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children: Option<std::collections::BTreeMap<TaskStatus, u64>>,
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -59,6 +72,7 @@ impl From<&Task> for TaskView {
                 s if s.is_running() => t.detail.phase.or(Some(match t.kind() {
                     TaskKind::Download => Phase::Downloading,
                     TaskKind::Process => Phase::Encoding,
+                    TaskKind::Playlist => Phase::Expanding,
                 })),
                 _ => None,
             },
@@ -82,6 +96,10 @@ impl From<&Task> for TaskView {
             worker: t.worker.clone(),
             parent_task_id: t.parent_task_id,
             next_task_id: t.next_task_id,
+            playlist_index: None,
+            playlist_items: None,
+            expansion: None,
+            children: t.detail.children.clone(),
         };
         match &t.request {
             TaskRequest::Download(spec) => {
@@ -91,10 +109,23 @@ impl From<&Task> for TaskView {
                 view.subtitle_langs =
                     Some(spec.subtitle_langs.iter().map(|l| l.as_str().to_owned()).collect());
                 view.operations = spec.process.as_ref().and_then(|o| serde_json::to_value(o).ok());
+                view.playlist_index = spec.playlist_index;
             }
             TaskRequest::Process(spec) => {
                 view.input_file = Some(spec.input_file.clone());
                 view.operations = serde_json::to_value(&spec.operations).ok();
+            }
+            TaskRequest::Playlist(spec) => {
+                let entry = &spec.entry;
+                view.url = Some(spec.url.to_string());
+                view.format_id = entry.format_id.as_ref().map(ToString::to_string);
+                view.include_subtitles = Some(entry.include_subtitles);
+                view.subtitle_langs =
+                    Some(entry.subtitle_langs.iter().map(|l| l.as_str().to_owned()).collect());
+                view.operations = entry.process.as_ref().and_then(|o| serde_json::to_value(o).ok());
+                view.playlist_items =
+                    Some(spec.items.as_ref().map_or_else(|| "all".to_owned(), ToString::to_string));
+                view.expansion.clone_from(&spec.expansion);
             }
         }
         view

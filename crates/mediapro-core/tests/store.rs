@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use mediapro_core::{
-    requests::DownloadSpec,
-    store::{Cancel, Claim, Lease, Retry, TaskStore},
+    requests::{DownloadSpec, Expansion},
+    store::{Cancel, Claim, Lease, Retry, TaskFilter, TaskStore},
     task::{ProgressDetail, Task, TaskRequest, TaskStatus},
 };
 use uuid::Uuid;
@@ -136,6 +136,7 @@ on_every_store! {
             eta_seconds: Some(3),
             downloaded_bytes: Some(10),
             total_bytes: Some(100),
+            children: None,
         };
         assert_eq!(store.heartbeat(task.task_id, second, 10.0, &detail).await.expect("hb"), Lease::Held);
         assert_eq!(store.get(task.task_id).await.expect("get").expect("row").detail, detail);
@@ -387,4 +388,174 @@ mod outbox {
             assert_eq!(chained.callback_url.as_deref(), Some("http://127.0.0.1:9/cb"));
         });
     }
+}
+
+fn playlist_task() -> Task {
+    let request: TaskRequest = serde_json::from_value(serde_json::json!({
+        "kind": "playlist",
+        "url": "https://media.example/feed.xml",
+        "items": "2-4,7",
+        "entry": {"url": "https://media.example/feed.xml"}
+    }))
+    .expect("playlist request");
+    Task::new_pending(request)
+}
+
+/// The children an expansion would make of `parent`: entries 2, 3, 4 and 7.
+fn children_of(parent: &Task) -> Vec<Task> {
+    [2u64, 3, 4, 7]
+        .iter()
+        .map(|i| {
+            let spec: DownloadSpec = serde_json::from_value(serde_json::json!({
+                "url": format!("https://media.example/v/{i}"), "playlist_index": i
+            }))
+            .expect("spec");
+            let mut child = Task::new_pending(TaskRequest::Download(spec));
+            child.parent_task_id = Some(parent.task_id);
+            child
+        })
+        .collect()
+}
+
+fn expanded(parent: &Task, children: u64) -> TaskRequest {
+    let TaskRequest::Playlist(mut spec) = parent.request.clone() else { panic!("a playlist") };
+    spec.expansion =
+        Some(Expansion { entry_count: Some(12), children, truncated: false, skipped_archived: 0 });
+    TaskRequest::Playlist(spec)
+}
+
+on_every_store! {
+    a_collection_claims_as_expanding_and_records_its_children_with_its_expansion => |store| Box::pin(async move {
+        let parent = playlist_task();
+        store.insert(&parent).await.expect("insert");
+        let n = attempt_of(claim(&store, &parent, "w1").await);
+        assert_eq!(status(&store, &parent).await, TaskStatus::Expanding);
+        let kids = children_of(&parent);
+        assert!(store.expand(parent.task_id, n, &expanded(&parent, 4), &kids).await.expect("expand"));
+        let row = store.get(parent.task_id).await.expect("get").expect("row");
+        let TaskRequest::Playlist(spec) = &row.request else { panic!("a playlist") };
+        assert_eq!(spec.expansion.as_ref().map(|e| e.children), Some(4));
+        assert_eq!(spec.items.as_ref().map(ToString::to_string).as_deref(), Some("2-4,7"));
+        let listed = store.children(parent.task_id, &[]).await.expect("children");
+        assert_eq!(listed.iter().map(|t| t.task_id).collect::<Vec<_>>(), kids.iter().map(|t| t.task_id).collect::<Vec<_>>());
+        assert!(listed.iter().all(|t| t.status == TaskStatus::Pending && t.parent_task_id == Some(parent.task_id)));
+        assert_eq!(store.child_counts(parent.task_id).await.expect("counts").get(&TaskStatus::Pending), Some(&4));
+
+        // The list filter pages through them (index tasks_by_parent), and only them.
+        let other = pending(&store).await;
+        let mut filter = TaskFilter { parent_task_id: Some(parent.task_id), limit: 3, ..TaskFilter::default() };
+        let first = store.list(&filter).await.expect("list");
+        assert_eq!(first.tasks.len(), 3);
+        filter.cursor = first.next_cursor;
+        let second = store.list(&filter).await.expect("list");
+        assert_eq!((second.tasks.len(), second.next_cursor.is_none()), (1, true));
+        assert!(first.tasks.iter().chain(&second.tasks).all(|t| t.task_id != other.task_id));
+
+        // Children finish; the counts follow; the parent completes with no file.
+        let a = attempt_of(claim(&store, &kids[0], "w1").await);
+        assert!(store.complete(kids[0].task_id, a, &["downloads/x/a.mp4".into()], None).await.expect("complete"));
+        let b = attempt_of(claim(&store, &kids[1], "w1").await);
+        assert!(store.fail(kids[1].task_id, b, "404").await.expect("fail"));
+        let counts = store.child_counts(parent.task_id).await.expect("counts");
+        assert_eq!(counts.get(&TaskStatus::Completed), Some(&1));
+        assert_eq!(counts.get(&TaskStatus::Failed), Some(&1));
+        assert_eq!(counts.get(&TaskStatus::Pending), Some(&2));
+        let done = store.children(parent.task_id, &[TaskStatus::Completed]).await.expect("completed");
+        assert_eq!(done.len(), 1);
+    });
+
+    an_expansion_after_a_cancel_or_takeover_writes_no_children => |store| Box::pin(async move {
+        // Cancelled while listing: the expansion's compare-and-set fails, nothing is inserted.
+        let parent = playlist_task();
+        store.insert(&parent).await.expect("insert");
+        let n = attempt_of(claim(&store, &parent, "w1").await);
+        assert!(matches!(store.cancel(parent.task_id).await.expect("cancel"), Cancel::Cancelled(_)));
+        assert!(!store.expand(parent.task_id, n, &expanded(&parent, 4), &children_of(&parent)).await.expect("expand"));
+        assert!(store.children(parent.task_id, &[]).await.expect("children").is_empty());
+        let row = store.get(parent.task_id).await.expect("get").expect("row");
+        assert_eq!(row.request, parent.request, "the request is unchanged");
+
+        // Taken over: the old attempt's expansion writes nothing, the new one's does.
+        let parent = playlist_task();
+        store.insert(&parent).await.expect("insert");
+        let old = attempt_of(claim(&store, &parent, "w1").await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let new = attempt_of(store.claim(parent.task_id, "w2", Duration::from_millis(1)).await.expect("claim"));
+        assert!(!store.expand(parent.task_id, old, &expanded(&parent, 4), &children_of(&parent)).await.expect("old"));
+        assert!(store.expand(parent.task_id, new, &expanded(&parent, 4), &children_of(&parent)).await.expect("new"));
+        assert_eq!(store.children(parent.task_id, &[]).await.expect("children").len(), 4);
+    });
+
+    cancelling_and_retrying_children_by_status => |store| Box::pin(async move {
+        let parent = playlist_task();
+        store.insert(&parent).await.expect("insert");
+        let n = attempt_of(claim(&store, &parent, "w1").await);
+        let kids = children_of(&parent);
+        assert!(store.expand(parent.task_id, n, &expanded(&parent, 4), &kids).await.expect("expand"));
+        let a = attempt_of(claim(&store, &kids[0], "w1").await);
+        assert!(store.complete(kids[0].task_id, a, &["a.mp4".into()], None).await.expect("complete"));
+        let _running = attempt_of(claim(&store, &kids[1], "w1").await);
+        // What Dispatcher::cancel does after the parent: every active child, one by one.
+        assert!(matches!(store.cancel(parent.task_id).await.expect("cancel"), Cancel::Cancelled(_)));
+        let active = store.children(parent.task_id, TaskStatus::ACTIVE).await.expect("active");
+        assert_eq!(active.len(), 3, "running and pending ones, not the completed one");
+        for child in &active {
+            assert!(matches!(store.cancel(child.task_id).await.expect("cancel"), Cancel::Cancelled(_)));
+        }
+        let counts = store.child_counts(parent.task_id).await.expect("counts");
+        assert_eq!((counts.get(&TaskStatus::Cancelled), counts.get(&TaskStatus::Completed)), (Some(&3), Some(&1)));
+        // The running child's next lease renewal learns it.
+        assert_eq!(
+            store.heartbeat(kids[1].task_id, 1, 10.0, &ProgressDetail::default()).await.expect("hb"),
+            Lease::Cancelled
+        );
+        // What Dispatcher::retry does: the retryable children, then the parent.
+        let retryable = store.children(parent.task_id, TaskStatus::RETRYABLE).await.expect("retryable");
+        assert_eq!(retryable.len(), 3);
+        for child in &retryable {
+            assert!(matches!(store.retry(child.task_id).await.expect("retry"), Retry::Requeued(_)));
+        }
+        assert!(matches!(store.retry(parent.task_id).await.expect("retry"), Retry::Requeued(_)));
+        assert_eq!(status(&store, &kids[0]).await, TaskStatus::Completed, "a completed child is kept");
+        assert_eq!(store.child_counts(parent.task_id).await.expect("counts").get(&TaskStatus::Pending), Some(&3));
+        // The parent's re-run finds its expansion recorded in the request it claims.
+        match claim(&store, &parent, "w1").await {
+            Claim::Claimed { request: TaskRequest::Playlist(spec), .. } => assert!(spec.expansion.is_some()),
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+on_every_store! {
+    the_download_archive_outlives_tasks_and_pages_in_order => |store| Box::pin(async move {
+        assert!(store.archive("Youtube", "abc", Some("t1"), Some("https://y/abc")).await.expect("archive"));
+        assert!(!store.archive("youtube", "abc", Some("t2"), None).await.expect("again"), "first record kept");
+        assert!(store.archive("generic", "clip02", None, None).await.expect("archive"));
+        assert!(store.is_archived("YouTube", "abc").await.expect("lookup"));
+        assert!(!store.is_archived("youtube", "abd").await.expect("lookup"));
+        let first = store.archive_page(None, 1).await.expect("page");
+        assert_eq!((first[0].extractor.as_str(), first[0].media_id.as_str()), ("youtube", "abc"));
+        assert_eq!(first[0].task_id.as_deref(), Some("t1"));
+        let e = &first[0];
+        let rest = store
+            .archive_page(Some((e.archived_at, e.extractor.clone(), e.media_id.clone())), 10)
+            .await
+            .expect("page");
+        assert_eq!(rest.iter().map(|e| e.media_id.as_str()).collect::<Vec<_>>(), ["clip02"]);
+        assert!(store.unarchive("YOUTUBE", "abc").await.expect("delete"));
+        assert!(!store.unarchive("youtube", "abc").await.expect("delete"));
+        assert!(!store.is_archived("youtube", "abc").await.expect("lookup"));
+    });
+
+    a_skipped_download_ends_cancelled_with_its_reason_and_may_be_retried => |store| Box::pin(async move {
+        let task = pending(&store).await;
+        let n = attempt_of(claim(&store, &task, "w1").await);
+        assert!(!store.skip(task.task_id, n + 1, "skipped: stale attempt").await.expect("stale"));
+        assert!(store.skip(task.task_id, n, "skipped: generic v1 is in the download archive").await.expect("skip"));
+        let row = store.get(task.task_id).await.expect("get").expect("row");
+        assert_eq!(row.status, TaskStatus::Cancelled);
+        assert_eq!(row.error.as_deref(), Some("skipped: generic v1 is in the download archive"));
+        assert!(row.completed_at.is_some());
+        assert!(matches!(store.retry(task.task_id).await.expect("retry"), Retry::Requeued(_)));
+    });
 }

@@ -179,6 +179,8 @@ fn spec(url: SourceUrl) -> DownloadSpec {
         include_subtitles: false,
         subtitle_langs: SubtitleLangs::default(),
         process: None,
+        skip_archived: false,
+        playlist_index: None,
     }
 }
 

@@ -19,7 +19,7 @@ use mediapro_core::{
     Code, HasCode,
     retry::{Decision, RetryPolicy},
     store::{Cancel, Retry, StaleTask, StoreError, TaskStore},
-    task::{Task, new_job_id},
+    task::{Task, TaskKind, TaskRequest, TaskStatus, new_job_id},
     view::TaskView,
 };
 use uuid::Uuid;
@@ -105,10 +105,21 @@ impl Dispatcher {
     }
 
     /// A client's cancel; a running attempt notices at its next lease renewal.
+    /// Cancelling a collection cancels every pending and running child with it
+    /// (after the parent, so an expansion racing it either created its children
+    /// before — they are cancelled here — or finds the parent cancelled and
+    /// creates none).
     pub async fn cancel(&self, task_id: Uuid) -> Result<Cancel, DispatchError> {
         let answer = self.store.cancel(task_id).await?;
         if let Cancel::Cancelled(task) = &answer {
             self.publish(task).await;
+            if task.kind() == TaskKind::Playlist {
+                for child in self.store.children(task_id, TaskStatus::ACTIVE).await? {
+                    if let Cancel::Cancelled(child) = self.store.cancel(child.task_id).await? {
+                        self.publish(&child).await;
+                    }
+                }
+            }
         }
         Ok(answer)
     }
@@ -116,6 +127,23 @@ impl Dispatcher {
     /// A client's retry of a failed or cancelled task: back to pending with a new
     /// job; if Redis refuses it the task is failed again with the reason.
     pub async fn retry(&self, task_id: Uuid) -> Result<Retry, DispatchError> {
+        // A collection: its failed and cancelled children run again (its
+        // completed ones are kept), queued before the parent, so the parent's
+        // job never sees them still final.
+        if let Some(task) = self.store.get(task_id).await?
+            && task.kind() == TaskKind::Playlist
+            && TaskStatus::RETRYABLE.contains(&task.status)
+        {
+            for child in self.store.children(task_id, TaskStatus::RETRYABLE).await? {
+                if let Err(e) = self.retry_one(child.task_id).await {
+                    tracing::warn!(%task_id, child = %child.task_id, error = %e, "child retry failed");
+                }
+            }
+        }
+        self.retry_one(task_id).await
+    }
+
+    async fn retry_one(&self, task_id: Uuid) -> Result<Retry, DispatchError> {
         let answer = self.store.retry(task_id).await?;
         if let Retry::Requeued(task) = &answer
             && let Err(err) = self.push(task, Duration::ZERO).await
@@ -129,6 +157,29 @@ impl Dispatcher {
             self.publish(task).await;
         }
         Ok(answer)
+    }
+
+    /// Attempt `attempt` of a collection listed its entries: the children are
+    /// recorded with the parent's new `request` in one compare-and-set (nothing if
+    /// the parent was cancelled or taken over meanwhile: `false`), then queued. A
+    /// child whose push fails stays pending, and the reconciler queues it.
+    pub async fn expand(
+        &self,
+        parent: Uuid,
+        attempt: i64,
+        request: &TaskRequest,
+        children: &[Task],
+    ) -> Result<bool, DispatchError> {
+        if !self.store.expand(parent, attempt, request, children).await? {
+            return Ok(false);
+        }
+        for child in children {
+            if let Err(err) = self.push(child, Duration::ZERO).await {
+                tracing::warn!(%parent, child = %child.task_id, error = %err, "child not queued; the reconciler will");
+            }
+        }
+        self.publish_current(parent).await;
+        Ok(true)
     }
 
     /// A download attempt completed and asked for processing: the download is

@@ -9,7 +9,7 @@ use strum::IntoEnumIterator;
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// Comma-separated queues to consume (download, process); default: all of them.
+    /// Comma-separated queues to consume (download, process, playlist); default: all of them.
     #[arg(long, value_delimiter = ',', value_parser = parse_queue)]
     queues: Vec<TaskKind>,
     /// Jobs run at once per queue (overrides worker.*_concurrency).

@@ -9,13 +9,15 @@ const ANALYZE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60
 /// What a URL offers
 ///
 /// One bounded yt-dlp run (through the egress guard): title, duration, every format,
-/// subtitle languages. Answers are cached for a few minutes.
+/// subtitle languages. A playlist, channel or feed answers with a page of its flat
+/// listing (no entry is extracted, no media fetched), at most
+/// `limits.max_playlist_items` entries in all. Answers are cached for a few minutes.
 #[utoipa::path(
     post,
     path = "/api/analyze",
     tag = "media",
     request_body(content = mediapro_core::requests::AnalyzeBody, content_type = "application/json"),
-    responses((status = 200, description = "What can be downloaded", body = mediapro_core::ytdlp::MediaInfo))
+    responses((status = 200, description = "What can be downloaded: a video (`kind: video`), or one page of a playlist, channel or feed (`kind: playlist`, paged by `cursor`/`page_size`)", body = mediapro_core::analyze::Analysis))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn analyze(
@@ -24,17 +26,23 @@ pub async fn analyze(
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     state.limits.check_analyze(&req).await?;
-    let url =
-        mediapro_core::body::parse::<AnalyzeBody>(body.into_inner())?.validate(state.egress_policy()).await?;
-    if let Some(cached) = state.queue.cached_analysis(url.as_str()).await {
+    let body = mediapro_core::body::parse::<AnalyzeBody>(body.into_inner())?;
+    let page = body.page(state.settings.limits.max_playlist_items)?;
+    let paged = body.cursor.is_some() || body.page_size.is_some();
+    let url = body.validate(state.egress_policy()).await?;
+    // A page other than the default one is cached under its own key.
+    let cache_key =
+        if paged { format!("{url} page={}:{}", page.offset, page.size) } else { url.as_str().to_owned() };
+    if let Some(cached) = state.queue.cached_analysis(&cache_key).await {
         return Ok(HttpResponse::Ok().content_type("application/json").body(cached));
     }
     let _slot = state.limits.analyze_slot().await?;
     // Every connection yt-dlp makes (redirects too) goes through a proxy of its own.
     let proxy = state.egress.start_proxy().await.map_err(|_| ApiError::internal("egress proxy"))?;
-    let result = analyze::analyze(
+    let result = analyze::analyze_page(
         &state.settings.tools.ytdlp,
         &url,
+        page,
         state.settings.analyze_timeout(),
         Some(&proxy.url()),
     )
@@ -44,6 +52,6 @@ pub async fn analyze(
     }
     let info = result?;
     let json = serde_json::to_string(&info).map_err(|_| ApiError::internal("analysis does not serialise"))?;
-    state.queue.cache_analysis(url.as_str(), &json, ANALYZE_CACHE_TTL).await;
+    state.queue.cache_analysis(&cache_key, &json, ANALYZE_CACHE_TTL).await;
     Ok(HttpResponse::Ok().content_type("application/json").body(json))
 }

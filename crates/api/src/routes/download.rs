@@ -11,7 +11,12 @@ use crate::{error::ApiError, state::AppState};
 /// Download a URL (a background task)
 ///
 /// Validated (URL, format selector, subtitle languages, optional follow-up
-/// processing), recorded and queued; a worker downloads it.
+/// processing), recorded and queued; a worker downloads it. With `playlist`, the
+/// URL is a playlist, channel or feed: one `playlist` task lists the selected
+/// entries and creates a child download per entry (listed by
+/// `GET /api/tasks?parent_task_id=`); cancelling it cancels them, retrying it
+/// retries its failed and cancelled ones, and `GET /api/download-result/{id}`
+/// serves the completed ones as one ZIP.
 #[utoipa::path(
     post,
     path = "/api/download",
@@ -30,17 +35,18 @@ pub async fn create(
     state.ensure_free_space()?;
     let mut body = mediapro_core::body::parse::<DownloadBody>(body.into_inner())?;
     let callback_url = body.callback_url.take();
-    let spec = body.validate(state.egress_policy()).await?;
+    let request =
+        body.validate_request(state.egress_policy(), state.settings.limits.max_playlist_items).await?;
     let callback_url =
         CallbackUrl::validate(callback_url.as_deref(), state.egress_policy(), state.can_sign_webhooks())
             .await?;
-    let mut task = Task::new_pending(TaskRequest::Download(spec));
+    let message = match request {
+        TaskRequest::Playlist(_) => "Playlist download task created",
+        _ => "Download task created",
+    };
+    let mut task = Task::new_pending(request);
     task.callback_url = callback_url;
     tracing::Span::current().record("task_id", tracing::field::display(task.task_id));
     state.dispatcher.submit(&task).await?;
-    Ok(HttpResponse::Accepted().json(Accepted {
-        task_id: task.task_id,
-        status: task.status,
-        message: "Download task created",
-    }))
+    Ok(HttpResponse::Accepted().json(Accepted { task_id: task.task_id, status: task.status, message }))
 }

@@ -9,6 +9,7 @@
 //! it; tests keep the list, `configure` and the document equal.
 
 pub(crate) mod analyze;
+pub(crate) mod archive;
 pub(crate) mod deliveries;
 pub(crate) mod download;
 pub(crate) mod events;
@@ -124,7 +125,7 @@ pub static ROUTES: &[Route] = {
                     JSON_BODY_ERRORS,
                     &[
                         UnsupportedUrl,
-                        PlaylistNotSupported,
+                        InvalidCursor,
                         EgressBlocked,
                         RateLimited,
                         ToolError,
@@ -152,6 +153,7 @@ pub static ROUTES: &[Route] = {
                         InvalidOperation,
                         InvalidOutputFormat,
                         WebhooksNotConfigured,
+                        InvalidPlaylistItems,
                     ],
                 ],
             )],
@@ -236,8 +238,31 @@ pub static ROUTES: &[Route] = {
             access: Read,
             operations: &[op(
                 Get,
-                &[&[TaskNotCompleted, InvalidQuery, NotFound, ResultMissing, StoreUnavailable]],
+                &[&[
+                    TaskNotCompleted,
+                    InvalidQuery,
+                    NotFound,
+                    ResultMissing,
+                    ResultTooLarge,
+                    StoreUnavailable,
+                ]],
             )],
+        },
+        Route {
+            path: "/api/archive",
+            access: Read,
+            operations: &[op(Get, &[&[InvalidFilter, InvalidCursor, InvalidQuery, StoreUnavailable]])],
+        },
+        Route { path: "/api/archive/export", access: Read, operations: &[op(Get, &[&[StoreUnavailable]])] },
+        Route {
+            path: "/api/archive/import",
+            access: Write,
+            operations: &[op(Post, &[JSON_BODY_ERRORS, &[StoreUnavailable]])],
+        },
+        Route {
+            path: "/api/archive/{extractor}/{media_id}",
+            access: Write,
+            operations: &[op(Delete, &[&[NotFound, StoreUnavailable]])],
         },
         Route { path: "/api/whoami", access: Read, operations: &[op(Get, &[])] },
         Route { path: "/api/openapi.json", access: Open, operations: &[op(Get, &[])] },
@@ -271,6 +296,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/tasks/{task_id}/retry").route(web::post().to(tasks::retry)))
         .service(resource("/api/tasks/{task_id}/deliveries").route(web::get().to(deliveries::list)))
         .service(resource("/api/download-result/{task_id}").route(web::get().to(result::download_result)))
+        .service(resource("/api/archive").route(web::get().to(archive::list)))
+        .service(resource("/api/archive/export").route(web::get().to(archive::export)))
+        .service(resource("/api/archive/import").route(web::post().to(archive::import)))
+        .service(resource("/api/archive/{extractor}/{media_id}").route(web::delete().to(archive::delete)))
         .service(resource("/api/whoami").route(web::get().to(whoami::whoami)))
         .service(resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(resource("/healthz").route(web::get().to(health::healthz)))

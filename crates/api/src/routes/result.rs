@@ -4,7 +4,11 @@ use actix_web::{
     http::header::{self, ContentDisposition, DispositionParam, DispositionType, ExtendedValue},
     web,
 };
-use mediapro_core::{Code, task::TaskStatus};
+use mediapro_core::{
+    Code,
+    task::{Task, TaskKind, TaskStatus},
+    zip::{ZipEntry, ZipError, ZipPlan, dos_datetime, safe_name},
+};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -22,13 +26,16 @@ pub struct ResultQuery {
 ///
 /// The file as an attachment (its own media type); `Range` and `If-Range` work
 /// (resumable downloads, seeking players), with `Last-Modified` as the validator.
+/// A collection (`kind: playlist`) answers with one ZIP of its completed
+/// children's media (stored, built while it streams, `Content-Length` known,
+/// entries named `<index>-<file name>`).
 #[utoipa::path(
     get,
     path = "/api/download-result/{task_id}",
     tag = "tasks",
     params(super::tasks::TaskId, ResultQuery),
     responses(
-        (status = 200, description = "The file", content_type = "*/*", body = crate::openapi::Binary,
+        (status = 200, description = "The file (a collection: one ZIP of its completed children, `application/zip`)", content_type = "*/*", body = crate::openapi::Binary,
          headers(("Content-Disposition" = String, description = "attachment; filename=…"))),
         (status = 206, description = "The requested range of the file", content_type = "*/*", body = crate::openapi::Binary),
     )
@@ -42,6 +49,9 @@ pub async fn download_result(
     let task = state.store.get(path.into_inner()).await?.ok_or_else(|| ApiError::not_found("task"))?;
     if task.status != TaskStatus::Completed {
         return Err(ApiError::new(Code::TaskNotCompleted, format!("task is {}, not completed", task.status)));
+    }
+    if task.kind() == TaskKind::Playlist {
+        return collection_zip(&state, &task).await;
     }
     let rel = match query.file {
         Some(i) => task.downloaded_files.get(i).map(String::as_str),
@@ -78,6 +88,76 @@ pub async fn download_result(
     };
     res.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
     Ok(res)
+}
+
+/// The media of a collection's completed children (a chained processing task's
+/// output when it completed, else the downloaded file) as one ZIP streamed from
+/// the files: no temporary file, the length announced up front.
+async fn collection_zip(state: &AppState, parent: &Task) -> Result<HttpResponse, ApiError> {
+    let root =
+        tokio::fs::canonicalize(state.layout.root()).await.map_err(|_| ApiError::internal("storage root"))?;
+    let mut entries = Vec::new();
+    let mut taken = std::collections::HashSet::new();
+    let mut children = state.store.children(parent.task_id, &[TaskStatus::Completed]).await?;
+    children.sort_by_key(|c| match &c.request {
+        mediapro_core::task::TaskRequest::Download(spec) => spec.playlist_index.unwrap_or(u64::MAX),
+        _ => u64::MAX,
+    });
+    for child in children {
+        let index = match &child.request {
+            mediapro_core::task::TaskRequest::Download(spec) => spec.playlist_index,
+            _ => None,
+        };
+        let processed = match child.next_task_id {
+            Some(next) => state
+                .store
+                .get(next)
+                .await?
+                .filter(|t| t.status == TaskStatus::Completed)
+                .and_then(|t| t.output_file),
+            None => None,
+        };
+        let Some(rel) = processed.or_else(|| child.result_file().map(str::to_owned)) else { continue };
+        // Only regular files really inside the root; a missing one (retention) is left out.
+        let Some(path) = state.layout.resolve(&rel) else { continue };
+        let Ok(real) = tokio::fs::canonicalize(&path).await else { continue };
+        let Ok(meta) = tokio::fs::metadata(&real).await else { continue };
+        if !real.starts_with(&root) || !meta.is_file() {
+            continue;
+        }
+        let modified = meta.modified().map(time::OffsetDateTime::from).unwrap_or(parent.created_at);
+        let (dos_time, dos_date) = dos_datetime(modified);
+        let prefix = index.map(|i| format!("{i:03}-")).unwrap_or_default();
+        let file_name = real.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let name = safe_name(&prefix, file_name, &mut taken);
+        entries.push(ZipEntry { name, path: real, size: meta.len(), dos_time, dos_date });
+    }
+    if entries.is_empty() {
+        return Err(ApiError::new(
+            Code::ResultMissing,
+            "no completed child's file is in this server's storage (expired, deleted, or not shared)",
+        ));
+    }
+    let plan = ZipPlan::new(entries).map_err(|e| match e {
+        ZipError::TooLarge => ApiError::new(Code::ResultTooLarge, e.to_string()),
+        other => ApiError::internal(&other.to_string()),
+    })?;
+    let length = plan.length();
+    let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+    let task_id = parent.task_id;
+    tokio::spawn(async move {
+        // An error ends the body early: the client sees fewer bytes than announced.
+        if let Err(e) = plan.write(&mut writer).await {
+            tracing::warn!(%task_id, error = %e, "collection ZIP stopped");
+        }
+    });
+    let chunks = tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024);
+    let name = format!("collection-{}.zip", parent.task_id);
+    Ok(HttpResponse::Ok()
+        .content_type("application/zip")
+        .insert_header(attachment(&name))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(actix_web::body::SizedStream::new(length, Box::pin(chunks))))
 }
 
 /// A Range request whose `If-Range` validator no longer matches the file must get

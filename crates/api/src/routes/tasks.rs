@@ -41,12 +41,15 @@ pub struct TaskId {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Comma-separated statuses (`pending`, `downloading`, `processing`,
-    /// `completed`, `failed`, `cancelled`).
+    /// `expanding`, `completed`, `failed`, `cancelled`).
     #[param(example = "failed,cancelled")]
     status: Option<String>,
-    /// `download` or `process`.
+    /// `download`, `process` or `playlist`.
     #[param(value_type = Option<TaskKind>)]
     kind: Option<String>,
+    /// Only the children of this collection (a `playlist` task): its child downloads.
+    #[param(value_type = Option<Uuid>)]
+    parent_task_id: Option<String>,
     /// Only tasks created at or after this RFC 3339 time.
     #[param(format = DateTime)]
     created_after: Option<String>,
@@ -101,9 +104,17 @@ impl ListQuery {
             }
             None => DEFAULT_LIMIT,
         };
+        let parent_task_id = self
+            .parent_task_id
+            .as_deref()
+            .map(|p| {
+                p.parse::<Uuid>().map_err(|_| invalid("parent_task_id", &format!("'{p}' is not a task id")))
+            })
+            .transpose()?;
         Ok(TaskFilter {
             statuses,
             kind,
+            parent_task_id,
             created_after: time("created_after", self.created_after)?,
             created_before: time("created_before", self.created_before)?,
             limit,

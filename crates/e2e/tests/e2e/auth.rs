@@ -260,6 +260,8 @@ async fn read_keys_read_and_full_keys_write() {
         c.post(format!("{base}/api/process")).json(&json!({"input_file": "x", "operations": {}})),
         c.post(format!("{base}/api/analyze")).json(&body),
         c.put(format!("{base}/api/tasks")),
+        c.post(format!("{base}/api/archive/import")).json(&json!({"archive": "youtube x\n"})),
+        c.delete(format!("{base}/api/archive/youtube/x")),
     ] {
         let res = read(req).send().await.expect("sent");
         let url = res.url().clone();
@@ -269,6 +271,10 @@ async fn read_keys_read_and_full_keys_write() {
     }
     let res = read(c.get(format!("{base}/api/download-result/{id}"))).send().await.expect("sent");
     assert_eq!(res.status(), 400, "the read key reaches the result handler (task not completed)");
+    for path in ["/api/archive", "/api/archive/export"] {
+        let res = read(c.get(format!("{base}{path}"))).send().await.expect("sent");
+        assert_eq!(res.status(), 200, "a read key reads {path}");
+    }
     let res = full(c.delete(format!("{base}/api/tasks/{id}"))).send().await.expect("sent");
     assert!(res.status().is_success(), "{}", res.status());
     let res = read(c.get(format!("{base}/api/tasks/{id}"))).send().await.expect("sent");

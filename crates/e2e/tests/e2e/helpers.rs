@@ -380,10 +380,17 @@ fn publish(path: &Path, text: &str) {
 }
 
 pub fn make_clip(path: &Path, size: &str, seconds: u32) {
+    make_clip_with_tone(path, size, seconds, 440);
+}
+
+/// A clip whose audio is a sine of `hz` (clips of distinct tones differ in bytes).
+pub fn make_clip_with_tone(path: &Path, size: &str, seconds: u32, hz: u32) {
     let status = Command::new("ffmpeg")
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size={size}:rate=25"))
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t"])
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency={hz}:sample_rate=44100"))
+        .arg("-t")
         .arg(seconds.to_string())
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
         .args(["-f", "mp4"])

@@ -81,7 +81,10 @@ async fn pagination_over_120_tasks_returns_each_exactly_once() {
         let body: Value = res.json().await.expect("json");
         if bad == "status=done" {
             let msg = body["error"].as_str().expect("msg");
-            assert!(msg.contains("pending, downloading, processing, completed, failed, cancelled"), "{msg}");
+            assert!(
+                msg.contains("pending, downloading, processing, expanding, completed, failed, cancelled"),
+                "{msg}"
+            );
         }
     }
 }

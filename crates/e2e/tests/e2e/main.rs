@@ -12,6 +12,7 @@ mod helpers;
 mod abuse;
 mod auth;
 mod browser;
+mod collections;
 mod compat;
 mod download;
 mod egress;

@@ -262,6 +262,18 @@ impl TaskStore {
         Ok(self.finish(task_id, done, Some(next), None).await?.is_some())
     }
 
+    /// The running attempt found its item in the download archive (`skip_archived`):
+    /// → `cancelled` with the reason, so a retry downloads it after all.
+    pub async fn skip(&self, task_id: Uuid, attempt: i64, reason: &str) -> Result<bool, StoreError> {
+        let t = micros(now());
+        let skipped = Transition::to(TaskStatus::Cancelled, t)
+            .set("completed_at", t)
+            .set("error", reason)
+            .from(TaskStatus::RUNNING)
+            .attempt(attempt);
+        Ok(self.finish(task_id, skipped, None, None).await?.is_some())
+    }
+
     /// The running attempt failed for good.
     pub async fn fail(&self, task_id: Uuid, attempt: i64, reason: &str) -> Result<bool, StoreError> {
         let t = micros(now());

@@ -54,6 +54,8 @@ pub struct TaskFilter {
     /// Empty = any status.
     pub statuses: Vec<TaskStatus>,
     pub kind: Option<TaskKind>,
+    /// A collection's children (index `tasks_by_parent`).
+    pub parent_task_id: Option<uuid::Uuid>,
     pub created_after: Option<OffsetDateTime>,
     pub created_before: Option<OffsetDateTime>,
     pub limit: u32,
@@ -92,6 +94,9 @@ fn walk(filter: &TaskFilter, status: Option<TaskStatus>, fetch: u32, binds: &mut
     }
     if let Some(kind) = filter.kind {
         clauses.push(format!("kind = {}", binds.push(Bind::Text(kind.as_str().into()))));
+    }
+    if let Some(parent) = filter.parent_task_id {
+        clauses.push(format!("parent_task_id = {}", binds.push(Bind::Text(parent.to_string()))));
     }
     if let Some(after) = filter.created_after {
         clauses.push(format!("created_at > {}", binds.push(Bind::Int(micros(after)))));
@@ -297,6 +302,7 @@ mod tests {
                         filters.push(TaskFilter {
                             statuses,
                             kind,
+                            parent_task_id: None,
                             created_after,
                             created_before,
                             limit: 20,

@@ -5,7 +5,9 @@
 //! running task, the attempt) it expects, so a final task never changes again and a
 //! stale attempt (a worker presumed dead that wakes up) cannot overwrite a newer one.
 
+mod archive;
 mod batch;
+mod collection;
 mod lifecycle;
 mod list;
 mod maintenance;
@@ -26,6 +28,7 @@ use crate::{
     webhooks::WebhookRoutes,
 };
 
+pub use archive::{ArchiveEntry, parse_archive_line};
 pub use lifecycle::{Cancel, Claim, Lease, Retry};
 pub use list::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, TaskFilter, TaskPage};
 pub use maintenance::StaleTask;

@@ -256,9 +256,9 @@ mod tests {
         assert_eq!(
             text,
             "UPDATE tasks SET status = $1, updated_at = $2, error = NULL WHERE task_id = $3 \
-             AND (status IN ($4, $5)) AND (attempts = $6) RETURNING attempts"
+             AND (status IN ($4, $5, $6)) AND (attempts = $7) RETURNING attempts"
         );
-        assert_eq!(args.len(), 6);
+        assert_eq!(args.len(), 7);
         assert!(matches!(&args[3], Arg::Text(s) if s == "downloading"));
         assert!(!text.contains('\''), "no literal in SQL");
     }

@@ -11,6 +11,8 @@ pub(super) const PROGRESS_PREFIX: &str = "MPPROG ";
 pub(super) const FILE_PREFIX: &str = "MPFILE ";
 pub(super) const SUBS_PREFIX: &str = "MPSUBS ";
 pub(super) const POSTPROCESS_PREFIX: &str = "MPPOST ";
+/// `<extractor key> <media id>`: the download archive's key of what was downloaded.
+pub(super) const ARCHIVE_PREFIX: &str = "MPARCH ";
 const PROGRESS_TEMPLATE: &str = "download:MPPROG %(progress.status)s %(progress.downloaded_bytes)s %(progress.total_bytes)s %(progress.total_bytes_estimate)s %(info.format_id)s %(progress.speed)s %(progress.eta)s";
 /// Post-processing (merging formats, fixing containers) as its own phase.
 const POSTPROCESS_TEMPLATE: &str = "postprocess:MPPOST %(progress.status)s %(progress.postprocessor)s";
@@ -19,7 +21,7 @@ const POSTPROCESS_TEMPLATE: &str = "postprocess:MPPOST %(progress.status)s %(pro
 /// `--exec` hooks can change what runs; unqualified input is never a search; and
 /// every connection goes through the egress guard's proxy when one is given
 /// (yt-dlp hands it on to the ffmpeg it starts as `http_proxy`).
-fn hardening(args: &mut Vec<String>, socket_timeout_secs: u32, proxy: Option<&str>) {
+pub(super) fn hardening(args: &mut Vec<String>, socket_timeout_secs: u32, proxy: Option<&str>) {
     if let Some(proxy) = proxy {
         args.push("--proxy".into());
         args.push(proxy.into());
@@ -119,6 +121,8 @@ impl DownloadArgs<'_> {
                 "--no-simulate",
                 "--print",
                 "after_move:MPFILE %(filepath)s",
+                "--print",
+                "after_move:MPARCH %(extractor_key)s %(id)s",
                 "--progress",
                 "--newline",
                 "--progress-template",
@@ -156,6 +160,8 @@ mod tests {
             include_subtitles: subs,
             subtitle_langs: SubtitleLangs::parse(&["en".into(), "zh-CN".into()]).expect("langs"),
             process: None,
+            skip_archived: false,
+            playlist_index: None,
         }
     }
 
@@ -202,6 +208,7 @@ mod tests {
         assert!(has_pair(&args, "-o", "%(title).100B.%(ext)s"));
         assert!(has_pair(&args, "--max-filesize", "1000"));
         assert!(has_pair(&args, "--print", "after_move:MPFILE %(filepath)s"));
+        assert!(has_pair(&args, "--print", "after_move:MPARCH %(extractor_key)s %(id)s"));
         assert!(has_pair(&args, "--socket-timeout", "20"));
         for flag in [
             "--ignore-config",

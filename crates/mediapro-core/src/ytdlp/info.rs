@@ -126,7 +126,7 @@ fn float(f: Loose<f64>) -> Option<f64> {
 }
 
 /// Metadata is untrusted text: drop control and bidi-override characters.
-fn clean_text(s: &str) -> String {
+pub(super) fn clean_text(s: &str) -> String {
     s.chars()
         .filter(|c| {
             !c.is_control()

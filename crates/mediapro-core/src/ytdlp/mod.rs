@@ -6,9 +6,11 @@ mod failure;
 pub mod files;
 mod info;
 pub(crate) mod lenient;
+mod playlist;
 mod progress;
 
 pub use command::{AnalyzeArgs, DownloadArgs};
 pub use failure::{Failure, classify_failure};
 pub use info::{Carries, FormatInfo, MediaInfo, ParseError, parse_info_json};
+pub use playlist::{ArchiveKeyArgs, Collection, CollectionEntry, ListArgs, PlaylistItems, parse_listing};
 pub use progress::{DownloadOutput, OutputLine, ProgressTracker, parse_output_line};

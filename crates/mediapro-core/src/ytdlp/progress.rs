@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    command::{FILE_PREFIX, POSTPROCESS_PREFIX, PROGRESS_PREFIX, SUBS_PREFIX},
+    command::{ARCHIVE_PREFIX, FILE_PREFIX, POSTPROCESS_PREFIX, PROGRESS_PREFIX, SUBS_PREFIX},
     lenient::{Loose, Object},
 };
 
@@ -31,6 +31,9 @@ pub enum OutputLine {
     File(String),
     /// Subtitle files that were written: language → path yt-dlp reported.
     Subtitles(BTreeMap<String, String>),
+    /// The download archive's key of the downloaded item: extractor key (lower
+    /// case, as yt-dlp's `--download-archive` writes it) and media id.
+    Archived { extractor: String, id: String },
 }
 
 /// One value of the `requested_subtitles` map our `--print` template writes.
@@ -80,6 +83,10 @@ pub fn parse_output_line(line: &str) -> Option<OutputLine> {
     if let Some(path) = line.strip_prefix(FILE_PREFIX) {
         return (!path.is_empty()).then(|| OutputLine::File(path.to_owned()));
     }
+    if let Some(rest) = line.strip_prefix(ARCHIVE_PREFIX) {
+        let (extractor, id) = crate::store::parse_archive_line(rest)?;
+        return (extractor != "na" && id != "NA").then_some(OutputLine::Archived { extractor, id });
+    }
     if let Some(json) = line.strip_prefix(SUBS_PREFIX) {
         let written: BTreeMap<String, Loose<Object<WrittenSubtitle>>> = serde_json::from_str(json).ok()?;
         let subs = written
@@ -126,6 +133,8 @@ impl ProgressTracker {
 pub struct DownloadOutput {
     pub media_file: Option<String>,
     pub subtitle_files: BTreeMap<String, String>,
+    /// `(extractor, id)` for the download archive.
+    pub archive_key: Option<(String, String)>,
 }
 
 impl DownloadOutput {
@@ -133,6 +142,9 @@ impl DownloadOutput {
         match line {
             OutputLine::File(path) => self.media_file = Some(path.clone()),
             OutputLine::Subtitles(subs) => self.subtitle_files.extend(subs.clone()),
+            OutputLine::Archived { extractor, id } => {
+                self.archive_key = Some((extractor.clone(), id.clone()))
+            }
             OutputLine::Progress { .. } | OutputLine::PostProcess { .. } => {}
         }
     }
@@ -208,5 +220,18 @@ mod tests {
         assert_eq!(subs.into_iter().collect::<Vec<_>>(), [("en".to_owned(), "/o/a.en.vtt".to_owned())]);
         assert_eq!(parse_output_line("MPSUBS null"), None);
         assert_eq!(parse_output_line("MPSUBS NA"), None);
+    }
+
+    #[test]
+    fn the_archive_key_is_read_as_ytdlp_writes_it() {
+        // As yt-dlp 2026.10.26 printed it for a direct mp4 (generic extractor).
+        let mut output = DownloadOutput::default();
+        let line = parse_output_line("MPARCH Generic v2").expect("parsed");
+        assert_eq!(line, OutputLine::Archived { extractor: "generic".into(), id: "v2".into() });
+        output.record(&line);
+        assert_eq!(output.archive_key, Some(("generic".into(), "v2".into())));
+        assert_eq!(parse_output_line("MPARCH NA NA"), None);
+        assert_eq!(parse_output_line("MPARCH Youtube"), None);
+        assert_eq!(parse_output_line("MPARCH Youtube a b"), None);
     }
 }

@@ -14,7 +14,8 @@ use mediapro_core::{
     requests::DownloadSpec,
     task::Phase,
     ytdlp::{
-        DownloadArgs, DownloadOutput, OutputLine, ProgressTracker, classify_failure, files, parse_output_line,
+        ArchiveKeyArgs, DownloadArgs, DownloadOutput, OutputLine, ProgressTracker, classify_failure, files,
+        parse_output_line,
     },
 };
 
@@ -48,6 +49,11 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         Err(e) => return Outcome::Transient(format!("cannot start the egress proxy: {e}")),
     };
     let proxy_url = proxy.url();
+    if spec.skip_archived
+        && let Some(reason) = archived(ctx, spec, &proxy_url).await
+    {
+        return Outcome::Skipped(reason);
+    }
     let cap = settings.limits.max_file_size_bytes;
     let args = DownloadArgs {
         spec,
@@ -106,7 +112,17 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         Ok(out) => match collect_files(ctx, dir, &output).await {
             Some(files) => {
                 supervisor.phase(Phase::Verifying);
-                verify(ctx, files).await
+                let outcome = verify(ctx, files).await;
+                // The download archive remembers what was downloaded (beyond retention).
+                if let (Outcome::Completed { .. }, Some((extractor, id))) = (&outcome, &output.archive_key) {
+                    let task = attempt.task_id.to_string();
+                    if let Err(e) =
+                        ctx.store().archive(extractor, id, Some(&task), Some(spec.url.as_str())).await
+                    {
+                        tracing::warn!(task_id = %task, error = %e, "download archive not updated");
+                    }
+                }
+                outcome
             }
             // Exit 0 without a file: e.g. over --max-filesize, or filtered out.
             None => Outcome::Failed(format!(
@@ -114,6 +130,26 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
                 classify_failure(&out.stderr_tail).reason
             )),
         },
+    }
+}
+
+/// "skipped: …" when the download archive has the URL's item (its key taken with
+/// one extraction, no download). A key that cannot be taken is no reason to skip:
+/// the download itself then says what is wrong.
+async fn archived(ctx: &JobContext, spec: &DownloadSpec, proxy: &str) -> Option<String> {
+    let args = ArchiveKeyArgs { url: &spec.url, socket_timeout_secs: 20, proxy: Some(proxy) }.to_args();
+    let stdout =
+        mediapro_core::analyze::run_listing(&ctx.settings.tools.ytdlp, args, ctx.settings.analyze_timeout())
+            .await
+            .ok()?;
+    let (extractor, id) = mediapro_core::store::parse_archive_line(stdout.lines().next()?)?;
+    match ctx.store().is_archived(&extractor, &id).await {
+        Ok(true) => Some(format!("skipped: {extractor} {id} is in the download archive")),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "download archive not readable; downloading");
+            None
+        }
     }
 }
 

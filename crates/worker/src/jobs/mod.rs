@@ -6,6 +6,7 @@ mod attempt;
 mod download;
 mod fsutil;
 mod outcome;
+mod playlist;
 mod process;
 
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
@@ -31,6 +32,7 @@ pub async fn run(
     let outcome = match &attempt.request {
         TaskRequest::Download(spec) => download::run(&ctx, &attempt, spec).await,
         TaskRequest::Process(spec) => process::run(&ctx, &attempt, spec).await,
+        TaskRequest::Playlist(spec) => playlist::run(&ctx, &attempt, spec).await,
     };
     outcome::settle(&ctx, &attempt, outcome).await
 }

@@ -28,6 +28,8 @@ pub enum Outcome {
     Transient(String),
     /// A client cancelled the task (the store already says so).
     Cancelled,
+    /// The download archive has the item and the request said `skip_archived`.
+    Skipped(String),
     /// Another attempt owns the task now, or this worker is shutting down and
     /// the job will run again elsewhere; this one writes nothing.
     Lost,
@@ -87,6 +89,7 @@ pub async fn settle(ctx: &JobContext, attempt: &Attempt, outcome: Outcome) -> Re
             Requeued::GaveUp => (true, metric::FAILED),
             Requeued::Stale => (false, metric::LOST),
         },
+        Outcome::Skipped(reason) => (store.skip(task_id, n, &reason).await?, metric::CANCELLED),
         Outcome::Cancelled => (true, metric::CANCELLED),
         Outcome::Lost => (true, metric::LOST),
     };
