@@ -22,6 +22,7 @@ use super::{
     attempt::{Attempt, Supervisor},
     fsutil::reset_dir,
     outcome::Outcome,
+    timing,
 };
 use crate::context::JobContext;
 
@@ -32,6 +33,7 @@ pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec) -> Ou
     if let Err(e) = reset_dir(&dir).await {
         return Outcome::Transient(format!("cannot prepare the task folder: {e}"));
     }
+    timing::mark("folder");
     let outcome = download(ctx, attempt, spec, &dir).await;
     if outcome.discards_files() {
         let _ = tokio::fs::remove_dir_all(&dir).await;
@@ -47,6 +49,7 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         Ok(p) => p,
         Err(e) => return Outcome::Transient(format!("cannot start the egress proxy: {e}")),
     };
+    timing::mark("proxy");
     let proxy_url = proxy.url();
     let cap = settings.limits.max_file_size_bytes;
     let args = DownloadArgs {
@@ -87,6 +90,7 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         stop,
     )
     .await;
+    timing::mark("yt-dlp");
     let _ = tokio::fs::remove_dir_all(&temp_dir).await;
     // A refused connection decides the outcome: whatever yt-dlp made of the
     // 403 it got, the page asked for an address it may not reach.
@@ -105,6 +109,7 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         }
         Ok(out) => match collect_files(ctx, dir, &output).await {
             Some(files) => {
+                timing::mark("collect");
                 supervisor.phase(Phase::Verifying);
                 verify(ctx, files).await
             }
@@ -183,6 +188,7 @@ async fn verify(ctx: &JobContext, files: Vec<String>) -> Outcome {
         let why = e.to_string();
         return Outcome::Failed(format!("not a media file ({})", why.trim_start_matches("input_file: ")));
     }
+    timing::mark("ffprobe");
     let mut kept = vec![media.clone()];
     for sub in subtitles {
         let Some(path) = ctx.layout.resolve(sub) else { continue };

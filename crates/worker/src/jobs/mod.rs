@@ -7,6 +7,7 @@ mod download;
 mod fsutil;
 mod outcome;
 mod process;
+mod timing;
 
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
 use mediapro_core::{jobs::JobPayload, task::TaskRequest};
@@ -24,13 +25,16 @@ pub async fn run(
     due: DueAt,
     worker: WorkerContext,
 ) -> Result<(), BoxDynError> {
-    let _slot = slots.enter();
-    let Some(attempt) = attempt::begin(&ctx, &job, worker.name(), slots.queue, due).await? else {
-        return Ok(());
-    };
-    let outcome = match &attempt.request {
-        TaskRequest::Download(spec) => download::run(&ctx, &attempt, spec).await,
-        TaskRequest::Process(spec) => process::run(&ctx, &attempt, spec).await,
-    };
-    outcome::settle(&ctx, &attempt, outcome).await
+    timing::timed(job.claimed_task_id(), async {
+        let _slot = slots.enter();
+        let Some(attempt) = attempt::begin(&ctx, &job, worker.name(), slots.queue, due).await? else {
+            return Ok(());
+        };
+        let outcome = match &attempt.request {
+            TaskRequest::Download(spec) => download::run(&ctx, &attempt, spec).await,
+            TaskRequest::Process(spec) => process::run(&ctx, &attempt, spec).await,
+        };
+        outcome::settle(&ctx, &attempt, outcome).await
+    })
+    .await
 }
