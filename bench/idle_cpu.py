@@ -52,6 +52,7 @@ LABELS = {"new": "wake-on-push (defaults)", "old": "fast polling (idle_poll_inte
 
 TICKS = os.sysconf("SC_CLK_TCK")
 STEPS = re.compile(r"job steps .*?total_ms=(\S+) steps=(\S+)")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def cpu_seconds(pid):
@@ -91,10 +92,13 @@ def ts(value):
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
 def serve(directory):
-    handler = partial(SimpleHTTPRequestHandler, directory=directory)
-    handler.log_message = lambda *a: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=directory))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -134,7 +138,7 @@ def step_medians(log_path, offset):
     per_step, totals = {}, []
     with open(log_path, "rb") as f:
         f.seek(offset)
-        lines = f.read().decode(errors="replace").splitlines()
+        lines = ANSI.sub("", f.read().decode(errors="replace")).splitlines()
         for line in lines:
             m = STEPS.search(line)
             if not m:
@@ -165,6 +169,7 @@ def run_mode(mode, clip_url, bare_dir):
               flush=True)
 
         one_pickup(svc, clip_url)  # warm-up (page cache, the first yt-dlp start)
+        bare_ytdlp(clip_url, bare_dir)
         log_path = os.path.join(svc.tmp, "worker0.log")
         log_start = os.path.getsize(log_path)  # only the measured rounds' steps
         pickups, servers, jobs, bares = [], [], [], []

@@ -195,8 +195,8 @@ async fn listen_loop(settings: RedisSettings, kinds: Vec<TaskKind>, shared: Arc<
         .with_jitter()
         .without_max_times();
     loop {
-        let subscribe = || subscribe(&settings, &names);
-        let pubsub = match subscribe
+        let connect = || subscribe(&settings, &names);
+        let pubsub = match connect
             .retry(backoff)
             .notify(|e, after| tracing::debug!(error = %e, ?after, "wake-up subscription: retrying"))
             .await
@@ -338,8 +338,8 @@ mod tests {
         assert!(!process.is_live() && poll(&mut process).is_ready());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn delayed_jobs_wake_their_kind_when_due_in_order() {
+    #[test]
+    fn delayed_jobs_wake_their_kind_when_due_in_order() {
         let wakeups = Wakeups::detached();
         let mut download = wakeups.signal(TaskKind::Download);
         let mut process = wakeups.signal(TaskKind::Process);

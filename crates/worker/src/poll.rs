@@ -122,78 +122,85 @@ mod tests {
         strategy.poll_drive(&mut Context::from_waker(Waker::noop()), &snapshot).is_ready()
     }
 
-    /// Polls every millisecond for `span`; returns the offsets at which it fired.
-    async fn fires_within(strategy: &mut WakeOrPoll, span: Duration) -> Vec<Duration> {
-        let start = Instant::now();
-        let mut fired = Vec::new();
-        while start.elapsed() < span {
-            tokio::time::advance(Duration::from_millis(1)).await;
-            if drive(strategy) {
-                fired.push(start.elapsed());
-            }
-        }
-        fired
-    }
-
-    fn idle_worker(wakeups: &Wakeups) -> WakeOrPoll {
+    fn subscribed(wakeups: &Wakeups) -> WakeOrPoll {
         wakeups.set_live(true);
         WakeOrPoll::new(wakeups.signal(TaskKind::Download), FAST, IDLE)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_idle_worker_polls_slowly_once_its_start_up_phase_is_over() {
-        let wakeups = Wakeups::detached();
-        let mut strategy = idle_worker(&wakeups);
-        // The fast phase after start-up (1 s), then the idle period.
-        let first = fires_within(&mut strategy, Duration::from_millis(1100)).await;
-        assert!((18..=22).contains(&first.len()), "{first:?}");
-        let idle = fires_within(&mut strategy, Duration::from_secs(10)).await;
-        assert!((4..=6).contains(&idle.len()), "{idle:?}");
-        assert!(idle.windows(2).all(|w| w[1] - w[0] == IDLE), "{idle:?}");
+    /// The timer is armed for `period` from a moment between `before` and now.
+    fn armed_for(strategy: &WakeOrPoll, before: Instant, period: Duration) -> bool {
+        let deadline = strategy.timer.deadline();
+        deadline >= before + period && deadline <= Instant::now() + period
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_wake_up_fires_at_once_and_polls_fast_for_a_second() {
+    #[tokio::test]
+    async fn fast_after_start_and_after_a_job_or_wake_up_else_idle() {
         let wakeups = Wakeups::detached();
-        let mut strategy = idle_worker(&wakeups);
-        fires_within(&mut strategy, Duration::from_secs(5)).await;
+        let mut strategy = subscribed(&wakeups);
+        let now = Instant::now();
+        assert_eq!(strategy.period(now), FAST, "the start-up phase");
+        assert_eq!(strategy.period(now + linger(FAST)), IDLE);
+        assert_eq!(linger(FAST), Duration::from_secs(1));
+        assert_eq!(linger(Duration::from_secs(2)), Duration::from_secs(4));
+
+        strategy.busy_until = now;
         assert!(!drive(&mut strategy));
-        wakeups.wake(TaskKind::Download);
-        assert!(drive(&mut strategy), "a wake-up fires without waiting for the timer");
-        let after = fires_within(&mut strategy, Duration::from_millis(1500)).await;
-        // 50 ms ticks for the second after it, then the idle period again.
-        let fast = after.iter().filter(|t| **t <= Duration::from_millis(1050)).count();
-        assert!((19..=21).contains(&fast), "{after:?}");
-        assert_eq!(after.len(), fast, "{after:?}");
+        let before = Instant::now();
+        strategy.on_poll(&PollSnapshot { consecutive_ready: 1, ..PollSnapshot::default() });
+        assert!(armed_for(&strategy, before, FAST), "a job re-arms the timer at the fast interval");
+        assert!(strategy.busy_until >= before + linger(FAST));
+        // A fetch that found nothing changes nothing.
+        strategy.busy_until = before;
+        strategy.on_poll(&PollSnapshot::default());
+        assert_eq!(strategy.busy_until, before);
+    }
+
+    #[tokio::test]
+    async fn a_wake_up_fires_at_once_and_starts_a_fast_phase() {
+        let wakeups = Wakeups::detached();
+        let mut strategy = subscribed(&wakeups);
+        strategy.busy_until = Instant::now();
+        strategy.timer.as_mut().reset(Instant::now() + IDLE);
+        assert!(!drive(&mut strategy));
         // Another kind's wake-up does not concern this worker.
         wakeups.wake(TaskKind::Process);
         assert!(!drive(&mut strategy));
+        let before = Instant::now();
+        wakeups.wake(TaskKind::Download);
+        assert!(drive(&mut strategy), "a wake-up fires without waiting for the timer");
+        assert!(armed_for(&strategy, before, FAST));
+        assert!(strategy.busy_until >= before + linger(FAST));
+        assert!(!drive(&mut strategy), "one wake-up, one fetch");
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn without_a_subscription_it_polls_fast_as_before() {
         let wakeups = Wakeups::detached();
-        let mut strategy = idle_worker(&wakeups);
-        fires_within(&mut strategy, Duration::from_secs(5)).await;
+        let mut strategy = subscribed(&wakeups);
+        let later = Instant::now() + Duration::from_secs(60);
+        assert_eq!(strategy.period(later), IDLE);
         wakeups.set_live(false);
-        assert!(drive(&mut strategy), "losing the subscription re-arms the timer at once");
-        let fired = fires_within(&mut strategy, Duration::from_secs(3)).await;
-        assert!((59..=61).contains(&fired.len()), "{}", fired.len());
-        // Back up: one catch-up fetch, a fast second, then idle.
+        assert_eq!(strategy.period(later), FAST);
+        assert!(drive(&mut strategy), "losing the subscription wakes the worker, which re-arms fast");
+        // Back up: one catch-up fetch.
         wakeups.set_live(true);
         assert!(drive(&mut strategy));
-        let fired = fires_within(&mut strategy, Duration::from_secs(5)).await;
-        assert!(fired.len() <= 23, "{fired:?}");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_job_keeps_it_polling_fast() {
+    /// The timer wakes the worker's task again and again (it is re-armed and
+    /// polled in the same call), with nothing else going on.
+    #[tokio::test]
+    async fn the_timer_keeps_waking_an_idle_worker() {
         let wakeups = Wakeups::detached();
-        let mut strategy = idle_worker(&wakeups);
-        fires_within(&mut strategy, Duration::from_secs(5)).await;
-        // A fetch (by any wake-up of the worker) brought a job.
-        strategy.on_poll(&PollSnapshot { consecutive_ready: 1, ..PollSnapshot::default() });
-        let fired = fires_within(&mut strategy, Duration::from_millis(500)).await;
-        assert!((9..=10).contains(&fired.len()), "{fired:?}");
+        wakeups.set_live(true);
+        let mut strategy =
+            WakeOrPoll::new(wakeups.signal(TaskKind::Download), Duration::from_millis(5), Duration::from_millis(20));
+        strategy.busy_until = Instant::now();
+        let snapshot = PollSnapshot::default();
+        for _ in 0..5 {
+            let fired =
+                std::future::poll_fn(|cx| strategy.poll_drive(cx, &snapshot).map(|_| ()));
+            tokio::time::timeout(Duration::from_secs(5), fired).await.expect("the timer fired");
+        }
     }
 }
