@@ -143,7 +143,9 @@ mod tests {
         assert_eq!(linger(FAST), Duration::from_secs(1));
         assert_eq!(linger(Duration::from_secs(2)), Duration::from_secs(4));
 
+        // Idle: the timer is armed for the idle period.
         strategy.busy_until = now;
+        strategy.timer.as_mut().reset(now + IDLE);
         assert!(!drive(&mut strategy));
         let before = Instant::now();
         strategy.on_poll(&PollSnapshot { consecutive_ready: 1, ..PollSnapshot::default() });

@@ -18,6 +18,7 @@ use apalis_core::{
 };
 use mediapro_core::{
     jobs::JobPayload,
+    settings::Settings,
     task::{Task, TaskKind, TaskRequest},
 };
 use serde_json::{Value, json};
@@ -26,9 +27,13 @@ use crate::helpers::{AppOptions, Fixtures, TestApp, media};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
-/// An idle poll no test here waits for.
-fn long_idle_poll(s: &mut mediapro_core::settings::Settings) {
+/// An idle poll no test here waits for. An apalis worker also fetches at each
+/// of its heartbeats: the built-in 5 s here, not tests/isolated.toml's 1 s, so a
+/// quick start can only come from a wake-up.
+fn long_idle_poll(s: &mut Settings) {
     s.redis.idle_poll_interval_ms = 30_000;
+    s.redis.heartbeat_seconds = 5;
+    s.redis.missed_heartbeats = 6;
     s.limits.retry_first_delay_seconds = 1;
 }
 
@@ -138,7 +143,10 @@ async fn a_delayed_retry_starts_when_due_not_at_the_idle_poll() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_wake_up_never_came_is_found_by_the_idle_poll() {
     let app = TestApp::spawn_with(AppOptions {
-        tweak: |s| s.redis.idle_poll_interval_ms = 1500,
+        tweak: |s| {
+            long_idle_poll(s);
+            s.redis.idle_poll_interval_ms = 1500;
+        },
         ..AppOptions::default()
     })
     .await;
