@@ -1,7 +1,8 @@
 """Benchmark: what an idle worker costs, how fast it picks a job up, and where a
 download job's time goes around yt-dlp, for wake-on-push (the defaults) and for
 the behaviour before it (polling Redis every redis.poll_interval_ms, 50 ms, also
-when idle: redis.idle_poll_interval_ms = 50), in one run.
+when idle, and no wake-up subscription: redis.idle_poll_interval_ms = 50), in one
+run.
 
 Per mode, an isolated API + one worker for both queues (release binaries, the
 built-in queue, heartbeat and webhook settings, not the tests' faster ones):

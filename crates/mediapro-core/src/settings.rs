@@ -70,7 +70,7 @@ pub struct RedisSettings {
     /// How often an idle worker asks anyway. A push wakes idle workers at once
     /// (and a delayed job when it is due), so this only bounds how late a job
     /// whose wake-up was lost starts. Equal to `poll_interval_ms`: always poll
-    /// fast (the behaviour before wake-ups).
+    /// fast, without a wake-up subscription (the behaviour before wake-ups).
     pub idle_poll_interval_ms: u64,
     /// Worker keep-alive period; a worker silent for
     /// `heartbeat_seconds * missed_heartbeats` is presumed dead and its jobs re-run.
@@ -750,7 +750,8 @@ mod tests {
             .to_string();
         assert!(err.contains("redis.idle_poll_interval_ms"), "{err}");
         // Equal: always poll fast, as before wake-ups.
-        let s = Settings::load_from(None, env(&[("MEDIAPRO__REDIS__IDLE_POLL_INTERVAL_MS", "50")])).expect("loads");
+        let s = Settings::load_from(None, env(&[("MEDIAPRO__REDIS__IDLE_POLL_INTERVAL_MS", "50")]))
+            .expect("loads");
         assert_eq!(s.redis.idle_poll_interval_ms, 50);
     }
 

@@ -91,7 +91,10 @@ struct Shared {
 
 impl Shared {
     fn new() -> Self {
-        Self { live: AtomicBool::new(false), kinds: TaskKind::iter().map(|k| (k, Arc::new(Notify::new()))).collect() }
+        Self {
+            live: AtomicBool::new(false),
+            kinds: TaskKind::iter().map(|k| (k, Arc::new(Notify::new()))).collect(),
+        }
     }
 
     fn notify(&self, kind: TaskKind) -> &Arc<Notify> {
@@ -132,8 +135,10 @@ impl Wakeups {
         Self { shared, _listener: Some(Arc::new(AbortOnDropHandle::new(task))) }
     }
 
-    /// Wake-ups without a subscription, driven by [`wake`](Self::wake) and
-    /// [`set_live`](Self::set_live) (tests of a poll strategy).
+    /// Wake-ups without a subscription: never live (so the strategies poll at
+    /// the fast interval) unless driven by [`wake`](Self::wake) and
+    /// [`set_live`](Self::set_live). For a worker whose idle poll is as fast as
+    /// its busy one, and for tests.
     pub fn detached() -> Self {
         Self { shared: Arc::new(Shared::new()), _listener: None }
     }
@@ -141,7 +146,11 @@ impl Wakeups {
     /// What the poll strategy of `kind`'s worker waits on.
     pub fn signal(&self, kind: TaskKind) -> WakeSignal {
         let notify = self.shared.notify(kind).clone();
-        WakeSignal { notified: Box::pin(notify.clone().notified_owned()), notify, shared: self.shared.clone() }
+        WakeSignal {
+            notified: Box::pin(notify.clone().notified_owned()),
+            notify,
+            shared: self.shared.clone(),
+        }
     }
 
     /// Wakes the strategies of `kind` (the listener does it on a message).
@@ -230,19 +239,28 @@ async fn listen_loop(settings: RedisSettings, kinds: Vec<TaskKind>, shared: Arc<
             }
         };
         shared.set_live(false);
-        tracing::warn!(reason = lost, "wake-up subscription lost; polling at redis.poll_interval_ms until it is back");
+        tracing::warn!(
+            reason = lost,
+            "wake-up subscription lost; polling at redis.poll_interval_ms until it is back"
+        );
     }
 }
 
 async fn subscribe(settings: &RedisSettings, channels: &[&str]) -> Result<redis::aio::PubSub, QueueError> {
     let deadline = Duration::from_millis(settings.command_timeout_ms);
-    let client = redis::Client::open(settings.url.as_str()).map_err(|e| QueueError::Unavailable(e.to_string()))?;
+    let client =
+        redis::Client::open(settings.url.as_str()).map_err(|e| QueueError::Unavailable(e.to_string()))?;
     let mut pubsub = bounded(deadline, client.get_async_pubsub()).await?;
     bounded(deadline, pubsub.subscribe(channels)).await?;
     Ok(pubsub)
 }
 
-fn on_message(message: &redis::Msg, channels: &[(String, TaskKind)], shared: &Shared, scheduled: &mut Scheduled) {
+fn on_message(
+    message: &redis::Msg,
+    channels: &[(String, TaskKind)],
+    shared: &Shared,
+    scheduled: &mut Scheduled,
+) {
     let Some(&(_, kind)) = channels.iter().find(|(name, _)| name == message.get_channel_name()) else {
         return;
     };
@@ -275,7 +293,10 @@ impl Scheduled {
 
     fn add(&mut self, at: Instant, kind: TaskKind) {
         if self.heap.len() >= MAX_SCHEDULED {
-            tracing::debug!(queue = kind.as_str(), "too many delayed jobs to time; the idle poll will find it");
+            tracing::debug!(
+                queue = kind.as_str(),
+                "too many delayed jobs to time; the idle poll will find it"
+            );
             return;
         }
         self.heap.push(Reverse((at, Self::index(kind))));

@@ -64,10 +64,15 @@ pub async fn run(
         .with_webhooks(WebhookRoutes::from_settings(&settings.webhooks));
     let conn = connect_with_retry(&settings).await?;
     let queues = Queues::new(conn, &settings.redis);
-    // Idle workers sleep until a push wakes them (one subscription per process).
-    let wakeups = mediapro_queue::wake::Wakeups::listen(&settings.redis, &options.queues);
+    // Idle workers sleep until a push wakes them (one subscription per process);
+    // an idle poll as fast as the busy one needs no wake-ups (the old behaviour).
     let fast_poll = Duration::from_millis(settings.redis.poll_interval_ms);
     let idle_poll = Duration::from_millis(settings.redis.idle_poll_interval_ms);
+    let wakeups = if idle_poll > fast_poll {
+        mediapro_queue::wake::Wakeups::listen(&settings.redis, &options.queues)
+    } else {
+        mediapro_queue::wake::Wakeups::detached()
+    };
     let drain = Duration::from_secs(settings.worker.drain_timeout_seconds);
     let settings = Arc::new(settings);
     let queue = Arc::new(mediapro_queue::QueueClient::with_queues(settings.redis.clone(), queues.clone()));

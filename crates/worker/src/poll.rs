@@ -195,13 +195,15 @@ mod tests {
     async fn the_timer_keeps_waking_an_idle_worker() {
         let wakeups = Wakeups::detached();
         wakeups.set_live(true);
-        let mut strategy =
-            WakeOrPoll::new(wakeups.signal(TaskKind::Download), Duration::from_millis(5), Duration::from_millis(20));
+        let mut strategy = WakeOrPoll::new(
+            wakeups.signal(TaskKind::Download),
+            Duration::from_millis(5),
+            Duration::from_millis(20),
+        );
         strategy.busy_until = Instant::now();
         let snapshot = PollSnapshot::default();
         for _ in 0..5 {
-            let fired =
-                std::future::poll_fn(|cx| strategy.poll_drive(cx, &snapshot).map(|_| ()));
+            let fired = std::future::poll_fn(|cx| strategy.poll_drive(cx, &snapshot).map(|_| ()));
             tokio::time::timeout(Duration::from_secs(5), fired).await.expect("the timer fired");
         }
     }
