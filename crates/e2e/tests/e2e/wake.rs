@@ -23,7 +23,10 @@ use mediapro_core::{
 };
 use serde_json::{Value, json};
 
-use crate::helpers::{AppOptions, Fixtures, TestApp, media};
+use crate::{
+    faults::{LocalRedis, free_port},
+    helpers::{AppOptions, Fixtures, TestApp, media},
+};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -167,6 +170,44 @@ async fn a_job_whose_wake_up_never_came_is_found_by_the_idle_poll() {
     let id = task.task_id.to_string();
     let waited = time_to_start(&app, &id, pushed, Duration::from_secs(20)).await;
     assert!(waited < Duration::from_secs(4), "found after {waited:?} (idle poll 1.5 s)");
+    let task = app.wait_final(&id, LIMIT).await;
+    assert_eq!(task["status"], "completed", "{task}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_restart_the_wake_ups_come_back() {
+    let port = free_port();
+    let mut redis = LocalRedis::start(port);
+    let app = TestApp::spawn_with(AppOptions {
+        redis_url: redis.url(),
+        tweak: long_idle_poll,
+        ..AppOptions::default()
+    })
+    .await;
+    let fx = Fixtures::serve().await;
+    wait_until_idle(&app).await;
+    redis.stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _redis = LocalRedis::start(port);
+    // The subscription comes back (backoff up to 5 s), and the apalis workers,
+    // which stopped on the outage, are restarted (backoff up to 4 s): past both,
+    // and past the fast phase that follows, only a wake-up starts a job at once.
+    wait_until_idle(&app).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let body = json!({ "url": fx.url("small.mp4") });
+    let (id, submitted) = loop {
+        let submitted = Instant::now();
+        let res = app.download(body.clone()).await;
+        if res.status() == 202 {
+            let v: Value = res.json().await.expect("json");
+            break (v["task_id"].as_str().expect("task_id").to_owned(), submitted);
+        }
+        assert_eq!(res.status(), 503);
+        assert!(submitted.elapsed() < Duration::from_secs(20), "the API never reconnected");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let started = time_to_start(&app, &id, submitted, Duration::from_secs(40)).await;
+    assert!(started < Duration::from_secs(1), "picked up after {started:?}");
     let task = app.wait_final(&id, LIMIT).await;
     assert_eq!(task["status"], "completed", "{task}");
 }
