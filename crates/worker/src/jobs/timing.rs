@@ -66,3 +66,69 @@ pub fn mark(step: &'static str) {
         s.steps.push((step, took));
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io,
+        sync::{Arc, Mutex},
+    };
+
+    use super::*;
+
+    /// What the fmt layer writes, kept for the test.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timed_job_logs_its_steps_in_order_and_marks_elsewhere_do_nothing() {
+        mark("outside");
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("mediapro_worker::timing=debug"))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let id = Uuid::new_v4();
+        let out = timed(Some(id), async {
+            mark("claim");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            mark("yt-dlp");
+            7
+        })
+        .await;
+        assert_eq!(out, 7);
+        let log = String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("utf-8");
+        let line =
+            log.lines().find(|l| l.contains("job steps")).unwrap_or_else(|| panic!("no line in {log:?}"));
+        assert!(line.contains(&id.to_string()), "{line}");
+        let steps = line.split("steps=").nth(1).expect("steps field");
+        let names: Vec<&str> = steps.split(',').map(|s| s.split('=').next().unwrap_or_default()).collect();
+        assert_eq!(names, ["claim", "yt-dlp"], "{line}");
+        let ytdlp: f64 = steps
+            .split(',')
+            .nth(1)
+            .and_then(|s| s.split('=').nth(1))
+            .and_then(|v| v.parse().ok())
+            .expect("ms");
+        assert!(ytdlp >= 20.0, "{line}");
+    }
+
+    #[test]
+    fn milliseconds_keep_one_decimal() {
+        assert_eq!(ms(1_234_567), "1234.5");
+        assert_eq!(ms(999), "0.9");
+    }
+}
