@@ -24,14 +24,15 @@ REDIS_URL = os.environ.get("MEDIAPRO__REDIS__URL", "redis://127.0.0.1:6379/0")
 BENCH_DEFAULTS = {"limits.task_timeout_seconds": None}
 
 
-def launch(workers=(), overrides=None, bins=None):
+def launch(workers=(), overrides=None, bins=None, rust_log="warn"):
     """An isolated instance from the release binaries: the API and one worker
     process per entry of `workers` ({"queues": "process"}, …). `overrides` maps
     SECTION.KEY to a value, or to None for the built-in default (see
     tests/launcher.py). `bins`: a directory holding other binaries (e.g. a build of
-    an older commit, for a before/after comparison in the same run)."""
+    an older commit, for a before/after comparison in the same run). `rust_log`:
+    the processes' RUST_LOG (their logs are in the instance's temp dir)."""
     return Instance(workers=workers, overrides={**BENCH_DEFAULTS, **(overrides or {})},
-                    redis_url=REDIS_URL, name="bench", bins=bins)
+                    redis_url=REDIS_URL, name="bench", bins=bins, rust_log=rust_log)
 
 
 def wait_final(inst, task_id, poll=0.02):

@@ -132,5 +132,5 @@ log "starting one mediapro-worker --queues download"
 (cd "$tmp" && exec "$worker_bin" --queues download) </dev/null >"$tmp/worker.log" 2>&1 &
 pids+=($!)
 
-log "worker poll interval: ${MEDIAPRO__REDIS__POLL_INTERVAL_MS:-50} ms (redis.poll_interval_ms); $rounds rounds"
+log "worker: woken on push; polls every ${MEDIAPRO__REDIS__POLL_INTERVAL_MS:-50} ms when busy, every ${MEDIAPRO__REDIS__IDLE_POLL_INTERVAL_MS:-2000} ms when idle; $rounds rounds"
 python3 "$root/bench/pickup_latency.py" --api "$api_url" --clip-url "$clip_url" --rounds "$rounds"

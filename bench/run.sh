@@ -5,8 +5,9 @@
 # delay before a SIGKILLed worker's job re-runs elsewhere (default settings), HTTP
 # throughput of enqueue and status with wrk, 1,000 event-stream clients, and the
 # task list on 1,000,000 tasks (SQLite and PostgreSQL), and yt-dlp through the warm
-# host vs bare yt-dlp (analyze and download).
-# Usage: bench/run.sh [pickup|process|upload|idle|orphan|http|http-metrics|events|list|ythost]...
+# host vs bare yt-dlp (analyze and download), and an idle worker's CPU with its
+# pick-up latency and a download job's steps, wake-on-push vs fast polling.
+# Usage: bench/run.sh [pickup|process|upload|idle|idle-cpu|orphan|http|http-metrics|events|list|ythost]...
 # (default: all but http-metrics, the metrics on/off comparison)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,13 +15,14 @@ cd "$root"
 bash scripts/ensure-redis.sh
 cargo build --release -p mediapro-api -p mediapro-worker
 which=("$@")
-[[ ${#which[@]} -gt 0 ]] || which=(pickup process upload idle orphan http events list ythost)
+[[ ${#which[@]} -gt 0 ]] || which=(pickup process upload idle idle-cpu orphan http events list ythost)
 for b in "${which[@]}"; do
     case "$b" in
         pickup) bash bench/pickup-latency.sh ;;
         process) python3 bench/process_overhead.py ;;
         upload) python3 bench/upload_rss.py ;;
         idle) python3 bench/idle_rss.py ;;
+        idle-cpu) python3 bench/idle_cpu.py ;;
         orphan) python3 bench/orphan_delay.py ;;
         http) python3 bench/http_throughput.py ;;
         http-metrics) python3 bench/http_throughput.py metrics ;;

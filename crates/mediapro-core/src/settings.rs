@@ -63,8 +63,15 @@ pub struct RedisSettings {
     pub url: String,
     /// Prefix of every queue key, so several deployments (or tests) can share one Redis.
     pub namespace: String,
-    /// How often an idle worker asks Redis for a job.
+    /// How often a worker asks Redis for a job while jobs keep coming (within a
+    /// second of the last job or wake-up), and while its wake-up subscription is
+    /// down (`crates/queue/src/wake.rs`).
     pub poll_interval_ms: u64,
+    /// How often an idle worker asks anyway. A push wakes idle workers at once
+    /// (and a delayed job when it is due), so this only bounds how late a job
+    /// whose wake-up was lost starts. Equal to `poll_interval_ms`: always poll
+    /// fast, without a wake-up subscription (the behaviour before wake-ups).
+    pub idle_poll_interval_ms: u64,
     /// Worker keep-alive period; a worker silent for
     /// `heartbeat_seconds * missed_heartbeats` is presumed dead and its jobs re-run.
     pub heartbeat_seconds: u64,
@@ -79,6 +86,7 @@ impl Default for RedisSettings {
             url: "redis://127.0.0.1:6379/0".into(),
             namespace: "mediapro".into(),
             poll_interval_ms: 50,
+            idle_poll_interval_ms: 2000,
             heartbeat_seconds: 5,
             missed_heartbeats: 6,
             command_timeout_ms: 1500,
@@ -590,6 +598,9 @@ impl Settings {
         if self.redis.poll_interval_ms == 0 || self.redis.heartbeat_seconds == 0 {
             return bad("redis.poll_interval_ms", "intervals must be positive".into());
         }
+        if self.redis.idle_poll_interval_ms < self.redis.poll_interval_ms {
+            return bad("redis.idle_poll_interval_ms", "must be at least redis.poll_interval_ms".into());
+        }
         if self.redis.missed_heartbeats == 0 {
             return bad("redis.missed_heartbeats", "must be at least 1".into());
         }
@@ -739,6 +750,20 @@ mod tests {
         .expect("loads");
         assert_eq!(s.server.trusted_proxies, vec!["10.0.0.1", "::1"]);
         assert_eq!(s.limits.max_pending_tasks, 0);
+    }
+
+    #[test]
+    fn the_idle_poll_is_never_faster_than_the_busy_one() {
+        let s = Settings::load_from(None, env(&[])).expect("defaults load");
+        assert_eq!((s.redis.poll_interval_ms, s.redis.idle_poll_interval_ms), (50, 2000));
+        let err = Settings::load_from(None, env(&[("MEDIAPRO__REDIS__IDLE_POLL_INTERVAL_MS", "20")]))
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("redis.idle_poll_interval_ms"), "{err}");
+        // Equal: always poll fast, as before wake-ups.
+        let s = Settings::load_from(None, env(&[("MEDIAPRO__REDIS__IDLE_POLL_INTERVAL_MS", "50")]))
+            .expect("loads");
+        assert_eq!(s.redis.idle_poll_interval_ms, 50);
     }
 
     #[test]

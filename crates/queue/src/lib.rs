@@ -15,6 +15,7 @@ pub mod events;
 pub mod idempotency;
 pub mod metrics;
 mod rate;
+pub mod wake;
 
 pub use dispatch::{DispatchError, Dispatcher, Requeued};
 pub use rate::{RateDecision, RateLimiter};
@@ -148,7 +149,8 @@ impl QueueClient {
         self.push_after(queue, task_id, job_id, Duration::ZERO).await
     }
 
-    /// Queues the job to run no earlier than `delay` from now.
+    /// Queues the job to run no earlier than `delay` from now, and wakes the idle
+    /// workers of `queue` (at once, or when the job is due).
     pub async fn push_after(
         &self,
         queue: TaskKind,
@@ -162,7 +164,11 @@ impl QueueClient {
         if !delay.is_zero() {
             builder = builder.run_after(delay);
         }
-        bounded(self.deadline(), storage.push_task(builder.build())).await
+        bounded(self.deadline(), storage.push_task(builder.build())).await?;
+        // Idle workers sleep until told (`wake.rs`); the job is queued first, so
+        // a worker woken by this finds it.
+        self.announce(queue, delay).await;
+        Ok(())
     }
 
     /// Whether `job_id` is still waiting or running in `queue` (false when Redis

@@ -64,7 +64,15 @@ pub async fn run(
         .with_webhooks(WebhookRoutes::from_settings(&settings.webhooks));
     let conn = connect_with_retry(&settings).await?;
     let queues = Queues::new(conn, &settings.redis);
-    let poll = Duration::from_millis(settings.redis.poll_interval_ms);
+    // Idle workers sleep until a push wakes them (one subscription per process);
+    // an idle poll as fast as the busy one needs no wake-ups (the old behaviour).
+    let fast_poll = Duration::from_millis(settings.redis.poll_interval_ms);
+    let idle_poll = Duration::from_millis(settings.redis.idle_poll_interval_ms);
+    let wakeups = if idle_poll > fast_poll {
+        mediapro_queue::wake::Wakeups::listen(&settings.redis, &options.queues)
+    } else {
+        mediapro_queue::wake::Wakeups::detached()
+    };
     let drain = Duration::from_secs(settings.worker.drain_timeout_seconds);
     let settings = Arc::new(settings);
     let queue = Arc::new(mediapro_queue::QueueClient::with_queues(settings.redis.clone(), queues.clone()));
@@ -97,11 +105,12 @@ pub async fn run(
         // A safety net only: the job's own supervision enforces the task timeout.
         let timeout = settings.task_timeout() + Duration::from_secs(60);
         let ctx = ctx.clone();
+        let wakeups = wakeups.clone();
         monitor = monitor.register(move |restarts| {
+            let strategy = poll::WakeOrPoll::new(wakeups.signal(queue), fast_poll, idle_poll)
+                .delay_first(restart_backoff(restarts));
             WorkerBuilder::new(identity::worker_name(queue))
-                .backend(storage.clone().poll_with_strategy(
-                    poll::ArmedInterval::new(poll).delay_first(restart_backoff(restarts)),
-                ))
+                .backend(storage.clone().poll_with_strategy(strategy))
                 .data(ctx.clone())
                 .data(slots.clone())
                 .concurrency(concurrency)

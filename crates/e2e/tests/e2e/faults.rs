@@ -74,13 +74,13 @@ async fn a_worker_killed_mid_job_loses_nothing_another_worker_finishes_it() {
 
 /// A throwaway Redis on its own port, without persistence (a restart loses
 /// everything, the worst case).
-struct LocalRedis {
+pub(crate) struct LocalRedis {
     port: u16,
     child: Option<Child>,
 }
 
 impl LocalRedis {
-    fn start(port: u16) -> Self {
+    pub(crate) fn start(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
@@ -95,14 +95,14 @@ impl LocalRedis {
         r
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 }
@@ -113,7 +113,7 @@ impl Drop for LocalRedis {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 

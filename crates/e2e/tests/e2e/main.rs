@@ -24,4 +24,5 @@ pub mod lifecycle;
 mod metrics;
 mod processing;
 mod validation;
+mod wake;
 mod webhooks;

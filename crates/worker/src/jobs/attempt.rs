@@ -27,7 +27,10 @@ use mediapro_core::{
 };
 use uuid::Uuid;
 
-use super::outcome::{Outcome, settle, store_error};
+use super::{
+    outcome::{Outcome, settle, store_error},
+    timing,
+};
 use crate::{context::JobContext, metrics::DueAt};
 
 const TICK: Duration = Duration::from_secs(1);
@@ -84,7 +87,9 @@ pub async fn begin(
         // on its own clock): come back later rather than drop the job.
         Claim::Held => return Err(HeldElsewhere(task_id).into()),
     };
+    timing::mark("claim");
     ctx.dispatcher.publish_current(task_id).await;
+    timing::mark("event");
     // Poison guard: a job whose runs keep dying with their worker (OOM, crash)
     // is re-delivered by the queue again and again; the store counts the starts.
     let max = i64::from(ctx.settings.limits.max_attempts);

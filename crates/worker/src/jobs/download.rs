@@ -23,6 +23,7 @@ use super::{
     attempt::{Attempt, Supervisor},
     fsutil::reset_dir,
     outcome::Outcome,
+    timing,
 };
 use crate::context::JobContext;
 
@@ -33,6 +34,7 @@ pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec) -> Ou
     if let Err(e) = reset_dir(&dir).await {
         return Outcome::Transient(format!("cannot prepare the task folder: {e}"));
     }
+    timing::mark("folder");
     let outcome = download(ctx, attempt, spec, &dir).await;
     if outcome.discards_files() {
         let _ = tokio::fs::remove_dir_all(&dir).await;
@@ -48,6 +50,7 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         Ok(p) => p,
         Err(e) => return Outcome::Transient(format!("cannot start the egress proxy: {e}")),
     };
+    timing::mark("proxy");
     let proxy_url = proxy.url();
     if spec.skip_archived
         && let Some(reason) = archived(ctx, spec, &proxy_url).await
@@ -93,6 +96,7 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         stop,
     )
     .await;
+    timing::mark("yt-dlp");
     let _ = tokio::fs::remove_dir_all(&temp_dir).await;
     // A refused connection decides the outcome: whatever yt-dlp made of the
     // 403 it got, the page asked for an address it may not reach.
@@ -111,6 +115,7 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         }
         Ok(out) => match collect_files(ctx, dir, &output).await {
             Some(files) => {
+                timing::mark("collect");
                 supervisor.phase(Phase::Verifying);
                 let outcome = verify(ctx, files).await;
                 // The download archive remembers what was downloaded (beyond retention).
@@ -219,6 +224,7 @@ async fn verify(ctx: &JobContext, files: Vec<String>) -> Outcome {
         let why = e.to_string();
         return Outcome::Failed(format!("not a media file ({})", why.trim_start_matches("input_file: ")));
     }
+    timing::mark("ffprobe");
     let mut kept = vec![media.clone()];
     for sub in subtitles {
         let Some(path) = ctx.layout.resolve(sub) else { continue };

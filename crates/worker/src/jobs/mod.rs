@@ -8,6 +8,7 @@ mod fsutil;
 mod outcome;
 mod playlist;
 mod process;
+mod timing;
 
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
 use mediapro_core::{jobs::JobPayload, task::TaskRequest};
@@ -25,14 +26,17 @@ pub async fn run(
     due: DueAt,
     worker: WorkerContext,
 ) -> Result<(), BoxDynError> {
-    let _slot = slots.enter();
-    let Some(attempt) = attempt::begin(&ctx, &job, worker.name(), slots.queue, due).await? else {
-        return Ok(());
-    };
-    let outcome = match &attempt.request {
-        TaskRequest::Download(spec) => download::run(&ctx, &attempt, spec).await,
-        TaskRequest::Process(spec) => process::run(&ctx, &attempt, spec).await,
-        TaskRequest::Playlist(spec) => playlist::run(&ctx, &attempt, spec).await,
-    };
-    outcome::settle(&ctx, &attempt, outcome).await
+    timing::timed(job.claimed_task_id(), async {
+        let _slot = slots.enter();
+        let Some(attempt) = attempt::begin(&ctx, &job, worker.name(), slots.queue, due).await? else {
+            return Ok(());
+        };
+        let outcome = match &attempt.request {
+            TaskRequest::Download(spec) => download::run(&ctx, &attempt, spec).await,
+            TaskRequest::Process(spec) => process::run(&ctx, &attempt, spec).await,
+            TaskRequest::Playlist(spec) => playlist::run(&ctx, &attempt, spec).await,
+        };
+        outcome::settle(&ctx, &attempt, outcome).await
+    })
+    .await
 }

@@ -12,7 +12,7 @@ use mediapro_core::{
 };
 use mediapro_queue::Requeued;
 
-use super::attempt::Attempt;
+use super::{attempt::Attempt, timing};
 use crate::context::JobContext;
 
 /// The end of one attempt, decided by the handler.
@@ -93,6 +93,7 @@ pub async fn settle(ctx: &JobContext, attempt: &Attempt, outcome: Outcome) -> Re
         Outcome::Cancelled => (true, metric::CANCELLED),
         Outcome::Lost => (true, metric::LOST),
     };
+    timing::mark("settle");
     // Nothing written (the task changed under this attempt) counts as lost.
     let label = if applied { label } else { metric::LOST };
     ctx.metrics.job_finished(
@@ -107,6 +108,7 @@ pub async fn settle(ctx: &JobContext, attempt: &Attempt, outcome: Outcome) -> Re
         // Cancelled meanwhile, or a newer attempt owns the task: leave it be.
         tracing::info!(%task_id, attempt = n, "task changed under this attempt; result dropped");
     }
+    timing::mark("event");
     Ok(())
 }
 
