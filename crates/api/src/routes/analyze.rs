@@ -33,7 +33,7 @@ pub async fn analyze(
     // Every connection yt-dlp makes (redirects too) goes through a proxy of its own.
     let proxy = state.egress.start_proxy().await.map_err(|_| ApiError::internal("egress proxy"))?;
     let result = analyze::analyze(
-        &state.settings.tools.ytdlp,
+        &state.ytdlp,
         &url,
         state.settings.analyze_timeout(),
         Some(&proxy.url()),

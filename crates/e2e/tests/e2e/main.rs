@@ -23,4 +23,5 @@ pub mod lifecycle;
 mod metrics;
 mod processing;
 mod validation;
+mod warm_host;
 mod webhooks;

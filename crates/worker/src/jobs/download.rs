@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use mediapro_core::{
     ffmpeg,
-    process::{self, ChildCommand, StopReason},
+    process::{ChildCommand, StopReason},
     requests::DownloadSpec,
     task::Phase,
     ytdlp::{
@@ -57,7 +57,7 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         proxy: Some(&proxy_url),
     };
     let temp_dir = args.temp_dir();
-    let mut command = ChildCommand::new(&settings.tools.ytdlp, args.to_args(), settings.task_timeout());
+    let mut command = ChildCommand::new(ctx.ytdlp.program(), args.to_args(), settings.task_timeout());
     command.working_dir = Some(dir.to_path_buf());
 
     let supervisor = Supervisor::new();
@@ -72,7 +72,9 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
             reason = size_watchdog(dir, cap) => reason,
         }
     };
-    let result = process::run(
+    // In the warm host while it is ready (same argv, environment, folder and
+    // group kill as a spawned yt-dlp), else spawned.
+    let result = ctx.ytdlp.run(
         &command,
         |line| {
             supervisor.touch();

@@ -19,8 +19,10 @@ use tokio::{
     task::JoinHandle,
 };
 
+use nix::unistd::Pid;
+
 use super::HostClient;
-use crate::process::spawn_helper;
+use crate::process::{GroupGuard, spawn_helper};
 
 /// The host program, embedded.
 const HOST_SCRIPT: &str = include_str!("../../../ythost/ythost.py");
@@ -132,12 +134,16 @@ impl Drop for HostSupervisor {
 /// Starts hosts for ever: one at a time, a replacement as soon as one drains.
 async fn supervise(python: PathBuf, args: Vec<String>, home: PathBuf, state: watch::Sender<HostState>) {
     let mut delay = FIRST_DELAY;
+    // Failures since a host was last ready: only the first is logged as a
+    // warning (one line, not one per retry while e.g. Python lacks yt-dlp).
+    let mut failures = 0u32;
     loop {
         let started = Instant::now();
         let reason = run_one(&python, &args, &home, &state).await;
         let was_ready = matches!(*state.borrow(), HostState::Ready { .. });
         if was_ready || started.elapsed() >= HEALTHY_AFTER {
             delay = FIRST_DELAY;
+            failures = 0;
         }
         match &reason {
             Ended::Draining(why) => {
@@ -146,9 +152,14 @@ async fn supervise(python: PathBuf, args: Vec<String>, home: PathBuf, state: wat
                 continue;
             }
             Ended::Failed(why) => {
-                // One line per failure; runs spawn the CLI meanwhile.
-                tracing::warn!(reason = %why, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    "yt-dlp host not running, yt-dlp is spawned per run until it is back");
+                let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                if failures == 0 {
+                    tracing::warn!(reason = %why, retry_in_ms,
+                        "yt-dlp host not running, yt-dlp is spawned per run until it is back");
+                } else {
+                    tracing::debug!(reason = %why, retry_in_ms, failures, "yt-dlp host still not running");
+                }
+                failures = failures.saturating_add(1);
                 state.send_replace(HostState::Unavailable(why.clone()));
             }
         }
@@ -163,6 +174,10 @@ enum Ended {
     Failed(String),
 }
 
+/// How long the host's stderr may stay open after it exited (a helper it
+/// forked could hold it) before its last line is taken as it is.
+const STDERR_GRACE: Duration = Duration::from_secs(1);
+
 async fn run_one(
     python: &std::path::Path,
     args: &[String],
@@ -173,7 +188,13 @@ async fn run_one(
         Ok(child) => child,
         Err(e) => return Ended::Failed(format!("cannot start {}: {e}", python.display())),
     };
+    // The host leads its own group; anything it forked (its warm-up server)
+    // goes with it when this run ends or is dropped. Its yt-dlp children lead
+    // groups of their own and are their callers' to stop.
+    let mut group = GroupGuard { pgid: child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw) };
     let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let stderr = tokio::spawn(forward_stderr(stderr));
     let mut lines = BufReader::new(stdout).lines();
     loop {
         match lines.next_line().await {
@@ -191,6 +212,8 @@ async fn run_one(
                         // open meanwhile (closing it is not needed: it drains).
                         tokio::spawn(async move {
                             let _ = child.wait().await;
+                            group.kill();
+                            stderr.abort();
                         });
                         return Ended::Draining(event.reason.unwrap_or_default());
                     }
@@ -199,8 +222,29 @@ async fn run_one(
             }
             Ok(None) | Err(_) => {
                 let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                return Ended::Failed(format!("the yt-dlp host exited ({status})"));
+                group.kill();
+                let last = tokio::time::timeout(STDERR_GRACE, stderr).await.ok().and_then(Result::ok).flatten();
+                return Ended::Failed(match last {
+                    Some(line) => format!("the yt-dlp host exited ({status}): {line}"),
+                    None => format!("the yt-dlp host exited ({status})"),
+                });
             }
         }
     }
+}
+
+/// The host's own log lines (`ythost[pid]: …`, a traceback if it cannot
+/// start) at debug level; returns the last one, which says why it ended.
+async fn forward_stderr(stderr: tokio::process::ChildStderr) -> Option<String> {
+    let mut lines = BufReader::new(stderr).lines();
+    let mut last = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        tracing::debug!(target: "mediapro_core::ythost", "{line}");
+        last = Some(line.chars().take(500).collect::<String>());
+    }
+    last
 }
