@@ -57,9 +57,10 @@ async fn trickle(mut conn: tokio::net::TcpStream, dir: PathBuf) {
         (_, Some(name)) => (6000, name),
         _ => (1, ""),
     };
-    let body = match name.contains('/') || name.is_empty() {
-        true => None,
-        false => tokio::fs::read(dir.join(name)).await.ok(),
+    let body = if name.is_empty() || name.contains('/') {
+        None
+    } else {
+        tokio::fs::read(dir.join(name)).await.ok()
     };
     let Some(body) = body else {
         let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
