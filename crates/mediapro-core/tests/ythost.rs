@@ -441,14 +441,12 @@ async fn the_hosted_child_gets_the_runners_environment_home_folder_limit_and_pro
     // What the child's own children get, printed through yt-dlp's --exec (a
     // shell): a later --exec adds to the builders' --no-exec. Tests only.
     let dash = argv.iter().position(|a| a == "--").expect("--");
-    argv.splice(
-        dash..dash,
-        [
-            "--exec".to_owned(),
-            "after_move:echo ENV $(env | cut -d= -f1 | sort | tr '\\n' ' '); echo HOME $HOME $(stat -c %a \"$HOME\"); \
-             echo PWD $(pwd -P); echo LIMIT $(ulimit -v); echo EXTRA $MP_EXTRA; true"
-                .to_owned(),
-        ],
+    argv.insert(dash, "--exec".to_owned());
+    argv.insert(
+        dash + 1,
+        "after_move:echo ENV $(env | cut -d= -f1 | sort | tr '\\n' ' '); echo HOME $HOME $(ls -ld \"$HOME\" | cut -c1-10); \
+         echo PWD $(pwd -P); echo LIMIT $(ulimit -v); echo EXTRA $MP_EXTRA; true"
+            .to_owned(),
     );
     let mut command = ChildCommand::new("yt-dlp", argv, Duration::from_secs(60));
     command.working_dir = Some(out_dir.clone());
@@ -493,7 +491,7 @@ async fn the_hosted_child_gets_the_runners_environment_home_folder_limit_and_pro
     // A private HOME of the run's own (0700, removed after it).
     let home = said("HOME");
     let (home, mode) = home.split_once(' ').expect("home and mode");
-    assert_eq!(mode, "700");
+    assert_eq!(mode, "drwx------", "{lines:?}");
     assert!(home.contains("mediapro-home-"), "{home}");
     assert!(!Path::new(home).exists(), "the run's HOME is removed after it");
     assert_eq!(PathBuf::from(said("PWD")), out_dir.canonicalize().expect("out dir"));

@@ -262,11 +262,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_runner_without_host_is_off_and_spawns() {
-        let runner = YtdlpRunner::spawning("/bin/echo");
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let fake = dir.path().join("yt-dlp");
+        std::fs::write(&fake, "#!/bin/sh\n[ \"$1\" = --version ] && echo 2026.01.02\n").expect("write");
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let runner = YtdlpRunner::spawning(&fake);
         assert_eq!(runner.status(), YtdlpStatus { host: HostStatus::Off, version: None });
         assert!(runner.host_client().is_none() && runner.wait_ready(Duration::ZERO).await.is_none());
-        // `echo --version` prints "--version": the first line is the version.
-        assert_eq!(runner.cli_version().await.as_deref(), Ok("--version"));
-        assert_eq!(runner.status().version.as_deref(), Some("--version"), "remembered");
+        assert_eq!(runner.cli_version().await, Ok("2026.01.02".to_owned()));
+        assert_eq!(runner.status().version.as_deref(), Some("2026.01.02"), "remembered");
+        let missing = YtdlpRunner::spawning(dir.path().join("missing"));
+        assert!(missing.cli_version().await.is_err());
     }
 }
