@@ -20,9 +20,8 @@ __all__ = ["Instance", "request", "launch", "wait_final", "rss_kib", "make_clip"
 REDIS_URL = os.environ.get("MEDIAPRO__REDIS__URL", "redis://127.0.0.1:6379/0")
 
 # Keys of tests/isolated.toml no bench keeps: a benchmark measures the product,
-# so a slow machine must not turn a long job into a test timeout, and the warm
-# yt-dlp host warms up as it does in production.
-BENCH_DEFAULTS = {"limits.task_timeout_seconds": None, "tools.ytdlp_host_warm_up": None}
+# so a slow machine must not turn a long job into a test timeout.
+BENCH_DEFAULTS = {"limits.task_timeout_seconds": None}
 
 
 def launch(workers=(), overrides=None, bins=None):

@@ -355,10 +355,6 @@ pub struct ToolSettings {
     pub ytdlp_host_max_jobs: u32,
     /// … or once its own resident memory passes this many MiB; 0 = never.
     pub ytdlp_host_max_rss_mib: u32,
-    /// The host runs one throwaway analyze and download of a loopback payload
-    /// before it takes runs, so the first real ones are fast too (tests turn it
-    /// off: a faster start).
-    pub ytdlp_host_warm_up: bool,
 }
 
 impl Default for ToolSettings {
@@ -371,7 +367,6 @@ impl Default for ToolSettings {
             ytdlp_host_python: PathBuf::new(),
             ytdlp_host_max_jobs: 1000,
             ytdlp_host_max_rss_mib: 512,
-            ytdlp_host_warm_up: true,
         }
     }
 }
@@ -666,7 +661,11 @@ impl Settings {
                 format!("must be 0 (no limit) or at least {MIN_YTDLP_HOST_RSS_MIB}"),
             );
         }
-        for (key, path) in [("tools.ytdlp", &self.tools.ytdlp), ("tools.ffmpeg", &self.tools.ffmpeg), ("tools.ffprobe", &self.tools.ffprobe)] {
+        for (key, path) in [
+            ("tools.ytdlp", &self.tools.ytdlp),
+            ("tools.ffmpeg", &self.tools.ffmpeg),
+            ("tools.ffprobe", &self.tools.ffprobe),
+        ] {
             if path.as_os_str().is_empty() {
                 return bad(key, "must not be empty".into());
             }
@@ -902,7 +901,7 @@ mod tests {
     #[test]
     fn the_ytdlp_host_settings_load_and_are_checked() {
         let s = Settings::load_from(None, env(&[])).expect("defaults");
-        assert!(s.tools.ytdlp_host && s.tools.ytdlp_host_warm_up);
+        assert!(s.tools.ytdlp_host);
         assert!(s.tools.ytdlp_host_python.as_os_str().is_empty(), "found from yt-dlp's #! line");
         assert_eq!((s.tools.ytdlp_host_max_jobs, s.tools.ytdlp_host_max_rss_mib), (1000, 512));
         let s = Settings::load_from(
@@ -912,11 +911,10 @@ mod tests {
                 ("MEDIAPRO__TOOLS__YTDLP_HOST_PYTHON", "/opt/py/bin/python3"),
                 ("MEDIAPRO__TOOLS__YTDLP_HOST_MAX_JOBS", "0"),
                 ("MEDIAPRO__TOOLS__YTDLP_HOST_MAX_RSS_MIB", "0"),
-                ("MEDIAPRO__TOOLS__YTDLP_HOST_WARM_UP", "false"),
             ]),
         )
         .expect("loads");
-        assert!(!s.tools.ytdlp_host && !s.tools.ytdlp_host_warm_up);
+        assert!(!s.tools.ytdlp_host);
         assert_eq!(s.tools.ytdlp_host_python, PathBuf::from("/opt/py/bin/python3"));
         assert_eq!((s.tools.ytdlp_host_max_jobs, s.tools.ytdlp_host_max_rss_mib), (0, 0));
         for (var, value, key) in [

@@ -478,10 +478,8 @@ async fn the_hosted_child_gets_the_runners_environment_home_folder_limit_and_pro
     };
     // The runner's environment and nothing of the host's (the shell adds its own few).
     let env_line = said("ENV");
-    let env: Vec<&str> = env_line
-        .split_whitespace()
-        .filter(|k| !["PWD", "OLDPWD", "SHLVL", "_"].contains(k))
-        .collect();
+    let env: Vec<&str> =
+        env_line.split_whitespace().filter(|k| !["PWD", "OLDPWD", "SHLVL", "_"].contains(k)).collect();
     assert_eq!(
         env,
         ["HOME", "LANG", "LC_ALL", "MP_EXTRA", "PATH", "PYTHONNOUSERSITE", "PYTHONUNBUFFERED"],

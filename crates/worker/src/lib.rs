@@ -21,7 +21,10 @@ use std::{sync::Arc, time::Duration};
 use apalis::prelude::*;
 use backon::{ExponentialBuilder, Retryable};
 use mediapro_core::task::TaskKind;
-use mediapro_core::{process::ythost::YtdlpRunner, settings::Settings, storage::StorageLayout, store::TaskStore, webhooks::WebhookRoutes};
+use mediapro_core::{
+    process::ythost::YtdlpRunner, settings::Settings, storage::StorageLayout, store::TaskStore,
+    webhooks::WebhookRoutes,
+};
 use mediapro_queue::Queues;
 
 pub use context::JobContext;

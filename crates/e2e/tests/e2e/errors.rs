@@ -64,10 +64,7 @@ async fn health_and_readiness() {
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.expect("json");
     let ytdlp = body["ytdlp"].clone();
-    assert_eq!(
-        body,
-        json!({"status": "ready", "redis": "ok", "database": "ok", "ytdlp": ytdlp.clone()})
-    );
+    assert_eq!(body, json!({"status": "ready", "redis": "ok", "database": "ok", "ytdlp": ytdlp.clone()}));
     // The harness waited for the warm host (unless the suite runs with it off,
     // MEDIAPRO_TEST_YTDLP_HOST=off): its yt-dlp version is known.
     if app.settings.tools.ytdlp_host {

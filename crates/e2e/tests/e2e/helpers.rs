@@ -169,8 +169,11 @@ impl TestApp {
                 worker_metrics = Some(format!("http://127.0.0.1:{port}/metrics"));
             }
             tokio::spawn(async move {
-                let options =
-                    WorkerOptions { queues: TaskKind::iter().collect(), concurrency: Some(2), ytdlp: Some(ytdlp) };
+                let options = WorkerOptions {
+                    queues: TaskKind::iter().collect(),
+                    concurrency: Some(2),
+                    ytdlp: Some(ytdlp),
+                };
                 if let Err(e) = mediapro_worker::run(worker_settings, options, std::future::pending()).await {
                     eprintln!("worker stopped: {e}");
                 }
@@ -181,7 +184,10 @@ impl TestApp {
             // fallback while they start.
             for runner in std::iter::once(&api_ytdlp).chain(worker_ytdlp.as_ref()) {
                 let state = runner.wait_ready(HOST_READY_WITHIN).await;
-                assert!(matches!(state, Some(HostState::Ready { .. })), "the yt-dlp host is not ready: {state:?}");
+                assert!(
+                    matches!(state, Some(HostState::Ready { .. })),
+                    "the yt-dlp host is not ready: {state:?}"
+                );
             }
         }
         let store = TaskStore::connect(&settings.database.url, 2).await.expect("store");

@@ -57,13 +57,11 @@ async fn trickle(mut conn: tokio::net::TcpStream, dir: PathBuf) {
         (_, Some(name)) => (6000, name),
         _ => (1, ""),
     };
-    let body = if name.is_empty() || name.contains('/') {
-        None
-    } else {
-        tokio::fs::read(dir.join(name)).await.ok()
-    };
+    let body =
+        if name.is_empty() || name.contains('/') { None } else { tokio::fs::read(dir.join(name)).await.ok() };
     let Some(body) = body else {
-        let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+        let _ =
+            conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
         return;
     };
     let header = format!(
@@ -157,6 +155,23 @@ async fn hosted_download(app: &TestApp, id: &str) -> i32 {
     found[0]
 }
 
+/// How long a bare `yt-dlp` analyze of `url` takes here and now (the argv of
+/// `POST /api/analyze`, spawned from this test).
+async fn bare_analyze(app: &TestApp, url: &str) -> Duration {
+    let url = mediapro_core::validate::SourceUrl::parse(url).expect("url");
+    let args =
+        mediapro_core::ytdlp::AnalyzeArgs { url: &url, socket_timeout_secs: 20, proxy: None }.to_args();
+    let program = app.settings.tools.ytdlp.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let out = std::process::Command::new(program).args(args).output().expect("yt-dlp runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        started.elapsed()
+    })
+    .await
+    .expect("joined")
+}
+
 fn sigkill(pid: i32) {
     kill(Pid::from_raw(pid), Signal::SIGKILL).expect("SIGKILL");
 }
@@ -175,7 +190,10 @@ async fn the_workers_host_killed_mid_download_the_job_is_retried_and_completes()
     assert_eq!(parent, worker_host, "the download runs in the worker's warm host");
     assert_eq!(group, child, "the hosted run leads its own process group");
     sigkill(worker_host);
-    assert!(wait_until(|| group_members(child).is_empty(), Duration::from_secs(2)).await, "orphaned run left");
+    assert!(
+        wait_until(|| group_members(child).is_empty(), Duration::from_secs(2)).await,
+        "orphaned run left"
+    );
 
     let task = app.wait_final(&id, Duration::from_secs(120)).await;
     assert_eq!(task["status"], "completed", "{task}");
@@ -190,8 +208,11 @@ async fn the_workers_host_killed_mid_download_the_job_is_retried_and_completes()
         "the worker's host was restarted"
     );
 
-    // The API's host, SIGKILLed: the next analyze is answered at once all the same
-    // (spawned while the supervisor restarts the host).
+    // The API's host, SIGKILLed: the next analyze is answered all the same, by
+    // a spawned yt-dlp while the supervisor restarts the host: within 2 s, or,
+    // on a machine so loaded that a bare yt-dlp analyze alone takes longer,
+    // within 1.5 times that (measured just before).
+    let bare = bare_analyze(&app, &fx.url("small.mp4?bare")).await;
     let api_host = app.api_host_pid().expect("the API's host is ready");
     sigkill(api_host);
     let killed = Instant::now();
@@ -200,8 +221,8 @@ async fn the_workers_host_killed_mid_download_the_job_is_retried_and_completes()
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap_or_default());
     let info: Value = res.json().await.expect("json");
     assert!(!info["formats"].as_array().expect("formats").is_empty(), "{info}");
-    println!("analyze right after the API's host was SIGKILLed: {took:?}");
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    println!("analyze right after the API's host was SIGKILLed: {took:?} (a bare yt-dlp analyze: {bare:?})");
+    assert!(took < Duration::from_secs(2).max(bare.mul_f64(1.5)), "{took:?} (bare {bare:?})");
     assert!(
         wait_until(|| app.api_host_pid().is_some_and(|p| p != api_host), Duration::from_secs(30)).await,
         "the API's host was restarted"

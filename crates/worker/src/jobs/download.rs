@@ -74,21 +74,23 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
     };
     // In the warm host while it is ready (same argv, environment, folder and
     // group kill as a spawned yt-dlp), else spawned.
-    let result = ctx.ytdlp.run(
-        &command,
-        |line| {
-            supervisor.touch();
-            if let Some(parsed) = parse_output_line(line) {
-                if let Some(p) = tracker.update(&parsed) {
-                    supervisor.report(p);
+    let result = ctx
+        .ytdlp
+        .run(
+            &command,
+            |line| {
+                supervisor.touch();
+                if let Some(parsed) = parse_output_line(line) {
+                    if let Some(p) = tracker.update(&parsed) {
+                        supervisor.report(p);
+                    }
+                    track_phase(&supervisor, &parsed);
+                    output.record(&parsed);
                 }
-                track_phase(&supervisor, &parsed);
-                output.record(&parsed);
-            }
-        },
-        stop,
-    )
-    .await;
+            },
+            stop,
+        )
+        .await;
     let _ = tokio::fs::remove_dir_all(&temp_dir).await;
     // A refused connection decides the outcome: whatever yt-dlp made of the
     // 403 it got, the page asked for an address it may not reach.

@@ -177,7 +177,9 @@ impl HostSettings {
             python,
             max_jobs: tools.ytdlp_host_max_jobs,
             max_rss_mib: tools.ytdlp_host_max_rss_mib,
-            warm_up: tools.ytdlp_host_warm_up,
+            // Without it each run pays yt-dlp's lazy loading (about 1.5 s: as
+            // slow as a spawned yt-dlp); it is for tests of the host only.
+            warm_up: true,
         }
     }
 }
@@ -190,7 +192,8 @@ pub fn python_of(ytdlp: &Path) -> PathBuf {
     let fallback = PathBuf::from("python3");
     let Some(script) = find_program(ytdlp) else { return fallback };
     let mut head = [0u8; 256];
-    let n = std::fs::File::open(&script).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).unwrap_or(0);
+    let n =
+        std::fs::File::open(&script).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).unwrap_or(0);
     shebang_python(&head[..n]).unwrap_or(fallback)
 }
 
@@ -205,7 +208,8 @@ fn shebang_python(head: &[u8]) -> Option<PathBuf> {
         program = words.find(|w| !w.starts_with('-') && !w.contains('='))?;
     }
     let name = Path::new(program).file_name()?.to_str()?;
-    let is_python = name.strip_prefix("python").is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'));
+    let is_python =
+        name.strip_prefix("python").is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'));
     is_python.then(|| PathBuf::from(program))
 }
 
@@ -254,10 +258,9 @@ mod tests {
     fn host_settings_follow_the_tool_settings() {
         let mut tools = ToolSettings { ytdlp_host_python: "/x/python3".into(), ..ToolSettings::default() };
         tools.ytdlp_host_max_jobs = 7;
-        tools.ytdlp_host_warm_up = false;
         let host = HostSettings::from_tools(&tools);
         assert_eq!(host.python, PathBuf::from("/x/python3"));
-        assert_eq!((host.max_jobs, host.max_rss_mib, host.warm_up), (7, 512, false));
+        assert_eq!((host.max_jobs, host.max_rss_mib, host.warm_up), (7, 512, true));
     }
 
     #[tokio::test]

@@ -30,6 +30,8 @@ const FIRST_DELAY: Duration = Duration::from_millis(250);
 const MAX_DELAY: Duration = Duration::from_secs(30);
 /// A host that lived this long restarts after [`FIRST_DELAY`] again.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// A host ready for this long that dies is restarted at once.
+const RESTART_AT_ONCE_AFTER: Duration = Duration::from_secs(5);
 
 /// How to run the host.
 #[derive(Debug, Clone)]
@@ -139,7 +141,7 @@ async fn supervise(python: PathBuf, args: Vec<String>, home: PathBuf, state: wat
     let mut failures = 0u32;
     loop {
         let started = Instant::now();
-        let reason = run_one(&python, &args, &home, &state).await;
+        let (reason, ready_at) = run_one(&python, &args, &home, &state).await;
         let was_ready = matches!(*state.borrow(), HostState::Ready { .. });
         if was_ready || started.elapsed() >= HEALTHY_AFTER {
             delay = FIRST_DELAY;
@@ -152,7 +154,15 @@ async fn supervise(python: PathBuf, args: Vec<String>, home: PathBuf, state: wat
                 continue;
             }
             Ended::Failed(why) => {
-                let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                // A host that served a while and died is replaced at once (runs
+                // spawn yt-dlp meanwhile); one that dies soon after its start
+                // waits a doubling delay.
+                let pause = if ready_at.is_some_and(|t| t.elapsed() >= RESTART_AT_ONCE_AFTER) {
+                    Duration::ZERO
+                } else {
+                    delay
+                };
+                let retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
                 if failures == 0 {
                     tracing::warn!(reason = %why, retry_in_ms,
                         "yt-dlp host not running, yt-dlp is spawned per run until it is back");
@@ -161,10 +171,12 @@ async fn supervise(python: PathBuf, args: Vec<String>, home: PathBuf, state: wat
                 }
                 failures = failures.saturating_add(1);
                 state.send_replace(HostState::Unavailable(why.clone()));
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                    delay = (delay * 2).min(MAX_DELAY);
+                }
             }
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(MAX_DELAY);
     }
 }
 
@@ -183,11 +195,12 @@ async fn run_one(
     args: &[String],
     home: &std::path::Path,
     state: &watch::Sender<HostState>,
-) -> Ended {
+) -> (Ended, Option<Instant>) {
     let mut child = match spawn_helper(python, args, home) {
         Ok(child) => child,
-        Err(e) => return Ended::Failed(format!("cannot start {}: {e}", python.display())),
+        Err(e) => return (Ended::Failed(format!("cannot start {}: {e}", python.display())), None),
     };
+    let mut ready_at = None;
     // The host leads its own group; anything it forked (its warm-up server)
     // goes with it when this run ends or is dropped. Its yt-dlp children lead
     // groups of their own and are their callers' to stop.
@@ -205,6 +218,7 @@ async fn run_one(
                         let yt_dlp = event.yt_dlp.unwrap_or_default();
                         let pid = event.pid.unwrap_or_default();
                         tracing::info!(yt_dlp = %yt_dlp, pid, "yt-dlp host ready");
+                        ready_at = Some(Instant::now());
                         state.send_replace(HostState::Ready { yt_dlp, pid });
                     }
                     "draining" => {
@@ -215,7 +229,7 @@ async fn run_one(
                             group.kill();
                             stderr.abort();
                         });
-                        return Ended::Draining(event.reason.unwrap_or_default());
+                        return (Ended::Draining(event.reason.unwrap_or_default()), ready_at);
                     }
                     _ => {}
                 }
@@ -223,11 +237,13 @@ async fn run_one(
             Ok(None) | Err(_) => {
                 let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                 group.kill();
-                let last = tokio::time::timeout(STDERR_GRACE, stderr).await.ok().and_then(Result::ok).flatten();
-                return Ended::Failed(match last {
+                let last =
+                    tokio::time::timeout(STDERR_GRACE, stderr).await.ok().and_then(Result::ok).flatten();
+                let why = match last {
                     Some(line) => format!("the yt-dlp host exited ({status}): {line}"),
                     None => format!("the yt-dlp host exited ({status})"),
-                });
+                };
+                return (Ended::Failed(why), ready_at);
             }
         }
     }
