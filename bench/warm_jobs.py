@@ -202,12 +202,12 @@ def main():
                 created, started_at, done = ts(task["created_at"]), ts(task["started_at"]), ts(task["completed_at"])
                 split[name].append((started_at - created, done - started_at))
 
-        concurrent = {}
+        burst = {}
         for s in services:
             with concurrent.futures.ThreadPoolExecutor(CONCURRENT) as pool:
                 t = time.monotonic()
                 list(pool.map(lambda _: s.analyze(fresh()), range(CONCURRENT)))
-                concurrent[s.name] = time.monotonic() - t
+                burst[s.name] = time.monotonic() - t
 
         med = {k: statistics.median(v) for k, v in analyze.items()}
         dmed = {k: statistics.median(v) for k, v in download.items()}
@@ -227,8 +227,8 @@ def main():
             print(f"| (b) split, {name}: pick-up / run (yt-dlp + verify + settle) | "
                   f"{pickup * 1000:.0f} ms / {run * 1000:.0f} ms | | | | |")
         for name in ("host on", "host off"):
-            print(f"| (c) {CONCURRENT} analyzes at once, {name} (all 200) | {concurrent[name]:.2f} s total | "
-                  f"| | {concurrent[name] / med[name]:.1f}x one analyze | |")
+            print(f"| (c) {CONCURRENT} analyzes at once, {name} (all 200) | {burst[name]:.2f} s total | "
+                  f"| | {burst[name] / med[name]:.1f}x one analyze | |")
         for name in ("host on", "host off"):
             w, a = idle[name]
             print(f"| (d) idle RSS, {name}: worker tree / API tree | {w:.1f} MiB / {a:.1f} MiB | | | | |")
