@@ -498,3 +498,48 @@ async fn the_hosted_child_gets_the_runners_environment_home_folder_limit_and_pro
     let file = PathBuf::from(output.media_file.expect("MPFILE printed"));
     assert_eq!(std::fs::read(&file).expect("file"), *f.clip);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_cannot_start_is_unavailable_with_the_last_line_it_wrote() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A "Python" without yt-dlp: a traceback on stderr, exit 1.
+    let python = dir.path().join("python3");
+    std::fs::write(
+        &python,
+        "#!/bin/sh\necho 'Traceback (most recent call last):' >&2\n\
+         echo \"ModuleNotFoundError: No module named 'yt_dlp'\" >&2\nexit 1\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let supervisor =
+        HostSupervisor::start(HostSettings { python, max_jobs: 0, max_rss_mib: 0, warm_up: false })
+            .expect("supervision starts");
+    let mut why = String::new();
+    let failed = wait_for(
+        || match supervisor.state() {
+            HostState::Unavailable(reason) => {
+                why = reason;
+                true
+            }
+            _ => false,
+        },
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(failed, "{:?}", supervisor.state());
+    assert!(why.contains("exit status: 1") && why.ends_with("No module named 'yt_dlp'"), "{why}");
+    assert!(supervisor.client().is_none());
+    // Runs spawn yt-dlp meanwhile.
+    let mut lines = Vec::new();
+    let version = ChildCommand::new("yt-dlp", vec!["--version".into()], Duration::from_secs(30));
+    let out = process::run_ytdlp(
+        supervisor.client(),
+        &version,
+        |l| lines.push(l.to_owned()),
+        std::future::pending(),
+    )
+    .await
+    .expect("spawned");
+    assert!(out.status.success() && lines.len() == 1, "{lines:?}");
+}

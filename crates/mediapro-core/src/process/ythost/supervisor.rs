@@ -8,7 +8,6 @@
 
 use std::{
     path::PathBuf,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -63,8 +62,9 @@ pub enum HostState {
 pub struct HostSupervisor {
     client: HostClient,
     state: watch::Receiver<HostState>,
+    /// Owns the host process and its folder (script, HOME, socket): both go
+    /// when the task ends, by `Drop` or with its runtime.
     task: JoinHandle<()>,
-    _dir: Arc<tempfile::TempDir>,
 }
 
 #[derive(Deserialize)]
@@ -79,12 +79,10 @@ impl HostSupervisor {
     /// Starts the supervision (the host itself comes up in the background;
     /// see [`HostSupervisor::wait_ready`]).
     pub fn start(settings: HostSettings) -> std::io::Result<Self> {
-        let dir = Arc::new(
-            tempfile::Builder::new()
-                .prefix("mediapro-ythost-")
-                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .tempdir()?,
-        );
+        let dir = tempfile::Builder::new()
+            .prefix("mediapro-ythost-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()?;
         let script = dir.path().join("ythost.py");
         std::fs::write(&script, HOST_SCRIPT)?;
         let home = dir.path().join("home");
@@ -105,8 +103,11 @@ impl HostSupervisor {
             args.push("--no-warmup".into());
         }
         let (tx, rx) = watch::channel(HostState::Starting);
-        let task = tokio::spawn(supervise(settings.python, args, home, tx));
-        Ok(Self { client: HostClient::new(socket), state: rx, task, _dir: dir })
+        let task = tokio::spawn(async move {
+            let _dir = dir;
+            supervise(settings.python, args, home, tx).await;
+        });
+        Ok(Self { client: HostClient::new(socket), state: rx, task })
     }
 
     /// The client of the host while one is ready.
