@@ -209,9 +209,10 @@ async fn the_workers_host_killed_mid_download_the_job_is_retried_and_completes()
     );
 
     // The API's host, SIGKILLed: the next analyze is answered all the same, by
-    // a spawned yt-dlp while the supervisor restarts the host: within 2 s, or,
-    // on a machine so loaded that a bare yt-dlp analyze alone takes longer,
-    // within 1.5 times that (measured just before).
+    // a spawned yt-dlp while the supervisor restarts (and warms up) the host:
+    // within 2 s, or, on a machine so loaded that a bare yt-dlp analyze alone
+    // takes more than half that, within 4 times a bare one measured just before
+    // (the spawned run shares the CPU with the new host's warm-up).
     let bare = bare_analyze(&app, &fx.url("small.mp4?bare")).await;
     let api_host = app.api_host_pid().expect("the API's host is ready");
     sigkill(api_host);
@@ -222,7 +223,7 @@ async fn the_workers_host_killed_mid_download_the_job_is_retried_and_completes()
     let info: Value = res.json().await.expect("json");
     assert!(!info["formats"].as_array().expect("formats").is_empty(), "{info}");
     println!("analyze right after the API's host was SIGKILLed: {took:?} (a bare yt-dlp analyze: {bare:?})");
-    assert!(took < Duration::from_secs(2).max(bare.mul_f64(1.5)), "{took:?} (bare {bare:?})");
+    assert!(took < Duration::from_secs(2).max(bare * 4), "{took:?} (bare {bare:?})");
     assert!(
         wait_until(|| app.api_host_pid().is_some_and(|p| p != api_host), Duration::from_secs(30)).await,
         "the API's host was restarted"
