@@ -2,8 +2,10 @@
 //! binary, so a deployment has nothing more to install than yt-dlp itself) into a
 //! private folder, starts it with Python, learns its yt-dlp version from its
 //! `ready` line, starts a replacement as soon as it drains (after its job or
-//! memory limit) and restarts it with a growing delay when it dies or cannot
-//! start (no Python module, a version mismatch). While no host is ready,
+//! memory limit), restarts it at once when it dies after serving a while, and
+//! with a growing delay when it cannot start (no Python module, a version
+//! mismatch), logging one warning until it is back (its own stderr is logged at
+//! debug level; its last line is the warning's reason). While no host is ready,
 //! [`HostSupervisor::client`] is `None` and runs spawn the CLI.
 
 use std::{
