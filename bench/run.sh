@@ -5,9 +5,10 @@
 # delay before a SIGKILLed worker's job re-runs elsewhere (default settings), HTTP
 # throughput of enqueue and status with wrk, 1,000 event-stream clients, and the
 # task list on 1,000,000 tasks (SQLite and PostgreSQL), and yt-dlp through the warm
-# host vs bare yt-dlp (analyze and download), and an idle worker's CPU with its
-# pick-up latency and a download job's steps, wake-on-push vs fast polling.
-# Usage: bench/run.sh [pickup|process|upload|idle|idle-cpu|orphan|http|http-metrics|events|list|ythost]...
+# host vs bare yt-dlp (analyze and download), analyze and download jobs through the
+# API and worker with the warm host on and off vs bare yt-dlp, and an idle worker's CPU
+# with its pick-up latency and a download job's steps, wake-on-push vs fast polling.
+# Usage: bench/run.sh [pickup|process|upload|idle|idle-cpu|orphan|http|http-metrics|events|list|ythost|warm-jobs]...
 # (default: all but http-metrics, the metrics on/off comparison)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,7 +16,7 @@ cd "$root"
 bash scripts/ensure-redis.sh
 cargo build --release -p mediapro-api -p mediapro-worker
 which=("$@")
-[[ ${#which[@]} -gt 0 ]] || which=(pickup process upload idle idle-cpu orphan http events list ythost)
+[[ ${#which[@]} -gt 0 ]] || which=(pickup process upload idle idle-cpu orphan http events list ythost warm-jobs)
 for b in "${which[@]}"; do
     case "$b" in
         pickup) bash bench/pickup-latency.sh ;;
@@ -29,6 +30,7 @@ for b in "${which[@]}"; do
         events) python3 bench/event_clients.py ;;
         list) bash bench/list_bench.sh ;;
         ythost) python3 bench/ythost_bench.py ;;
+        warm-jobs) python3 bench/warm_jobs.py ;;
         *) echo "unknown benchmark $b" >&2; exit 2 ;;
     esac
 done

@@ -11,6 +11,10 @@
 #   MEDIAPRO_TEST_PG_URL     exported (default postgres://postgres@127.0.0.1:5432/test)
 #                            only when PostgreSQL answers on 127.0.0.1:5432
 #
+# The end-to-end suite runs twice: with the warm yt-dlp host (the default, on
+# SQLite, in the `tests` step) and with it turned off (MEDIAPRO_TEST_YTDLP_HOST=off:
+# every yt-dlp run spawned), on PostgreSQL when it answers, else on SQLite again.
+#
 # Usage: scripts/test.sh
 set -euo pipefail
 
@@ -41,6 +45,19 @@ drop_test_databases() {
     for db in $(psql "$MEDIAPRO_TEST_PG_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'mediapro_e2e_%'"); do
         psql "$MEDIAPRO_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null || true
     done
+}
+
+# Warm yt-dlp hosts (crates/mediapro-core/ythost/ythost.py, run from a
+# mediapro-ythost-* folder) still running a few seconds after the tests ended.
+no_stray_hosts() {
+    local i
+    for i in 1 2 3 4 5; do
+        pgrep -f 'mediapro-ythost-[^ ]*/ythost[.]py' >/dev/null || return 0
+        sleep 1
+    done
+    log "stray yt-dlp hosts:"
+    pgrep -af 'mediapro-ythost-[^ ]*/ythost[.]py' || true
+    return 1
 }
 
 # step <name> <command...>: runs the command, records PASS/FAIL and its duration.
@@ -77,14 +94,18 @@ if step build cargo build --workspace --all-targets; then
         step tests cargo test --workspace --no-fail-fast || true
         pg_e2e=(cargo test -p mediapro-e2e --no-fail-fast)
     fi
-    # The end-to-end suite again on PostgreSQL (a throwaway database per test).
+    # The end-to-end suite again with the warm yt-dlp host off, on PostgreSQL (a
+    # throwaway database per test) when it answers, else on SQLite.
     if [[ -n "${MEDIAPRO_TEST_PG_URL:-}" ]]; then
         drop_test_databases
-        step e2e-postgres env MEDIAPRO_TEST_STORE=postgres "${pg_e2e[@]}" || true
+        step e2e-postgres env MEDIAPRO_TEST_STORE=postgres MEDIAPRO_TEST_YTDLP_HOST=off "${pg_e2e[@]}" || true
         drop_test_databases
     else
         summary+=("SKIP  e2e-postgres (no PostgreSQL on 127.0.0.1:5432)")
+        step e2e-host-off env MEDIAPRO_TEST_YTDLP_HOST=off "${pg_e2e[@]}" || true
     fi
+    # Every host the suites started went with its test.
+    step ythost-strays no_stray_hosts || true
     # Deployment checks: compose/Dockerfile structure, nginx in front of the API,
     # and the supervisord scale test (on PostgreSQL when it answers, else SQLite).
     step compose python3 tests/deploy/check_compose.py || true

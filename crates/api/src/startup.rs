@@ -6,6 +6,7 @@ use actix_cors::Cors;
 use actix_web::{App, HttpServer, dev::Server, middleware, web};
 use mediapro_core::{
     metrics::Metrics,
+    process::ythost::YtdlpRunner,
     retry::RetryPolicy,
     settings::Settings,
     storage::StorageLayout,
@@ -34,6 +35,7 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    ytdlp: Arc<YtdlpRunner>,
 }
 
 /// Task events buffered per API process for slow event-stream clients; one
@@ -80,7 +82,15 @@ impl Application {
             Arc::new(Semaphore::new(ANALYZE_CONCURRENCY)),
             metrics.clone(),
         );
+        // The warm yt-dlp host starts in the background (analyze spawns yt-dlp
+        // until it is ready); its version is logged once known.
+        let ytdlp = Arc::new(YtdlpRunner::start(&settings.tools));
+        tokio::spawn({
+            let ytdlp = ytdlp.clone();
+            async move { ytdlp.announce().await }
+        });
         let state = web::Data::new(AppState {
+            ytdlp: ytdlp.clone(),
             egress: EgressGuard::new(settings.egress_policy()).with_metrics(metrics.clone()),
             metrics,
             registry,
@@ -126,11 +136,16 @@ impl Application {
             .listen(listener)
             .map_err(|source| StartupError::Bind { addr: "listener".into(), source })?
             .run();
-        Ok(Self { port, server })
+        Ok(Self { port, server, ytdlp })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// How this API runs yt-dlp (its warm host's state; tests wait for it).
+    pub fn ytdlp(&self) -> Arc<YtdlpRunner> {
+        self.ytdlp.clone()
     }
 
     /// Runs until SIGINT/SIGTERM, then drains in-flight requests.

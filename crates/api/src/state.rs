@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use mediapro_core::{
-    metrics::Metrics, settings::Settings, storage::StorageLayout, store::TaskStore, validate::EgressPolicy,
+    metrics::Metrics, process::ythost::YtdlpRunner, settings::Settings, storage::StorageLayout,
+    store::TaskStore, validate::EgressPolicy,
 };
 use mediapro_egress::EgressGuard;
 use mediapro_queue::{Dispatcher, QueueClient};
@@ -29,6 +30,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Renders `GET /metrics`; `None` when `server.metrics = false`.
     pub registry: Option<mediapro_queue::metrics::Registry>,
+    /// How analyze runs yt-dlp: this process's warm host while it is ready, else
+    /// spawned (`tools.ytdlp_host`); its state and version are on `/readyz`.
+    pub ytdlp: Arc<YtdlpRunner>,
 }
 
 impl AppState {

@@ -1,12 +1,12 @@
 //! `POST /api/analyze`'s work: one bounded yt-dlp run and the parse of its JSON.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use crate::{
     error::{Code, HasCode},
-    process::{self, ChildCommand, RunError},
+    process::{self, ChildCommand, RunError, ythost::YtdlpRunner},
     validate::SourceUrl,
-    ytdlp::{AnalyzeArgs, ListArgs, MediaInfo, ParseError, classify_failure, parse_info_json, parse_listing},
+    ytdlp::{ListArgs, MediaInfo, ParseError, classify_failure, parse_info_json, parse_listing},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -44,35 +44,6 @@ impl HasCode for AnalyzeError {
 
 /// Info JSON of even long pages stays far below this.
 const MAX_INFO_JSON: usize = 16 * 1024 * 1024;
-
-/// One analyze run; `proxy` is the egress guard's proxy its connections go through.
-pub async fn analyze(
-    ytdlp: &Path,
-    url: &SourceUrl,
-    timeout: Duration,
-    proxy: Option<&str>,
-) -> Result<MediaInfo, AnalyzeError> {
-    let socket_timeout = u32::try_from(timeout.as_secs().clamp(1, 20)).unwrap_or(20);
-    let args = AnalyzeArgs { url, socket_timeout_secs: socket_timeout, proxy }.to_args();
-    let mut spec = ChildCommand::new(ytdlp, args, timeout);
-    spec.max_stdout_bytes = MAX_INFO_JSON;
-    let mut stdout = String::new();
-    let out = process::run(&spec, |line| stdout.push_str(line), std::future::pending()).await.map_err(
-        |e| match e {
-            RunError::Stopped(process::StopReason::TimedOut(d)) => AnalyzeError::TimedOut(d),
-            other => AnalyzeError::Tool(other),
-        },
-    )?;
-    if !out.status.success() {
-        let failure = classify_failure(&out.stderr_tail);
-        return Err(if failure.permanent {
-            AnalyzeError::Unusable(failure.reason)
-        } else {
-            AnalyzeError::Upstream(failure.reason)
-        });
-    }
-    Ok(parse_info_json(&stdout)?)
-}
 
 /// What analyze found: one video (today's answer, plus `"kind": "video"`), or one
 /// page of a collection's flat listing.
@@ -170,7 +141,7 @@ impl Page {
 /// the page's entries (`--flat-playlist`), read as a collection if yt-dlp says it
 /// is one, else as today's single-video answer.
 pub async fn analyze_page(
-    ytdlp: &Path,
+    ytdlp: &YtdlpRunner,
     url: &SourceUrl,
     page: Page,
     timeout: Duration,
@@ -186,17 +157,27 @@ pub async fn analyze_page(
     }
 }
 
-/// Runs a bounded yt-dlp that prints one JSON document; its stdout.
-pub async fn run_listing(ytdlp: &Path, args: Vec<String>, timeout: Duration) -> Result<String, AnalyzeError> {
-    let mut spec = ChildCommand::new(ytdlp, args, timeout);
+/// Runs a bounded yt-dlp that prints one JSON document, through `ytdlp` (the warm
+/// host, or a spawned yt-dlp); its stdout. Nothing it runs changes anything, so a
+/// host that dies under it is answered by running it once more, spawned.
+pub async fn run_listing(
+    ytdlp: &YtdlpRunner,
+    args: Vec<String>,
+    timeout: Duration,
+) -> Result<String, AnalyzeError> {
+    let mut spec = ChildCommand::new(ytdlp.program(), args, timeout);
     spec.max_stdout_bytes = MAX_INFO_JSON;
     let mut stdout = String::new();
-    let out = process::run(&spec, |line| stdout.push_str(line), std::future::pending()).await.map_err(
-        |e| match e {
-            RunError::Stopped(process::StopReason::TimedOut(d)) => AnalyzeError::TimedOut(d),
-            other => AnalyzeError::Tool(other),
-        },
-    )?;
+    let mut run = ytdlp.run(&spec, |line| stdout.push_str(line), std::future::pending()).await;
+    if let Err(RunError::Host(e)) = &run {
+        tracing::warn!(error = %e, "the yt-dlp host failed during a listing; running it again spawned");
+        stdout.clear();
+        run = process::run(&spec, |line| stdout.push_str(line), std::future::pending()).await;
+    }
+    let out = run.map_err(|e| match e {
+        RunError::Stopped(process::StopReason::TimedOut(d)) => AnalyzeError::TimedOut(d),
+        other => AnalyzeError::Tool(other),
+    })?;
     if !out.status.success() {
         let failure = classify_failure(&out.stderr_tail);
         return Err(if failure.permanent {

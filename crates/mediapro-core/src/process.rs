@@ -239,8 +239,8 @@ pub async fn run_ytdlp(
 /// Starts a long-lived helper (the warm yt-dlp host, supervised by
 /// [`ythost::HostSupervisor`]) the way a tool is started: an argument vector,
 /// the cleared minimal environment with `home` as HOME, its own process group,
-/// stdin and stdout piped (its stdin closing tells it its supervisor is gone),
-/// stderr inherited (its log lines join the service's), killed when dropped.
+/// stdin, stdout and stderr piped (its stdin closing tells it its supervisor is
+/// gone; its stderr is logged by the supervisor), killed when dropped.
 pub(crate) fn spawn_helper(
     program: &std::path::Path,
     args: &[String],
@@ -254,7 +254,7 @@ pub(crate) fn spawn_helper(
         .envs(minimal_env(home))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true)
         .spawn()

@@ -358,13 +358,37 @@ pub struct ToolSettings {
     pub ytdlp: PathBuf,
     pub ffmpeg: PathBuf,
     pub ffprobe: PathBuf,
+    /// Run yt-dlp as a child of the warm host (`crates/mediapro-core/ythost/ythost.py`,
+    /// started by each API and worker process) instead of a fresh interpreter per
+    /// run; while it is not ready, runs spawn `ytdlp`. `false`: always spawn.
+    pub ytdlp_host: bool,
+    /// The Python the host runs with (it must be able to `import yt_dlp`); empty =
+    /// the interpreter named by the `#!` line of `ytdlp` when that is a Python,
+    /// else `python3`.
+    pub ytdlp_host_python: PathBuf,
+    /// The host is replaced by a fresh one (which loads the installed yt-dlp
+    /// again) after this many runs; 0 = never.
+    pub ytdlp_host_max_jobs: u32,
+    /// … or once its own resident memory passes this many MiB; 0 = never.
+    pub ytdlp_host_max_rss_mib: u32,
 }
 
 impl Default for ToolSettings {
     fn default() -> Self {
-        Self { ytdlp: "yt-dlp".into(), ffmpeg: "ffmpeg".into(), ffprobe: "ffprobe".into() }
+        Self {
+            ytdlp: "yt-dlp".into(),
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+            ytdlp_host: true,
+            ytdlp_host_python: PathBuf::new(),
+            ytdlp_host_max_jobs: 1000,
+            ytdlp_host_max_rss_mib: 512,
+        }
     }
 }
+
+/// The smallest `tools.ytdlp_host_max_rss_mib` (an idle host is about 55 MiB).
+pub const MIN_YTDLP_HOST_RSS_MIB: u32 = 128;
 
 /// Signed webhooks (`crates/mediapro-core/src/webhooks.rs`): a submission's
 /// `callback_url` and the endpoints configured here get task events.
@@ -652,6 +676,22 @@ impl Settings {
         if self.worker.reconcile_interval_seconds == 0 || self.worker.retention_interval_seconds == 0 {
             return bad("worker.reconcile_interval_seconds", "intervals must be positive".into());
         }
+        let rss = self.tools.ytdlp_host_max_rss_mib;
+        if rss != 0 && rss < MIN_YTDLP_HOST_RSS_MIB {
+            return bad(
+                "tools.ytdlp_host_max_rss_mib",
+                format!("must be 0 (no limit) or at least {MIN_YTDLP_HOST_RSS_MIB}"),
+            );
+        }
+        for (key, path) in [
+            ("tools.ytdlp", &self.tools.ytdlp),
+            ("tools.ffmpeg", &self.tools.ffmpeg),
+            ("tools.ffprobe", &self.tools.ffprobe),
+        ] {
+            if path.as_os_str().is_empty() {
+                return bad(key, "must not be empty".into());
+            }
+        }
         if let Some(kind) = TaskKind::iter().find(|&kind| self.worker.concurrency(kind) == 0) {
             return bad(&format!("worker.{kind}_concurrency"), "concurrency must be at least 1".into());
         }
@@ -892,6 +932,35 @@ mod tests {
             .expect("an address loads");
         assert_eq!(s.worker.metrics_bind, "127.0.0.1:0");
         assert!(Settings::load_from(None, env(&[])).expect("defaults").worker.metrics_bind.is_empty());
+    }
+
+    #[test]
+    fn the_ytdlp_host_settings_load_and_are_checked() {
+        let s = Settings::load_from(None, env(&[])).expect("defaults");
+        assert!(s.tools.ytdlp_host);
+        assert!(s.tools.ytdlp_host_python.as_os_str().is_empty(), "found from yt-dlp's #! line");
+        assert_eq!((s.tools.ytdlp_host_max_jobs, s.tools.ytdlp_host_max_rss_mib), (1000, 512));
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("MEDIAPRO__TOOLS__YTDLP_HOST", "false"),
+                ("MEDIAPRO__TOOLS__YTDLP_HOST_PYTHON", "/opt/py/bin/python3"),
+                ("MEDIAPRO__TOOLS__YTDLP_HOST_MAX_JOBS", "0"),
+                ("MEDIAPRO__TOOLS__YTDLP_HOST_MAX_RSS_MIB", "0"),
+            ]),
+        )
+        .expect("loads");
+        assert!(!s.tools.ytdlp_host);
+        assert_eq!(s.tools.ytdlp_host_python, PathBuf::from("/opt/py/bin/python3"));
+        assert_eq!((s.tools.ytdlp_host_max_jobs, s.tools.ytdlp_host_max_rss_mib), (0, 0));
+        for (var, value, key) in [
+            ("MEDIAPRO__TOOLS__YTDLP_HOST_MAX_RSS_MIB", "64", "tools.ytdlp_host_max_rss_mib"),
+            ("MEDIAPRO__TOOLS__YTDLP_HOST", "maybe", "tools.ytdlp_host"),
+            ("MEDIAPRO__TOOLS__YTDLP", "", "tools.ytdlp"),
+        ] {
+            let err = Settings::load_from(None, env(&[(var, value)])).expect_err(var).to_string();
+            assert!(err.contains(key), "{var}={value}: {err}");
+        }
     }
 
     fn security_error(pairs: &[(&str, &str)]) -> String {

@@ -419,3 +419,129 @@ async fn the_supervisor_replaces_a_drained_host_and_restarts_a_killed_one() {
     println!("host SIGKILLed → a new host ready after {:?} (no warm-up)", killed_at.elapsed());
     assert!(supervisor.client().expect("ready").info().await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hosted_child_gets_the_runners_environment_home_folder_limit_and_proxy() {
+    let f = fixture().await;
+    let out_dir = f.dir.path().join("out");
+    std::fs::create_dir(&out_dir).expect("out dir");
+    // Nothing listens at the URL's port: the clip can only come through the
+    // proxy (the fixture server answers an absolute-URL request as a proxy would).
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", l.local_addr().expect("addr"))
+    };
+    let spec = spec(url(&closed, "/clip.mp4"));
+    let args = DownloadArgs {
+        spec: &spec,
+        output_dir: &out_dir,
+        max_filesize_bytes: 1 << 30,
+        socket_timeout_secs: 10,
+        proxy: Some(&f.base),
+    };
+    let mut argv = args.to_args();
+    // What the child's own children get, printed through yt-dlp's --exec (a
+    // shell): a later --exec adds to the builders' --no-exec. Tests only.
+    let dash = argv.iter().position(|a| a == "--").expect("--");
+    argv.insert(dash, "--exec".to_owned());
+    argv.insert(
+        dash + 1,
+        "after_move:echo ENV $(env | cut -d= -f1 | sort | tr '\\n' ' '); echo HOME $HOME $(ls -ld \"$HOME\" | cut -c1-10); \
+         echo PWD $(pwd -P); echo LIMIT $(ulimit -v); echo EXTRA $MP_EXTRA; true"
+            .to_owned(),
+    );
+    let mut command = ChildCommand::new("yt-dlp", argv, Duration::from_secs(60));
+    command.working_dir = Some(out_dir.clone());
+    command.env = vec![("MP_EXTRA".into(), "from-the-runner".into())];
+    command.memory_limit_bytes = Some(4 << 30);
+    let mut lines = Vec::new();
+    let mut output = DownloadOutput::default();
+    let out = process::run_ytdlp(
+        Some(&f.host.client),
+        &command,
+        |l| {
+            if let Some(parsed) = parse_output_line(l) {
+                output.record(&parsed);
+            }
+            lines.push(l.to_owned());
+        },
+        std::future::pending(),
+    )
+    .await
+    .expect("hosted run");
+    assert!(out.status.success(), "{}", out.stderr_tail);
+    assert_eq!(f.host.client.info().await.expect("info").jobs, 1, "it ran in the host, not spawned");
+    let said = |key: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} line in {lines:?}"))
+            .to_owned()
+    };
+    // The runner's environment and nothing of the host's (the shell adds its own few).
+    let env_line = said("ENV");
+    let env: Vec<&str> =
+        env_line.split_whitespace().filter(|k| !["PWD", "OLDPWD", "SHLVL", "_"].contains(k)).collect();
+    assert_eq!(
+        env,
+        ["HOME", "LANG", "LC_ALL", "MP_EXTRA", "PATH", "PYTHONNOUSERSITE", "PYTHONUNBUFFERED"],
+        "{lines:?}"
+    );
+    assert_eq!(said("EXTRA"), "from-the-runner");
+    // A private HOME of the run's own (0700, removed after it).
+    let home = said("HOME");
+    let (home, mode) = home.split_once(' ').expect("home and mode");
+    assert_eq!(mode, "drwx------", "{lines:?}");
+    assert!(home.contains("mediapro-home-"), "{home}");
+    assert!(!Path::new(home).exists(), "the run's HOME is removed after it");
+    assert_eq!(PathBuf::from(said("PWD")), out_dir.canonicalize().expect("out dir"));
+    assert_eq!(said("LIMIT"), (4u64 << 20).to_string(), "ulimit -v is in KiB");
+    // The file came through the proxy.
+    let file = PathBuf::from(output.media_file.expect("MPFILE printed"));
+    assert_eq!(std::fs::read(&file).expect("file"), *f.clip);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_cannot_start_is_unavailable_with_the_last_line_it_wrote() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A "Python" without yt-dlp: a traceback on stderr, exit 1.
+    let python = dir.path().join("python3");
+    std::fs::write(
+        &python,
+        "#!/bin/sh\necho 'Traceback (most recent call last):' >&2\n\
+         echo \"ModuleNotFoundError: No module named 'yt_dlp'\" >&2\nexit 1\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let supervisor =
+        HostSupervisor::start(HostSettings { python, max_jobs: 0, max_rss_mib: 0, warm_up: false })
+            .expect("supervision starts");
+    let mut why = String::new();
+    let failed = wait_for(
+        || match supervisor.state() {
+            HostState::Unavailable(reason) => {
+                why = reason;
+                true
+            }
+            _ => false,
+        },
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(failed, "{:?}", supervisor.state());
+    assert!(why.contains("exit status: 1") && why.ends_with("No module named 'yt_dlp'"), "{why}");
+    assert!(supervisor.client().is_none());
+    // Runs spawn yt-dlp meanwhile.
+    let mut lines = Vec::new();
+    let version = ChildCommand::new("yt-dlp", vec!["--version".into()], Duration::from_secs(30));
+    let out = process::run_ytdlp(
+        supervisor.client(),
+        &version,
+        |l| lines.push(l.to_owned()),
+        std::future::pending(),
+    )
+    .await
+    .expect("spawned");
+    assert!(out.status.success() && lines.len() == 1, "{lines:?}");
+}

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use mediapro_core::{
-    metrics::Metrics, retry::RetryPolicy, settings::Settings, storage::StorageLayout, store::TaskStore,
+    metrics::Metrics, process::ythost::YtdlpRunner, retry::RetryPolicy, settings::Settings,
+    storage::StorageLayout, store::TaskStore,
 };
 use mediapro_egress::EgressGuard;
 use mediapro_queue::{Dispatcher, QueueClient};
@@ -19,6 +20,9 @@ pub struct JobContext {
     /// Jobs, kills and egress refusals are counted here (off without
     /// `worker.metrics_bind`).
     pub metrics: Metrics,
+    /// Every yt-dlp run of a job goes through it: this worker's warm host
+    /// while it is ready, else spawned (`tools.ytdlp_host`).
+    pub ytdlp: Arc<YtdlpRunner>,
 }
 
 impl JobContext {
@@ -28,10 +32,11 @@ impl JobContext {
         store: TaskStore,
         queue: Arc<QueueClient>,
         metrics: Metrics,
+        ytdlp: Arc<YtdlpRunner>,
     ) -> Self {
         let retry = RetryPolicy::from_limits(&settings.limits);
         let egress = EgressGuard::new(settings.egress_policy()).with_metrics(metrics.clone());
-        Self { layout, settings, dispatcher: Dispatcher::new(store, queue, retry), egress, metrics }
+        Self { layout, settings, dispatcher: Dispatcher::new(store, queue, retry), egress, metrics, ytdlp }
     }
 
     pub fn store(&self) -> &TaskStore {

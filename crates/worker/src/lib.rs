@@ -21,7 +21,10 @@ use std::{sync::Arc, time::Duration};
 use apalis::prelude::*;
 use backon::{ExponentialBuilder, Retryable};
 use mediapro_core::task::TaskKind;
-use mediapro_core::{settings::Settings, storage::StorageLayout, store::TaskStore, webhooks::WebhookRoutes};
+use mediapro_core::{
+    process::ythost::YtdlpRunner, settings::Settings, storage::StorageLayout, store::TaskStore,
+    webhooks::WebhookRoutes,
+};
 use mediapro_queue::Queues;
 
 pub use context::JobContext;
@@ -45,6 +48,9 @@ pub struct WorkerOptions {
     pub queues: Vec<TaskKind>,
     /// Overrides `worker.download_concurrency` and `worker.process_concurrency`.
     pub concurrency: Option<usize>,
+    /// How jobs run yt-dlp; `None`: started from `tools.*` (the binary). Tests
+    /// pass one they started, to wait for its warm host or to find its pid.
+    pub ytdlp: Option<Arc<YtdlpRunner>>,
 }
 
 /// Runs the workers until `shutdown` resolves, then drains: no new jobs are
@@ -55,6 +61,9 @@ pub async fn run(
     options: WorkerOptions,
     shutdown: impl Future<Output = std::io::Result<()>> + Send,
 ) -> Result<(), WorkerError> {
+    // The warm yt-dlp host starts first, in the background (downloads spawn
+    // yt-dlp until it is ready); the yt-dlp version is logged once known.
+    let ytdlp = options.ytdlp.clone().unwrap_or_else(|| Arc::new(YtdlpRunner::start(&settings.tools)));
     std::fs::create_dir_all(&settings.storage.root)
         .map_err(|e| WorkerError::Storage(settings.storage.root.display().to_string(), e))?;
     let layout = StorageLayout::new(&settings.storage.root)
@@ -87,7 +96,11 @@ pub async fn run(
         tracing::info!(%addr, "worker metrics at http://{addr}/metrics");
         registry.metrics()
     };
-    let ctx = JobContext::new(settings.clone(), layout, store, queue, metrics.clone());
+    let announce = tokio::spawn({
+        let ytdlp = ytdlp.clone();
+        async move { ytdlp.announce().await }
+    });
+    let ctx = JobContext::new(settings.clone(), layout, store, queue, metrics.clone(), ytdlp);
 
     let mut monitor = Monitor::new()
         .should_restart(|worker, err| {
@@ -124,6 +137,7 @@ pub async fn run(
     let keepers = tokio::spawn(keepers::run(ctx));
     let result = monitor.run_with_signal(shutdown).await.map_err(|e| WorkerError::Monitor(e.to_string()));
     keepers.abort();
+    announce.abort();
     result
 }
 

@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut queues = if cli.queues.is_empty() { TaskKind::iter().collect() } else { cli.queues };
     queues.dedup();
-    let options = WorkerOptions { queues, concurrency: cli.concurrency };
+    let options = WorkerOptions { queues, concurrency: cli.concurrency, ytdlp: None };
     mediapro_worker::run(settings, options, shutdown_signal()).await.context("worker failed")
 }
 

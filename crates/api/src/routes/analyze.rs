@@ -39,14 +39,9 @@ pub async fn analyze(
     let _slot = state.limits.analyze_slot().await?;
     // Every connection yt-dlp makes (redirects too) goes through a proxy of its own.
     let proxy = state.egress.start_proxy().await.map_err(|_| ApiError::internal("egress proxy"))?;
-    let result = analyze::analyze_page(
-        &state.settings.tools.ytdlp,
-        &url,
-        page,
-        state.settings.analyze_timeout(),
-        Some(&proxy.url()),
-    )
-    .await;
+    let result =
+        analyze::analyze_page(&state.ytdlp, &url, page, state.settings.analyze_timeout(), Some(&proxy.url()))
+            .await;
     if let Some(reason) = proxy.first_refusal_reason() {
         return Err(analyze::AnalyzeError::Blocked(reason).into());
     }

@@ -1,6 +1,7 @@
 //! Liveness and readiness, open to all (load balancers, supervisors).
 
 use actix_web::{HttpResponse, web};
+use mediapro_core::process::ythost::{HostStatus, YtdlpStatus};
 use serde::Serialize;
 
 use crate::state::AppState;
@@ -32,6 +33,41 @@ pub struct Ready {
     status: Readiness,
     redis: Dependency,
     database: Dependency,
+    ytdlp: Ytdlp,
+}
+
+/// This API's warm yt-dlp host (an optimisation: readiness never depends on it).
+#[derive(Serialize, utoipa::ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum YtdlpHost {
+    /// `tools.ytdlp_host = false`: yt-dlp is spawned per run.
+    Off,
+    Starting,
+    Ready,
+    /// Not running (could not start, or restarting): yt-dlp is spawned per run meanwhile.
+    Unavailable,
+}
+
+/// How this API runs yt-dlp, and which version.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Ytdlp {
+    host: YtdlpHost,
+    /// The host's yt-dlp version while it is ready, else the spawned CLI's
+    /// (`null` until known).
+    #[schema(example = "2026.10.26")]
+    version: Option<String>,
+}
+
+impl From<YtdlpStatus> for Ytdlp {
+    fn from(status: YtdlpStatus) -> Self {
+        let host = match status.host {
+            HostStatus::Off => YtdlpHost::Off,
+            HostStatus::Starting => YtdlpHost::Starting,
+            HostStatus::Ready => YtdlpHost::Ready,
+            HostStatus::Unavailable => YtdlpHost::Unavailable,
+        };
+        Self { host, version: status.version }
+    }
 }
 
 /// The process is up
@@ -46,6 +82,9 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Redis and the task store answer
+///
+/// Also says how yt-dlp runs (`ytdlp`: the warm host's state and the yt-dlp
+/// version), which never makes the API unready.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -63,6 +102,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         status: if ready { Readiness::Ready } else { Readiness::NotReady },
         redis: word(redis.is_ok()),
         database: word(db.is_ok()),
+        ytdlp: state.ytdlp.status().into(),
     };
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }

@@ -63,7 +63,43 @@ async fn health_and_readiness() {
     let res = app.get("/readyz").await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.expect("json");
-    assert_eq!(body, json!({"status": "ready", "redis": "ok", "database": "ok"}));
+    let ytdlp = body["ytdlp"].clone();
+    assert_eq!(body, json!({"status": "ready", "redis": "ok", "database": "ok", "ytdlp": ytdlp.clone()}));
+    // The harness waited for the warm host (unless the suite runs with it off,
+    // MEDIAPRO_TEST_YTDLP_HOST=off): its yt-dlp version is known.
+    if app.settings.tools.ytdlp_host {
+        assert_eq!(ytdlp["host"], "ready", "{body}");
+        let version = ytdlp["version"].as_str().expect("the host's version");
+        assert!(version.starts_with("20"), "{body}");
+    } else {
+        assert_eq!(ytdlp["host"], "off", "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_does_not_wait_for_the_ytdlp_host() {
+    // A Python without yt-dlp: the host never becomes ready, the API is ready
+    // all the same and analyze spawns yt-dlp.
+    let app = TestApp::spawn_with(AppOptions {
+        start_worker: false,
+        tweak: |s| {
+            s.tools.ytdlp_host = true;
+            s.tools.ytdlp_host_python = "/bin/false".into();
+        },
+        wait_for_ytdlp_host: false,
+        ..AppOptions::default()
+    })
+    .await;
+    let fx = crate::helpers::Fixtures::serve().await;
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["status"], "ready", "{body}");
+    assert!(matches!(body["ytdlp"]["host"].as_str(), Some("starting" | "unavailable")), "{body}");
+    let res = app.analyze(&fx.url("small.mp4")).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap_or_default());
+    let body: Value = app.get("/readyz").await.json().await.expect("json");
+    assert_eq!(body["ytdlp"]["host"], "unavailable", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

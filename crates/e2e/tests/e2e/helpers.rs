@@ -18,7 +18,12 @@ use std::{
 };
 
 use mediapro_api::Application;
-use mediapro_core::{settings::Settings, store::TaskStore, task::TaskKind};
+use mediapro_core::{
+    process::ythost::{HostState, YtdlpRunner},
+    settings::Settings,
+    store::TaskStore,
+    task::TaskKind,
+};
 use mediapro_worker::WorkerOptions;
 use redis::TypedCommands as _;
 use serde_json::{Value, json};
@@ -62,6 +67,21 @@ pub fn isolated_settings() -> Settings {
     .clone()
 }
 
+/// `MEDIAPRO_TEST_YTDLP_HOST=off` runs the suite with `tools.ytdlp_host = false`
+/// (every yt-dlp run spawned); on (the default) the API and worker of each test
+/// start their warm hosts and `TestApp::spawn` waits until both are ready.
+pub fn ytdlp_host_mode() -> bool {
+    match std::env::var("MEDIAPRO_TEST_YTDLP_HOST").as_deref() {
+        Err(_) | Ok("" | "on") => true,
+        Ok("off") => false,
+        Ok(other) => panic!("MEDIAPRO_TEST_YTDLP_HOST={other}: expected on or off"),
+    }
+}
+
+/// How long a test waits for its warm hosts (Python importing yt-dlp, no
+/// warm-up in tests/isolated.toml; slow on a loaded 2-core machine).
+const HOST_READY_WITHIN: Duration = Duration::from_secs(60);
+
 pub fn redis_url() -> String {
     std::env::var("MEDIAPRO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/15".into())
 }
@@ -76,6 +96,9 @@ pub struct AppOptions {
     /// The in-process worker serves its metrics on a free 127.0.0.1 port
     /// (`TestApp::worker_metrics`).
     pub worker_metrics: bool,
+    /// With `tools.ytdlp_host` on, `spawn` waits until the warm hosts are
+    /// ready (off: for a test whose host cannot start).
+    pub wait_for_ytdlp_host: bool,
 }
 
 impl Default for AppOptions {
@@ -86,6 +109,7 @@ impl Default for AppOptions {
             redis_url: redis_url(),
             tweak: |_| {},
             worker_metrics: false,
+            wait_for_ytdlp_host: true,
         }
     }
 }
@@ -97,6 +121,10 @@ pub struct TestApp {
     pub store: TaskStore,
     /// `http://127.0.0.1:PORT/metrics` of the in-process worker, when asked for.
     pub worker_metrics: Option<String>,
+    /// How the API runs yt-dlp (its warm host's state and pid).
+    pub api_ytdlp: Arc<YtdlpRunner>,
+    /// How the in-process worker runs yt-dlp, when one was started.
+    pub worker_ytdlp: Option<Arc<YtdlpRunner>>,
     _dir: TempDir,
 }
 
@@ -118,14 +146,20 @@ impl TestApp {
         settings.redis.url = opts.redis_url.clone();
         settings.redis.namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
         settings.security.allow_private_networks = opts.allow_private_networks;
+        settings.tools.ytdlp_host = ytdlp_host_mode();
         (opts.tweak)(&mut settings);
 
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
         let app = Application::build_with_listener(settings.clone(), listener).await.expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let api_ytdlp = app.ytdlp();
         tokio::spawn(app.run_until_stopped());
         let mut worker_metrics = None;
+        let mut worker_ytdlp = None;
         if opts.start_worker {
+            // Started here (not by `run`) so the test can wait for its host.
+            let ytdlp = Arc::new(YtdlpRunner::start(&settings.tools));
+            worker_ytdlp = Some(ytdlp.clone());
             let mut worker_settings = settings.clone();
             if opts.worker_metrics {
                 // A free port, taken again by the worker an instant later.
@@ -135,14 +169,48 @@ impl TestApp {
                 worker_metrics = Some(format!("http://127.0.0.1:{port}/metrics"));
             }
             tokio::spawn(async move {
-                let options = WorkerOptions { queues: TaskKind::iter().collect(), concurrency: Some(2) };
+                let options = WorkerOptions {
+                    queues: TaskKind::iter().collect(),
+                    concurrency: Some(2),
+                    ytdlp: Some(ytdlp),
+                };
                 if let Err(e) = mediapro_worker::run(worker_settings, options, std::future::pending()).await {
                     eprintln!("worker stopped: {e}");
                 }
             });
         }
+        if settings.tools.ytdlp_host && opts.wait_for_ytdlp_host {
+            // The suite runs its yt-dlp through the warm hosts, not through the
+            // fallback while they start.
+            for runner in std::iter::once(&api_ytdlp).chain(worker_ytdlp.as_ref()) {
+                let state = runner.wait_ready(HOST_READY_WITHIN).await;
+                assert!(
+                    matches!(state, Some(HostState::Ready { .. })),
+                    "the yt-dlp host is not ready: {state:?}"
+                );
+            }
+        }
         let store = TaskStore::connect(&settings.database.url, 2).await.expect("store");
-        TestApp { address, client: reqwest::Client::new(), settings, store, worker_metrics, _dir: dir }
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            settings,
+            store,
+            worker_metrics,
+            api_ytdlp,
+            worker_ytdlp,
+            _dir: dir,
+        }
+    }
+
+    /// The pid of the API's warm host, while it is ready.
+    pub fn api_host_pid(&self) -> Option<i32> {
+        host_pid(&self.api_ytdlp)
+    }
+
+    /// The pid of the in-process worker's warm host, while it is ready.
+    pub fn worker_host_pid(&self) -> Option<i32> {
+        host_pid(self.worker_ytdlp.as_ref()?)
     }
 
     /// Starts another API instance on the same settings (same store, storage and
@@ -260,6 +328,13 @@ impl TestApp {
         let active: i64 =
             redis::cmd("LLEN").arg(format!("{ns}:active")).query_async(&mut conn).await.expect("llen");
         scheduled + active
+    }
+}
+
+fn host_pid(runner: &YtdlpRunner) -> Option<i32> {
+    match runner.host_state()? {
+        HostState::Ready { pid, .. } => i32::try_from(pid).ok(),
+        _ => None,
     }
 }
 

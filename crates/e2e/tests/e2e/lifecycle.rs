@@ -205,6 +205,7 @@ async fn retention_removes_old_tasks_and_their_files() {
             Queues::new(conn, &app.settings.redis),
         )),
         mediapro_core::metrics::Metrics::off(),
+        Arc::new(mediapro_core::process::ythost::YtdlpRunner::spawning(&app.settings.tools.ytdlp)),
     );
     let removed = keepers::apply_retention(&ctx).await.expect("retention");
     assert!(removed >= 1);

@@ -25,4 +25,5 @@ mod metrics;
 mod processing;
 mod validation;
 mod wake;
+mod warm_host;
 mod webhooks;

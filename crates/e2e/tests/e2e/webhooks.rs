@@ -291,7 +291,7 @@ async fn a_worker_killed_before_delivering_leaves_the_message_for_the_next_worke
     // A new worker (another process's deliverer) finds the message in the outbox.
     let settings = app.settings.clone();
     tokio::spawn(async move {
-        let options = WorkerOptions { queues: TaskKind::iter().collect(), concurrency: Some(1) };
+        let options = WorkerOptions { queues: TaskKind::iter().collect(), concurrency: Some(1), ytdlp: None };
         if let Err(e) = mediapro_worker::run(settings, options, std::future::pending()).await {
             eprintln!("worker stopped: {e}");
         }

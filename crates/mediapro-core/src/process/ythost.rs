@@ -20,8 +20,10 @@ use std::{
     time::Duration,
 };
 
+mod runner;
 mod supervisor;
 
+pub use runner::{HostStatus, YtdlpRunner, YtdlpStatus, python_of};
 pub use supervisor::{HostSettings, HostState, HostSupervisor};
 
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};

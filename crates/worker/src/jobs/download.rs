@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use mediapro_core::{
     ffmpeg,
-    process::{self, ChildCommand, StopReason},
+    process::{ChildCommand, StopReason},
     requests::DownloadSpec,
     task::Phase,
     ytdlp::{
@@ -66,7 +66,7 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         proxy: Some(&proxy_url),
     };
     let temp_dir = args.temp_dir();
-    let mut command = ChildCommand::new(&settings.tools.ytdlp, args.to_args(), settings.task_timeout());
+    let mut command = ChildCommand::new(ctx.ytdlp.program(), args.to_args(), settings.task_timeout());
     command.working_dir = Some(dir.to_path_buf());
 
     let supervisor = Supervisor::new();
@@ -81,21 +81,25 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
             reason = size_watchdog(dir, cap) => reason,
         }
     };
-    let result = process::run(
-        &command,
-        |line| {
-            supervisor.touch();
-            if let Some(parsed) = parse_output_line(line) {
-                if let Some(p) = tracker.update(&parsed) {
-                    supervisor.report(p);
+    // In the warm host while it is ready (same argv, environment, folder and
+    // group kill as a spawned yt-dlp), else spawned.
+    let result = ctx
+        .ytdlp
+        .run(
+            &command,
+            |line| {
+                supervisor.touch();
+                if let Some(parsed) = parse_output_line(line) {
+                    if let Some(p) = tracker.update(&parsed) {
+                        supervisor.report(p);
+                    }
+                    track_phase(&supervisor, &parsed);
+                    output.record(&parsed);
                 }
-                track_phase(&supervisor, &parsed);
-                output.record(&parsed);
-            }
-        },
-        stop,
-    )
-    .await;
+            },
+            stop,
+        )
+        .await;
     timing::mark("yt-dlp");
     let _ = tokio::fs::remove_dir_all(&temp_dir).await;
     // A refused connection decides the outcome: whatever yt-dlp made of the
@@ -144,9 +148,7 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
 async fn archived(ctx: &JobContext, spec: &DownloadSpec, proxy: &str) -> Option<String> {
     let args = ArchiveKeyArgs { url: &spec.url, socket_timeout_secs: 20, proxy: Some(proxy) }.to_args();
     let stdout =
-        mediapro_core::analyze::run_listing(&ctx.settings.tools.ytdlp, args, ctx.settings.analyze_timeout())
-            .await
-            .ok()?;
+        mediapro_core::analyze::run_listing(&ctx.ytdlp, args, ctx.settings.analyze_timeout()).await.ok()?;
     let (extractor, id) = mediapro_core::store::parse_archive_line(stdout.lines().next()?)?;
     match ctx.store().is_archived(&extractor, &id).await {
         Ok(true) => Some(format!("skipped: {extractor} {id} is in the download archive")),

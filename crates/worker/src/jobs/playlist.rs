@@ -54,7 +54,7 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
     let supervisor = Supervisor::new();
     supervisor.phase(Phase::Expanding);
     let listing = tokio::select! {
-        listed = run_listing(&settings.tools.ytdlp, args, timeout) => listed,
+        listed = run_listing(&ctx.ytdlp, args, timeout) => listed,
         reason = supervisor.watch(ctx, attempt) => {
             // Dropping the run kills its process group.
             return Err(Outcome::from_run_error(
