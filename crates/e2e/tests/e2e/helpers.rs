@@ -388,6 +388,24 @@ pub fn pids_with(needle: &str) -> Vec<i32> {
     pids
 }
 
+/// Live processes whose working folder is inside `root`: a test's jobs (yt-dlp and
+/// ffmpeg run in their task's folder under the storage root), whether spawned or
+/// forked by a warm yt-dlp host (whose children's command line is the host's, so
+/// [`pids_with`] cannot tell them apart).
+pub fn pids_working_in(root: &Path) -> Vec<i32> {
+    let Ok(root) = root.canonicalize() else { return Vec::new() };
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let in_root = std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&root));
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if in_root && !stat.is_empty() && !stat.contains(") Z ") {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 impl Drop for TestApp {
     /// Removes this test's queue keys (its namespace) from the shared Redis.
     fn drop(&mut self) {
