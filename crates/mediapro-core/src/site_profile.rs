@@ -26,7 +26,7 @@ use crate::{
 };
 
 pub use cookies::{CookieError, CookieSummary, parse_cookies};
-pub use run::{PrivateCookies, check};
+pub use run::{PrivateCookies, check, check_and_record, check_due};
 
 pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_DOMAINS: usize = 32;

@@ -13,6 +13,7 @@ use super::SiteProfile;
 use crate::{
     analyze::{self, Page},
     process::ythost::YtdlpRunner,
+    store::{StoreError, TaskStore},
     ytdlp::SiteArgs,
 };
 
@@ -86,4 +87,41 @@ pub async fn check(
     .await;
     let _ = tokio::fs::remove_dir_all(scratch).await;
     result
+}
+
+/// [`check`] with the profile's stored cookies, and its result recorded on the
+/// profile (`healthy`, `checked_at`, `check_error`). `refusal` is asked after the
+/// run: the egress guard's first refusal, which then is the reason. The error
+/// (`None` = healthy).
+pub async fn check_and_record(
+    store: &TaskStore,
+    ytdlp: &YtdlpRunner,
+    profile: &SiteProfile,
+    scratch: &Path,
+    proxy: &str,
+    refusal: impl FnOnce() -> Option<String>,
+    timeout: Duration,
+) -> Result<Option<String>, StoreError> {
+    let cookies = store.site_cookies(&profile.name).await?;
+    let result = check(ytdlp, profile, cookies.as_deref(), scratch, proxy, timeout).await;
+    let error = match (refusal(), result) {
+        (Some(reason), _) => Some(reason),
+        (None, Err(e)) => Some(e),
+        (None, Ok(())) => None,
+    };
+    store.record_site_check(&profile.name, error.as_deref()).await?;
+    Ok(error)
+}
+
+/// Whether a profile with `check_url` is due for its scheduled check: never
+/// checked, or last checked `every` ago or longer.
+pub fn check_due(profile: &SiteProfile, every: Duration, now: time::OffsetDateTime) -> bool {
+    if profile.check_url.is_none() {
+        return false;
+    }
+    let last = profile
+        .checked_at
+        .as_deref()
+        .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok());
+    last.is_none_or(|t| now - t >= every)
 }
