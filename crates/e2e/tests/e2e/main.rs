@@ -23,7 +23,7 @@ mod idempotency;
 pub mod lifecycle;
 mod metrics;
 mod processing;
-mod site_profiles;
+pub mod site_profiles;
 mod validation;
 mod wake;
 mod warm_host;

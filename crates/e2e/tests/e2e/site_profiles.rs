@@ -17,19 +17,19 @@ use serde_json::{Value, json};
 
 use crate::helpers::{AppOptions, TestApp, media, probe};
 
-const SECRET: &str = "s3ss10n-e2e-7f3a9c";
+pub const SECRET: &str = "s3ss10n-e2e-7f3a9c";
 const STALE: &str = "expired-session-0000";
 
 /// The media fixtures, behind a cookie check: `Cookie: session=<SECRET>` or 403.
-struct CookieSite {
-    base: String,
+pub struct CookieSite {
+    pub base: String,
     /// Requests served (with the cookie) and refused (without it).
     served: Arc<AtomicUsize>,
     refused: Arc<AtomicUsize>,
 }
 
 impl CookieSite {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let dir = media().dir.clone();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
@@ -65,13 +65,13 @@ impl CookieSite {
         CookieSite { base, served, refused }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
     }
 }
 
 /// A Netscape cookies file for the fixture site with `value` as its session.
-fn cookies_file(value: &str) -> String {
+pub fn cookies_file(value: &str) -> String {
     format!(
         "# Netscape HTTP Cookie File\n\n127.0.0.1\tFALSE\t/\tFALSE\t4102444800\tsession\t{value}\n\
          127.0.0.1\tFALSE\t/\tFALSE\t0\ttheme\tdark\n"
