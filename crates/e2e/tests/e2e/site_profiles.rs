@@ -296,3 +296,38 @@ async fn workers_check_profiles_on_a_schedule() {
     assert_ne!(p["checked_at"], first, "a later check: {p}");
     assert!(p["check_error"].as_str().unwrap_or_default().contains("403"), "{p}");
 }
+
+/// `upstream_proxy` with real yt-dlp: the job's egress proxy checks the site, then
+/// goes through the upstream proxy (here a second egress proxy on 127.0.0.1). An
+/// upstream that refuses the site fails the download with its refusal recorded
+/// there; one that allows it completes the download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn downloads_go_through_the_profiles_upstream_proxy_behind_the_guard() {
+    use mediapro_core::validate::{EgressPolicy, parse_networks};
+    use mediapro_egress::EgressGuard;
+    let app = spawn(only_loopback_one).await;
+    let site = CookieSite::start().await;
+    let closed = EgressPolicy { allow_private_networks: false, allowed_networks: Vec::new() };
+    let loopback_one = EgressPolicy {
+        allow_private_networks: false,
+        allowed_networks: parse_networks("127.0.0.1/32").expect("networks"),
+    };
+    let refusing = EgressGuard::new(closed).start_proxy().await.expect("refusing upstream");
+    let passing = EgressGuard::new(loopback_one).start_proxy().await.expect("passing upstream");
+
+    let profile = |proxy: &str| json!({"domains": ["127.0.0.1"], "upstream_proxy": proxy});
+    assert_eq!(put_profile(&app, "via", &profile(&refusing.url())).await.status(), 201);
+    assert_eq!(put_cookies(&app, "via", &cookies_file(SECRET)).await.status(), 200);
+    let id = app.submit_download(json!({"url": site.url("small.mp4")})).await;
+    let task = app.wait_final(&id, Duration::from_secs(90)).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert!(!refusing.refusals().is_empty(), "the download went through the upstream proxy");
+    assert_eq!(site.served.load(Ordering::SeqCst) + site.refused.load(Ordering::SeqCst), 0);
+
+    assert_eq!(put_profile(&app, "via", &profile(&passing.url())).await.status(), 200);
+    let id = app.submit_download(json!({"url": site.url("small.mp4")})).await;
+    let task = app.wait_final(&id, Duration::from_secs(90)).await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert!(site.served.load(Ordering::SeqCst) >= 1);
+    assert!(passing.refusals().is_empty());
+}
