@@ -148,6 +148,7 @@ async fn a_site_that_needs_a_cookie_downloads_only_with_its_profile_and_never_sh
     assert_eq!(task["status"], "failed", "{task}");
     assert!(task["error"].as_str().unwrap_or_default().contains("403"), "{task}");
     assert_eq!(task["site_profile"], Value::Null);
+    println!("without the profile: {} — {}", task["status"], task["error"]);
     assert!(site.refused.load(Ordering::SeqCst) >= 1);
     assert_eq!(site.served.load(Ordering::SeqCst), 0);
     let res = app.analyze(&site.url("page.html")).await;
@@ -171,6 +172,7 @@ async fn a_site_that_needs_a_cookie_downloads_only_with_its_profile_and_never_sh
         let raw = res.text().await.expect("body");
         assert!(!raw.contains(SECRET), "GET {path} shows the cookie value: {raw}");
         assert!(raw.contains("\"cookie_count\":2"), "GET {path}: {raw}");
+        println!("GET {path} (the value is absent): {raw}");
     }
     // Not a cookies file: refused, the stored one kept.
     let res = put_cookies(&app, "cookie-site", "session=abc").await;
@@ -192,9 +194,14 @@ async fn a_site_that_needs_a_cookie_downloads_only_with_its_profile_and_never_sh
     let (duration, video) = probe(&app.storage_root().join(file));
     assert!((duration - 4.0).abs() < 0.5, "duration {duration}");
     assert_eq!(video, Some((320, 180)));
+    println!(
+        "with the profile: {} site_profile={} ffprobe: {duration:.2} s {video:?}",
+        task["status"], task["site_profile"]
+    );
     // The job's private copy is gone, and no file of the task holds the value.
     let dir = app.storage_root().join("downloads").join(&id);
     assert!(!dir.join(".site-cookies.txt").exists(), "the cookies copy outlived the job");
+    println!("task folder after the job: {:?}", files_under(&dir));
     for f in files_under(&dir) {
         let bytes = std::fs::read(&f).expect("read");
         assert!(
@@ -237,11 +244,16 @@ async fn check_url_shows_stale_cookies_as_unhealthy_and_fresh_ones_as_healthy() 
     assert_eq!(p["healthy"], false, "{p}");
     assert!(p["check_error"].as_str().unwrap_or_default().contains("403"), "{p}");
     assert!(p["checked_at"].is_string(), "{p}");
+    println!(
+        "stale cookies, one check: healthy={} checked_at={} check_error={}",
+        p["healthy"], p["checked_at"], p["check_error"]
+    );
 
     // The right cookies: healthy again at the next check.
     assert_eq!(put_cookies(&app, "site", &cookies_file(SECRET)).await.status(), 200);
     let p = check_now(&app, "site").await;
     assert_eq!((p["healthy"].clone(), p["check_error"].clone()), (json!(true), Value::Null), "{p}");
+    println!("fresh cookies, next check: healthy={} checked_at={}", p["healthy"], p["checked_at"]);
     assert!(!p.to_string().contains(SECRET));
 
     // Without check_url there is nothing to check.
@@ -295,6 +307,10 @@ async fn workers_check_profiles_on_a_schedule() {
     let p = wait_for(false).await;
     assert_ne!(p["checked_at"], first, "a later check: {p}");
     assert!(p["check_error"].as_str().unwrap_or_default().contains("403"), "{p}");
+    println!(
+        "scheduled: healthy at {first}, then stale cookies → healthy={} at {}",
+        p["healthy"], p["checked_at"]
+    );
 }
 
 /// `upstream_proxy` with real yt-dlp: the job's egress proxy checks the site, then
