@@ -98,15 +98,21 @@ pub async fn check_due_sites(ctx: &JobContext, every: Duration) -> Result<usize,
         if !site_profile::check_due(&profile, every, now) {
             continue;
         }
-        check_site(ctx, &profile).await?;
-        checked += 1;
+        if check_site(ctx, &profile).await?.is_some() {
+            checked += 1;
+        }
     }
     Ok(checked)
 }
 
 /// One check of `profile`'s `check_url` (through an egress proxy of its own),
-/// recorded on the profile.
-pub async fn check_site(ctx: &JobContext, profile: &SiteProfile) -> Result<Option<String>, KeeperError> {
+/// recorded on the profile: `Some(the error, or None when healthy)`; `None` when
+/// it could not run here (no egress proxy: this worker's problem, not the site's,
+/// so nothing is recorded and the next pass tries again).
+pub async fn check_site(
+    ctx: &JobContext,
+    profile: &SiteProfile,
+) -> Result<Option<Option<String>>, KeeperError> {
     let proxy = match ctx.egress.start_proxy_via(profile.upstream_proxy.as_ref()).await {
         Ok(p) => p,
         Err(e) => {
@@ -129,7 +135,7 @@ pub async fn check_site(ctx: &JobContext, profile: &SiteProfile) -> Result<Optio
         Some(e) => tracing::warn!(profile = %profile.name, error = %e, "site check failed"),
         None => tracing::debug!(profile = %profile.name, "site check passed"),
     }
-    Ok(error)
+    Ok(Some(error))
 }
 
 async fn retention_loop(ctx: &JobContext) {
