@@ -23,6 +23,7 @@ mod idempotency;
 pub mod lifecycle;
 mod metrics;
 mod processing;
+pub mod site_profiles;
 mod validation;
 mod wake;
 mod warm_host;
