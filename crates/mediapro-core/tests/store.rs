@@ -419,8 +419,7 @@ fn children_of(parent: &Task) -> Vec<Task> {
 
 fn expanded(parent: &Task, children: u64) -> TaskRequest {
     let TaskRequest::Playlist(mut spec) = parent.request.clone() else { panic!("a playlist") };
-    spec.expansion =
-        Some(Expansion { entry_count: Some(12), children, truncated: false, skipped_archived: 0 });
+    spec.expansion = Some(Expansion::new(Some(12), children, None, 0));
     TaskRequest::Playlist(spec)
 }
 
@@ -533,6 +532,11 @@ on_every_store! {
         assert!(store.archive("generic", "clip02", None, None).await.expect("archive"));
         assert!(store.is_archived("YouTube", "abc").await.expect("lookup"));
         assert!(!store.is_archived("youtube", "abd").await.expect("lookup"));
+        assert_eq!(
+            store.archived_by_url("https://y/abc").await.expect("by url"),
+            Some(("youtube".into(), "abc".into()))
+        );
+        assert_eq!(store.archived_by_url("https://y/abd").await.expect("by url"), None);
         let first = store.archive_page(None, 1).await.expect("page");
         assert_eq!((first[0].extractor.as_str(), first[0].media_id.as_str()), ("youtube", "abc"));
         assert_eq!(first[0].task_id.as_deref(), Some("t1"));

@@ -14,7 +14,7 @@ use mediapro_core::{
     store::Lease,
     task::{Phase, ProgressDetail, Task, TaskRequest, TaskStatus},
     validate::SourceUrl,
-    ytdlp::{ListArgs, PlaylistItems, parse_listing},
+    ytdlp::{CollectionEntry, ListArgs, PlaylistItems, parse_listing},
 };
 
 use super::{
@@ -85,11 +85,7 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
     if spec.entry.skip_archived {
         let mut kept = Vec::with_capacity(entries.len());
         for e in entries {
-            let archived = match (&e.extractor, &e.id) {
-                (Some(extractor), Some(id)) => ctx.store().is_archived(extractor, id).await.unwrap_or(false),
-                _ => false,
-            };
-            if archived {
+            if in_archive(ctx, e).await {
                 skipped_archived += 1;
             } else {
                 kept.push(e);
@@ -125,12 +121,12 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
     }
     let truncated = spec.items.is_none() && collection.entry_count.is_some_and(|n| n > u64::from(max));
     let expanded = TaskRequest::Playlist(Box::new(PlaylistSpec {
-        expansion: Some(Expansion {
-            entry_count: collection.entry_count,
-            children: children.len() as u64,
-            truncated,
+        expansion: Some(Expansion::new(
+            collection.entry_count,
+            children.len() as u64,
+            truncated.then_some(max),
             skipped_archived,
-        }),
+        )),
         ..spec.clone()
     }));
     match ctx.dispatcher.expand(attempt.task_id, attempt.number, &expanded, &children).await {
@@ -139,6 +135,26 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
         Ok(false) => Err(Outcome::Lost),
         Err(e) => Err(Outcome::Transient(format!("could not record the entries: {e}"))),
     }
+}
+
+/// Whether the download archive has an entry's item: by the key its listing
+/// names, else by the URL a completed download of it recorded (a feed's
+/// enclosures are listed without an id; yt-dlp's generic extractor names each
+/// only by fetching it). An archive that cannot be read skips nothing.
+async fn in_archive(ctx: &JobContext, entry: &CollectionEntry) -> bool {
+    let store = ctx.store();
+    let by_key = match (&entry.extractor, &entry.id) {
+        (Some(extractor), Some(id)) => store.is_archived(extractor, id).await,
+        _ => Ok(false),
+    };
+    let found = match (by_key, entry.url.as_deref().and_then(|u| SourceUrl::parse(u).ok())) {
+        (Ok(false), Some(url)) => store.archived_by_url(url.as_str()).await.map(|key| key.is_some()),
+        (other, _) => other,
+    };
+    found.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "download archive not readable; the entry is downloaded");
+        false
+    })
 }
 
 /// Renews the lease with the children's counts every second until each is final.
