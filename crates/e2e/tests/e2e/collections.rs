@@ -582,6 +582,14 @@ async fn a_second_skip_archived_download_makes_only_the_new_entries_and_ytdlp_re
         })
     );
     let mut kids = children(&app, &second).await;
+    println!(
+        "second download: expansion {}, children {}: {:?}",
+        parent["expansion"],
+        kids.len(),
+        kids.iter()
+            .map(|k| (k["playlist_index"].clone(), k["url"].clone(), k["status"].clone()))
+            .collect::<Vec<_>>()
+    );
     kids.sort_by_key(|k| k["playlist_index"].as_u64());
     let made: Vec<(Option<u64>, &str, &str)> = kids
         .iter()
@@ -606,6 +614,22 @@ async fn a_second_skip_archived_download_makes_only_the_new_entries_and_ytdlp_re
         media.iter().all(|p| **p == clip(11) || **p == clip(12)),
         "an archived entry was fetched: {asked:?}"
     );
+
+    // A third time, nothing is new: no child, and the collection completes (as
+    // yt-dlp does on a fully archived playlist), its note saying why.
+    let requests_before = fx.requests().len();
+    let third = app.submit_download(json!({ "url": feed, "skip_archived": true, "playlist": {} })).await;
+    let parent = app.wait_final(&third, LIMIT).await;
+    assert_eq!(parent["status"], "completed", "{parent}");
+    assert_eq!(
+        parent["expansion"],
+        json!({
+            "entry_count": 12, "children": 0, "truncated": false, "skipped_archived": 12,
+            "note": "12 entries skipped: already in the download archive"
+        })
+    );
+    assert_eq!(children(&app, &third).await.len(), 0);
+    assert_eq!(fx.requests()[requests_before..], ["/growing.xml"]);
 
     // The archive export, read back by the real yt-dlp through the same feed.
     let export = app.get("/api/archive/export").await.text().await.expect("export");

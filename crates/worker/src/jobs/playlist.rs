@@ -3,8 +3,9 @@
 //! `limits.max_playlist_items` and in time, cancellable), record one child
 //! download per entry with the parent's compare-and-set, then follow the children
 //! until every one is final. The parent completes if any child completed, else
-//! fails. A re-run (lease takeover, client retry) finds the expansion recorded
-//! and only follows.
+//! fails; with no child because every selected entry is in the download archive
+//! (`skip_archived`), it completes at once. A re-run (lease takeover, client
+//! retry) finds the expansion recorded and only follows.
 
 use std::time::Duration;
 
@@ -26,16 +27,23 @@ use crate::context::JobContext;
 const TICK: Duration = Duration::from_secs(1);
 
 pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Outcome {
-    if spec.expansion.is_none()
-        && let Err(outcome) = expand(ctx, attempt, spec).await
-    {
-        return outcome;
+    let children = match &spec.expansion {
+        Some(done) => done.children,
+        None => match expand(ctx, attempt, spec).await {
+            Ok(children) => children,
+            Err(outcome) => return outcome,
+        },
+    };
+    // Every selected entry was in the download archive: nothing left to do.
+    if children == 0 {
+        return Outcome::Completed { files: Vec::new(), output: None };
     }
     follow(ctx, attempt).await
 }
 
-/// Lists the entries and records the children. `Err`: the attempt ends there.
-async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Result<(), Outcome> {
+/// Lists the entries and records the children (how many). `Err`: the attempt
+/// ends there.
+async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Result<u64, Outcome> {
     let settings = &ctx.settings;
     let max = settings.limits.max_playlist_items;
     let items = spec.items.clone().unwrap_or_else(|| PlaylistItems::span(1, max));
@@ -110,10 +118,9 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
             Some(child)
         })
         .collect();
-    if children.is_empty() && skipped_archived > 0 {
-        return Err(Outcome::Skipped("skipped: every selected entry is in the download archive".into()));
-    }
-    if children.is_empty() {
+    // No child because every entry is archived is recorded like any expansion
+    // (its note says so) and completes; no entry at all is a failure.
+    if children.is_empty() && skipped_archived == 0 {
         return Err(Outcome::Failed(format!(
             "the playlist lists no downloadable entry{}",
             spec.items.as_ref().map(|i| format!(" among {i}")).unwrap_or_default()
@@ -130,7 +137,7 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
         ..spec.clone()
     }));
     match ctx.dispatcher.expand(attempt.task_id, attempt.number, &expanded, &children).await {
-        Ok(true) => Ok(()),
+        Ok(true) => Ok(children.len() as u64),
         // Cancelled or taken over meanwhile: nothing was written.
         Ok(false) => Err(Outcome::Lost),
         Err(e) => Err(Outcome::Transient(format!("could not record the entries: {e}"))),
