@@ -24,7 +24,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 const ENTRIES: usize = 12;
 
 /// Twelve distinct 1 s clips (a tone of its own each), made once per test binary.
-fn clips() -> &'static PathBuf {
+pub(crate) fn clips() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-collection-v1");
@@ -66,14 +66,14 @@ fn feed_xml(base: &str, title: &str, targets: impl Iterator<Item = (usize, Strin
 /// `/growing.xml` (the first `shown` clips, newest first, as a podcast lists
 /// them), `/big-feed.xml` (10 000 items → `/big/N.mp4`, each the first clip), and a
 /// log of every requested path.
-struct FeedServer {
+pub(crate) struct FeedServer {
     base: String,
     log: Arc<Mutex<Vec<String>>>,
     shown: Arc<AtomicUsize>,
 }
 
 impl FeedServer {
-    async fn serve() -> Self {
+    pub(crate) async fn serve() -> Self {
         let dir = clips().clone();
         let long = media().dir.join("long.mp4");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -184,7 +184,7 @@ impl FeedServer {
         self.shown.store(n, Ordering::SeqCst);
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
     }
 
@@ -192,7 +192,7 @@ impl FeedServer {
         self.log.lock().expect("log").clone()
     }
 
-    fn media_requests(&self) -> Vec<String> {
+    pub(crate) fn media_requests(&self) -> Vec<String> {
         self.requests().into_iter().filter(|p| p.ends_with(".mp4")).collect()
     }
 }
