@@ -450,6 +450,8 @@ async fn browser_collection_download_of_chosen_items_shows_its_entries() {
         .await;
     assert_eq!(shown, json!(["Playlist of 12 entries", true, "Entry 7 0:01"]), "{shown}");
     b.type_into("#playlist-items", "2-4").await;
+    b.viewport(1280, 800).await;
+    screenshot(&b, "collection-form.png").await;
     b.click("#download").await;
 
     // The collection's row: its entries' counts as they complete.
@@ -489,10 +491,12 @@ async fn browser_collection_download_of_chosen_items_shows_its_entries() {
         (parent["playlist_items"].as_str(), parent["children"].clone()),
         (Some("2-4"), json!({ "completed": 3 }))
     );
-    let png = b.client.screenshot().await.expect("screenshot");
-    let path = screenshot_dir().join("collection-queue.png");
-    std::fs::write(&path, &png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    println!("screenshot: {}", path.display());
+    b.js_with(
+        "document.querySelector(`#tasks [data-task-id=\"${arguments[0]}\"]`).scrollIntoView({ block: 'center' })",
+        vec![json!(id)],
+    )
+    .await;
+    screenshot(&b, "collection-queue.png").await;
 
     // The task page says the same.
     b.goto(&format!("{}/#/task/{id}", app.address)).await;
@@ -758,6 +762,15 @@ fn screenshot_dir() -> PathBuf {
     );
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     dir
+}
+
+/// A screenshot of the page as it is, into `screenshot_dir()`.
+async fn screenshot(b: &Browser, name: &str) {
+    let png = b.client.screenshot().await.expect("screenshot");
+    assert!(png_size(&png).is_some(), "{name} is not a PNG");
+    let path = screenshot_dir().join(name);
+    std::fs::write(&path, &png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    println!("screenshot: {}", path.display());
 }
 
 /// Width and height from a PNG's IHDR chunk.
