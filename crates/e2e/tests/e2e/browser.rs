@@ -452,6 +452,8 @@ async fn browser_collection_download_of_chosen_items_shows_its_entries() {
     b.type_into("#playlist-items", "2-4").await;
     b.viewport(1280, 800).await;
     screenshot(&b, "collection-form.png").await;
+    let serious = axe_serious(&b, &axe_source(), "playlist form").await;
+    assert!(serious.is_empty(), "serious or critical accessibility violations:\n{}", serious.join("\n"));
     b.click("#download").await;
 
     // The collection's row: its entries' counts as they complete.
@@ -701,6 +703,43 @@ fn axe_source() -> String {
     })
 }
 
+/// Runs axe-core on the page as it is and returns its serious and critical
+/// violations, described (all of them are printed).
+async fn axe_serious(b: &Browser, axe: &str, view: &str) -> Vec<String> {
+    // Injected on each visit: a navigation starts a new document.
+    if b.js("return typeof window.axe").await != "object" {
+        b.js(&format!("{axe}\n;return null")).await;
+    }
+    let script = "const done = arguments[arguments.length - 1];\
+        axe.run(document, { resultTypes: ['violations'] })\
+          .then((r) => done(JSON.stringify(r.violations)))\
+          .catch((e) => done(JSON.stringify({ error: String(e) })));";
+    let out = b.client.execute_async(script, vec![]).await.expect("axe.run");
+    let violations: Value = serde_json::from_str(out.as_str().expect("json text")).expect("axe json");
+    let Some(list) = violations.as_array() else { panic!("axe failed on {view}: {violations}") };
+    let all: Vec<String> =
+        list.iter().map(|v| format!("{} ({})", v["id"], v["impact"].as_str().unwrap_or("?"))).collect();
+    println!("axe on {view}: {} violation(s) {all:?}", list.len());
+    list.iter()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .map(|v| {
+            let nodes: Vec<String> = v["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| format!("    {} — {}", n["target"], n["failureSummary"].as_str().unwrap_or("")))
+                .collect();
+            format!(
+                "[{view}] {} ({}): {}\n{}",
+                v["id"].as_str().unwrap_or("?"),
+                v["impact"].as_str().unwrap_or("?"),
+                v["help"].as_str().unwrap_or(""),
+                nodes.join("\n")
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_views_have_no_serious_accessibility_violations() {
     let axe = axe_source();
@@ -710,43 +749,7 @@ async fn browser_views_have_no_serious_accessibility_violations() {
     each_view(&b, |view| {
         let (b, axe, failures) = (&b, &axe, &failures);
         checked.borrow_mut().push(view);
-        async move {
-            // Injected on each visit: a navigation starts a new document.
-            if b.js("return typeof window.axe").await != "object" {
-                b.js(&format!("{axe}\n;return null")).await;
-            }
-            let script = "const done = arguments[arguments.length - 1];\
-                axe.run(document, { resultTypes: ['violations'] })\
-                  .then((r) => done(JSON.stringify(r.violations)))\
-                  .catch((e) => done(JSON.stringify({ error: String(e) })));";
-            let out = b.client.execute_async(script, vec![]).await.expect("axe.run");
-            let violations: Value = serde_json::from_str(out.as_str().expect("json text")).expect("axe json");
-            let Some(list) = violations.as_array() else { panic!("axe failed on {view}: {violations}") };
-            let all: Vec<String> = list
-                .iter()
-                .map(|v| format!("{} ({})", v["id"], v["impact"].as_str().unwrap_or("?")))
-                .collect();
-            println!("axe on {view}: {} violation(s) {all:?}", list.len());
-            for v in list {
-                if matches!(v["impact"].as_str(), Some("serious" | "critical")) {
-                    let nodes: Vec<String> = v["nodes"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|n| {
-                            format!("    {} — {}", n["target"], n["failureSummary"].as_str().unwrap_or(""))
-                        })
-                        .collect();
-                    failures.borrow_mut().push(format!(
-                        "[{view}] {} ({}): {}\n{}",
-                        v["id"].as_str().unwrap_or("?"),
-                        v["impact"].as_str().unwrap_or("?"),
-                        v["help"].as_str().unwrap_or(""),
-                        nodes.join("\n")
-                    ));
-                }
-            }
-        }
+        async move { failures.borrow_mut().extend(axe_serious(b, axe, view).await) }
     })
     .await;
     b.close().await;
