@@ -94,6 +94,7 @@ def main():
         with open(os.path.join(root, "feed.xml"), "w") as f:
             f.write(f'<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel><title>Big</title>'
                     f"<link>{base}/</link>\n{items}</channel></rss>\n")
+        print(f"[bench] load average (1, 5, 15 min) at the start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"[bench] feed of {ENTRIES} entries ({os.path.getsize(os.path.join(root, 'feed.xml')) / 1e6:.1f} MB), "
               f"limits.max_playlist_items = {MAX}", flush=True)
 
@@ -138,7 +139,9 @@ def main():
             status, _ = request("DELETE", f"{svc.url}/api/tasks/{parent}")
             check(status == 200, f"cancel: {status}")
             previous = parent
+            time.sleep(1.0)  # the cancel of 500 children settles before the next quiet window
 
+        print(f"[bench] load average (1, 5, 15 min) at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"[bench] {ROUNDS} rounds; submission → {MAX} children recorded and counted: "
               f"median {statistics.median(expand_s):.2f} s, max {max(expand_s):.2f} s")
         print()
