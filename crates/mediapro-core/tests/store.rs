@@ -461,6 +461,14 @@ on_every_store! {
         assert_eq!(counts.get(&TaskStatus::Pending), Some(&2));
         let done = store.children(parent.task_id, &[TaskStatus::Completed]).await.expect("completed");
         assert_eq!(done.len(), 1);
+
+        // Skipped as archived vs cancelled: only the first counts as skipped.
+        assert_eq!(store.skipped_children(parent.task_id).await.expect("skipped"), 0);
+        let c = attempt_of(claim(&store, &kids[2], "w1").await);
+        assert!(store.skip(kids[2].task_id, c, "skipped: generic v4 is in the download archive").await.expect("skip"));
+        assert!(matches!(store.cancel(kids[3].task_id).await.expect("cancel"), Cancel::Cancelled(_)));
+        assert_eq!(store.child_counts(parent.task_id).await.expect("counts").get(&TaskStatus::Cancelled), Some(&2));
+        assert_eq!(store.skipped_children(parent.task_id).await.expect("skipped"), 1);
     });
 
     an_expansion_after_a_cancel_or_takeover_writes_no_children => |store| Box::pin(async move {
@@ -560,6 +568,12 @@ on_every_store! {
         assert_eq!(row.status, TaskStatus::Cancelled);
         assert_eq!(row.error.as_deref(), Some("skipped: generic v1 is in the download archive"));
         assert!(row.completed_at.is_some());
+        // The reason always starts with SKIPPED, which tells a skipped task from a cancelled one.
+        let other = pending(&store).await;
+        let n2 = attempt_of(claim(&store, &other, "w1").await);
+        assert!(store.skip(other.task_id, n2, "generic v2 is in the download archive").await.expect("skip"));
+        let row2 = store.get(other.task_id).await.expect("get").expect("row");
+        assert_eq!(row2.error.as_deref(), Some("skipped: generic v2 is in the download archive"));
         assert!(matches!(store.retry(task.task_id).await.expect("retry"), Retry::Requeued(_)));
     });
 }

@@ -441,6 +441,30 @@ async fn a_collection_download_of_items_2_4_and_7_makes_four_children_and_one_zi
     assert!(kids[1]["error"].as_str().is_some_and(|e| e.starts_with("skipped: generic clip03")), "{kids:?}");
     let export = app.get("/api/archive/export").await.text().await.expect("text");
     assert!(export.lines().any(|l| l == "generic clip01"), "the new download is archived: {export}");
+
+    // Entries archived by an import (no URL, so the listing cannot match them): each
+    // child skips itself, and the collection completes, nothing being left to do.
+    let imported: Value = app
+        .post_json("/api/archive/import", &json!({ "archive": "generic clip05\ngeneric clip06\n" }))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(imported["imported"], 2);
+    let id = app
+        .submit_download(
+            json!({ "url": fx.url("feed.xml"), "skip_archived": true, "playlist": { "items": "5-6" } }),
+        )
+        .await;
+    let parent = app.wait_final(&id, LIMIT).await;
+    assert_eq!(parent["status"], "completed", "{parent}");
+    assert_eq!(parent["children"], json!({ "cancelled": 2 }), "{parent}");
+    assert_eq!(parent["expansion"]["skipped_archived"], 0);
+    let kids = children(&app, &id).await;
+    assert!(
+        kids.iter().all(|k| k["error"].as_str().is_some_and(|e| e.starts_with("skipped: generic clip0"))),
+        "{kids:?}"
+    );
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {

@@ -3,8 +3,8 @@
 //! `limits.max_playlist_items` and in time, cancellable), record one child
 //! download per entry with the parent's compare-and-set, then follow the children
 //! until every one is final. The parent completes if any child completed, else
-//! fails; with no child because every selected entry is in the download archive
-//! (`skip_archived`), it completes at once. A re-run (lease takeover, client
+//! fails; when every entry is in the download archive (`skip_archived`) it
+//! completes: at once with no child, or once every child skipped itself. A re-run (lease takeover, client
 //! retry) finds the expansion recorded and only follows.
 
 use std::time::Duration;
@@ -193,7 +193,11 @@ async fn follow(ctx: &JobContext, attempt: &Attempt) -> Outcome {
         }
         if all > 0 && finished == all {
             let completed = count(&[TaskStatus::Completed]);
-            return if completed > 0 {
+            // Every child skipped itself as archived (e.g. items imported into the
+            // archive, which the listing could not match): nothing was left to do.
+            let all_skipped =
+                completed == 0 && store.skipped_children(attempt.task_id).await.ok() == Some(all);
+            return if completed > 0 || all_skipped {
                 Outcome::Completed { files: Vec::new(), output: None }
             } else {
                 Outcome::Failed(format!(
