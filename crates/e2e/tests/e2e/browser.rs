@@ -749,7 +749,10 @@ async fn browser_views_have_no_serious_accessibility_violations() {
     each_view(&b, |view| {
         let (b, axe, failures) = (&b, &axe, &failures);
         checked.borrow_mut().push(view);
-        async move { failures.borrow_mut().extend(axe_serious(b, axe, view).await) }
+        async move {
+            let serious = axe_serious(b, axe, view).await;
+            failures.borrow_mut().extend(serious);
+        }
     })
     .await;
     b.close().await;
