@@ -4,8 +4,8 @@
 //! download per entry with the parent's compare-and-set, then follow the children
 //! until every one is final. The parent completes if any child completed, else
 //! fails; when every entry is in the download archive (`skip_archived`) it
-//! completes: at once with no child, or once every child skipped itself. A re-run (lease takeover, client
-//! retry) finds the expansion recorded and only follows.
+//! completes: at once with no child, or once every child skipped itself. A re-run
+//! (lease takeover, client retry) finds the expansion recorded and only follows.
 
 use std::time::Duration;
 
