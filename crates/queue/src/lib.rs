@@ -15,6 +15,7 @@ pub mod events;
 pub mod idempotency;
 pub mod metrics;
 mod rate;
+pub mod site_gate;
 pub mod wake;
 
 pub use dispatch::{DispatchError, Dispatcher, Requeued};
