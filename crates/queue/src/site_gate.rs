@@ -4,8 +4,8 @@
 //! worker asks the gate before it claims a task whose URL's host has a profile
 //! with limits (`crates/worker/src/jobs/site.rs`).
 //!
-//! - **Slots with leases** (`max_concurrent`): a sorted set of holders (the task
-//!   id) scored by when their lease runs out. A holder renews its lease with the
+//! - **Slots with leases** (`max_concurrent`): a sorted set of holders (a token
+//!   per grant) scored by when their lease runs out. A holder renews its lease with the
 //!   attempt's once-a-second supervision; a holder that stops renewing (its
 //!   worker was SIGKILLed) is dropped once its lease is over, so its slot comes
 //!   back after at most one lease (`worker.lease_seconds`).
@@ -29,7 +29,10 @@
 //! infrastructure error does: `crates/mediapro-core/src/retry.rs`), a failed
 //! renewal or release is logged and the lease ends it.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use redis::Script;
 
@@ -46,29 +49,20 @@ else
 end
 ";
 
-/// KEYS: holders, waiting, last start, back-off, sites. ARGV: now, holder,
-/// max (0 = no limit), interval ms, lease ms, poll ms, grace ms, site.
-/// Returns `{granted (1/0), wait_ms}`.
+/// KEYS: holders, waiting, last start, back-off, sites. ARGV: now, holder
+/// (a token of this request), waiter (the task), max (0 = no limit), interval
+/// ms, lease ms, poll ms, grace ms, site. Returns `{granted (1/0), wait_ms}`.
 const ACQUIRE: &str = r"
 local holder = ARGV[2]
-local max = tonumber(ARGV[3])
-local interval = tonumber(ARGV[4])
-local lease = tonumber(ARGV[5])
-local poll = tonumber(ARGV[6])
-local grace = tonumber(ARGV[7])
-redis.call('SADD', KEYS[5], ARGV[8])
+local waiter = ARGV[3]
+local max = tonumber(ARGV[4])
+local interval = tonumber(ARGV[5])
+local lease = tonumber(ARGV[6])
+local poll = tonumber(ARGV[7])
+local grace = tonumber(ARGV[8])
+redis.call('SADD', KEYS[5], ARGV[9])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local function hold()
-  redis.call('ZADD', KEYS[1], now + lease, holder)
-  redis.call('PEXPIRE', KEYS[1], lease)
-  redis.call('ZREM', KEYS[2], holder)
-end
--- A job delivered again to the task that holds a slot keeps it.
-if redis.call('ZSCORE', KEYS[1], holder) then
-  hold()
-  return {1, 0}
-end
 local wait = 0
 local backoff_until = tonumber(redis.call('HGET', KEYS[4], 'until') or '0')
 if backoff_until > now then wait = backoff_until - now end
@@ -78,11 +72,14 @@ if interval > 0 then
 end
 if wait == 0 and max > 0 and redis.call('ZCARD', KEYS[1]) >= max then wait = poll end
 if wait > 0 then
-  redis.call('ZADD', KEYS[2], now + wait + grace, holder)
+  redis.call('ZADD', KEYS[2], now + wait + grace, waiter)
   if redis.call('PTTL', KEYS[2]) < wait + grace then redis.call('PEXPIRE', KEYS[2], wait + grace) end
   return {0, wait}
 end
-hold()
+-- Every holder's lease is `lease` long, so the newest one ends last.
+redis.call('ZADD', KEYS[1], now + lease, holder)
+redis.call('PEXPIRE', KEYS[1], lease)
+redis.call('ZREM', KEYS[2], waiter)
 if interval > 0 then redis.call('SET', KEYS[3], string.format('%d', now), 'PX', interval) end
 return {1, 0}
 ";
@@ -169,7 +166,9 @@ pub enum Admission {
     Wait(Duration),
 }
 
-/// A held slot of a site.
+/// A held slot of a site. Each grant has a token of its own, so a job
+/// delivered twice, or a task taken over from a killed worker, never shares
+/// (or releases) another attempt's slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteSlot {
     pub site: String,
@@ -207,14 +206,8 @@ const FULL_POLL: Duration = Duration::from_millis(1000);
 /// job is fetched and asks again).
 const WAITING_GRACE: Duration = Duration::from_secs(5);
 
-/// Redis scripts of the gate, over the queue client's connection.
-#[derive(Clone)]
-pub struct SiteGate {
-    queue: Arc<QueueClient>,
-    settings: GateSettings,
-    scripts: Arc<Scripts>,
-}
-
+/// The gate's scripts, loaded once per process (`EVALSHA`, `EVAL` when Redis
+/// does not have them yet).
 struct Scripts {
     acquire: Script,
     renew: Script,
@@ -222,16 +215,71 @@ struct Scripts {
     inspect: Script,
 }
 
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
+    let script = |body: &str| Script::new(&format!("{CLOCK}{body}"));
+    Scripts {
+        acquire: script(ACQUIRE),
+        renew: script(RENEW),
+        release: script(RELEASE),
+        inspect: script(INSPECT),
+    }
+});
+
+fn key(queue: &QueueClient, site: &str, part: &str) -> String {
+    format!("{}:site:{site}:{part}", queue.settings.namespace)
+}
+
+fn sites_key(queue: &QueueClient) -> String {
+    format!("{}:sites", queue.settings.namespace)
+}
+
+/// Running and waiting jobs and the back-off of `site` (a profile's GET).
+pub async fn site_state(queue: &QueueClient, site: &str) -> Result<SiteState, QueueError> {
+    site_state_at(queue, site, None).await
+}
+
+async fn site_state_at(
+    queue: &QueueClient,
+    site: &str,
+    now_ms: Option<u64>,
+) -> Result<SiteState, QueueError> {
+    let mut invocation = SCRIPTS.inspect.prepare_invoke();
+    invocation
+        .key(key(queue, site, "holders"))
+        .key(key(queue, site, "waiting"))
+        .key(key(queue, site, "backoff"))
+        .arg(clock(now_ms));
+    let mut conn = queue.connection().await?;
+    let (running, waiting, backoff_ms, level): (u64, u64, u64, u32) =
+        bounded(queue.deadline(), invocation.invoke_async(&mut conn)).await?;
+    Ok(SiteState { running, waiting, backoff: Duration::from_millis(backoff_ms), backoff_level: level })
+}
+
+/// Every site the gate has seen, with its state (the `/metrics` gauges).
+pub async fn site_states(queue: &QueueClient) -> Result<Vec<(String, SiteState)>, QueueError> {
+    let mut conn = queue.connection().await?;
+    let mut names: Vec<String> =
+        bounded(queue.deadline(), redis::cmd("SMEMBERS").arg(sites_key(queue)).query_async(&mut conn))
+            .await?;
+    names.sort();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let state = site_state(queue, &name).await?;
+        out.push((name, state));
+    }
+    Ok(out)
+}
+
+/// The gate of one worker process, over the queue client's connection.
+#[derive(Clone)]
+pub struct SiteGate {
+    queue: Arc<QueueClient>,
+    settings: GateSettings,
+}
+
 impl SiteGate {
     pub fn new(queue: Arc<QueueClient>, settings: GateSettings) -> Self {
-        let script = |body: &str| Script::new(&format!("{CLOCK}{body}"));
-        let scripts = Scripts {
-            acquire: script(ACQUIRE),
-            renew: script(RENEW),
-            release: script(RELEASE),
-            inspect: script(INSPECT),
-        };
-        Self { queue, settings, scripts: Arc::new(scripts) }
+        Self { queue, settings }
     }
 
     pub fn settings(&self) -> &GateSettings {
@@ -239,41 +287,34 @@ impl SiteGate {
     }
 
     fn key(&self, site: &str, part: &str) -> String {
-        format!("{}:site:{site}:{part}", self.queue.settings.namespace)
+        key(&self.queue, site, part)
     }
 
-    fn sites_key(&self) -> String {
-        format!("{}:sites", self.queue.settings.namespace)
-    }
-
-    /// Task `holder` wants to start a job on `site`: granted (the slot is held),
-    /// or told how long to wait.
-    pub async fn acquire(
-        &self,
-        site: &str,
-        limits: SiteLimits,
-        holder: &str,
-    ) -> Result<Admission, QueueError> {
-        self.acquire_at(site, limits, holder, None).await
+    /// Task `task` wants to start a job on `site`: granted (a slot is held),
+    /// or told how long to wait (and counted as waiting meanwhile).
+    pub async fn acquire(&self, site: &str, limits: SiteLimits, task: &str) -> Result<Admission, QueueError> {
+        self.acquire_at(site, limits, task, None).await
     }
 
     async fn acquire_at(
         &self,
         site: &str,
         limits: SiteLimits,
-        holder: &str,
+        task: &str,
         now_ms: Option<u64>,
     ) -> Result<Admission, QueueError> {
         let poll = FULL_POLL + FULL_POLL.mul_f64(unit_random() / 2.0);
-        let mut invocation = self.scripts.acquire.prepare_invoke();
+        let holder = format!("{task}:{}", ulid::Ulid::generate());
+        let mut invocation = SCRIPTS.acquire.prepare_invoke();
         invocation
             .key(self.key(site, "holders"))
             .key(self.key(site, "waiting"))
             .key(self.key(site, "last_start"))
             .key(self.key(site, "backoff"))
-            .key(self.sites_key())
+            .key(sites_key(&self.queue))
             .arg(clock(now_ms))
-            .arg(holder)
+            .arg(&holder)
+            .arg(task)
             .arg(limits.max_concurrent.unwrap_or(0))
             .arg(millis(limits.min_interval.unwrap_or_default()))
             .arg(millis(self.settings.lease).max(1))
@@ -284,7 +325,7 @@ impl SiteGate {
         let (granted, wait_ms): (i64, i64) =
             bounded(self.queue.deadline(), invocation.invoke_async(&mut conn)).await?;
         Ok(if granted == 1 {
-            Admission::Granted(SiteSlot { site: site.to_owned(), holder: holder.to_owned() })
+            Admission::Granted(SiteSlot { site: site.to_owned(), holder })
         } else {
             Admission::Wait(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0).max(1)))
         })
@@ -297,7 +338,7 @@ impl SiteGate {
     }
 
     async fn renew_at(&self, slot: &SiteSlot, now_ms: Option<u64>) -> Result<bool, QueueError> {
-        let mut invocation = self.scripts.renew.prepare_invoke();
+        let mut invocation = SCRIPTS.renew.prepare_invoke();
         invocation
             .key(self.key(&slot.site, "holders"))
             .arg(clock(now_ms))
@@ -325,7 +366,7 @@ impl SiteGate {
             Verdict::Throttled => "throttled",
             Verdict::Other => "other",
         };
-        let mut invocation = self.scripts.release.prepare_invoke();
+        let mut invocation = SCRIPTS.release.prepare_invoke();
         invocation
             .key(self.key(&slot.site, "holders"))
             .key(self.key(&slot.site, "backoff"))
@@ -337,41 +378,6 @@ impl SiteGate {
         let mut conn = self.queue.connection().await?;
         let backoff: i64 = bounded(self.queue.deadline(), invocation.invoke_async(&mut conn)).await?;
         Ok(Duration::from_millis(u64::try_from(backoff).unwrap_or(0)))
-    }
-
-    /// Running and waiting jobs and the back-off of `site`.
-    pub async fn state(&self, site: &str) -> Result<SiteState, QueueError> {
-        self.state_at(site, None).await
-    }
-
-    async fn state_at(&self, site: &str, now_ms: Option<u64>) -> Result<SiteState, QueueError> {
-        let mut invocation = self.scripts.inspect.prepare_invoke();
-        invocation
-            .key(self.key(site, "holders"))
-            .key(self.key(site, "waiting"))
-            .key(self.key(site, "backoff"))
-            .arg(clock(now_ms));
-        let mut conn = self.queue.connection().await?;
-        let (running, waiting, backoff_ms, level): (u64, u64, u64, u32) =
-            bounded(self.queue.deadline(), invocation.invoke_async(&mut conn)).await?;
-        Ok(SiteState { running, waiting, backoff: Duration::from_millis(backoff_ms), backoff_level: level })
-    }
-
-    /// Every site the gate has seen, with its state (the `/metrics` gauges).
-    pub async fn sites(&self) -> Result<Vec<(String, SiteState)>, QueueError> {
-        let mut conn = self.queue.connection().await?;
-        let mut names: Vec<String> = bounded(
-            self.queue.deadline(),
-            redis::cmd("SMEMBERS").arg(self.sites_key()).query_async(&mut conn),
-        )
-        .await?;
-        names.sort();
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            let state = self.state(&name).await?;
-            out.push((name, state));
-        }
-        Ok(out)
     }
 }
 
@@ -440,20 +446,21 @@ mod tests {
         assert!((FULL_POLL..=FULL_POLL.mul_f64(1.5)).contains(&wait), "{wait:?}");
         // Another site is not limited by this one.
         slot(g.acquire_at("other", ONE, "c", Some(T0)).await.unwrap());
-        // The same task asking again (its job delivered twice) keeps its slot.
-        assert_eq!(slot(g.acquire_at("site", two, "a", Some(T0 + 1)).await.unwrap()), a);
-        let state = g.state_at("site", Some(T0 + 1)).await.unwrap();
-        assert_eq!((state.running, state.waiting), (2, 1));
+        // The same task asking again (its job delivered twice) gets no second slot.
+        waits(&g.acquire_at("site", two, "a", Some(T0 + 1)).await.unwrap());
+        let state = site_state_at(&g.queue, "site", Some(T0 + 1)).await.unwrap();
+        assert_eq!((state.running, state.waiting), (2, 2), "a and b run; a (again) and c wait");
         // A releases; c gets in.
         assert_eq!(g.release_at(&a, Verdict::Other, Some(T0 + 2)).await.unwrap(), Duration::ZERO);
         let c = slot(g.acquire_at("site", two, "c", Some(T0 + 3)).await.unwrap());
-        assert_eq!(g.state_at("site", Some(T0 + 3)).await.unwrap().waiting, 0, "granted: no longer waiting");
+        let waiting = site_state_at(&g.queue, "site", Some(T0 + 3)).await.unwrap().waiting;
+        assert_eq!(waiting, 1, "c no longer waits once granted; a's second job still does");
         // c renews, b does not (its worker was killed): after b's lease, d gets b's slot.
         assert!(g.renew_at(&c, Some(T0 + 9_000)).await.unwrap());
         waits(&g.acquire_at("site", two, "d", Some(T0 + 9_500)).await.unwrap());
         slot(g.acquire_at("site", two, "d", Some(T0 + 10_001)).await.unwrap());
         waits(&g.acquire_at("site", two, "e", Some(T0 + 10_002)).await.unwrap());
-        let state = g.state_at("site", Some(T0 + 10_002)).await.unwrap();
+        let state = site_state_at(&g.queue, "site", Some(T0 + 10_002)).await.unwrap();
         assert_eq!(state.running, 2, "c (renewed) and d");
     }
 
@@ -488,7 +495,7 @@ mod tests {
             g.release_at(&a, Verdict::Throttled, Some(T0 + 1000)).await.unwrap(),
             Duration::from_secs(30)
         );
-        let state = g.state_at("site", Some(T0 + 1000)).await.unwrap();
+        let state = site_state_at(&g.queue, "site", Some(T0 + 1000)).await.unwrap();
         assert_eq!((state.backoff, state.backoff_level, state.running), (Duration::from_secs(30), 1, 0));
         // The site is held back, even with its slot free.
         assert_eq!(
@@ -512,11 +519,11 @@ mod tests {
             g.release_at(&c, Verdict::Throttled, Some(T0 + 93_000)).await.unwrap(),
             Duration::from_secs(100)
         );
-        assert_eq!(g.state_at("site", Some(T0 + 93_000)).await.unwrap().backoff_level, 3);
+        assert_eq!(site_state_at(&g.queue, "site", Some(T0 + 93_000)).await.unwrap().backoff_level, 3);
         // A success resets it: the next throttling starts again at 30 s.
         let d = slot(g.acquire_at("site", ONE, "d", Some(T0 + 193_000)).await.unwrap());
         assert_eq!(g.release_at(&d, Verdict::Succeeded, Some(T0 + 194_000)).await.unwrap(), Duration::ZERO);
-        assert_eq!(g.state_at("site", Some(T0 + 194_000)).await.unwrap(), SiteState::default());
+        assert_eq!(site_state_at(&g.queue, "site", Some(T0 + 194_000)).await.unwrap(), SiteState::default());
         let e = slot(g.acquire_at("site", ONE, "e", Some(T0 + 195_000)).await.unwrap());
         assert_eq!(
             g.release_at(&e, Verdict::Throttled, Some(T0 + 196_000)).await.unwrap(),
@@ -532,7 +539,7 @@ mod tests {
         let a = slot(g.acquire("one", spaced, "a").await.unwrap());
         waits(&g.acquire("one", spaced, "b").await.unwrap());
         assert!(g.renew(&a).await.unwrap());
-        let sites = g.sites().await.unwrap();
+        let sites = site_states(&g.queue).await.unwrap();
         assert_eq!(sites.len(), 1);
         assert_eq!(sites[0].0, "one");
         assert_eq!((sites[0].1.running, sites[0].1.waiting), (1, 1));
