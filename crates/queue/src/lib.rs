@@ -20,6 +20,7 @@ pub mod wake;
 
 pub use dispatch::{DispatchError, Dispatcher, Requeued};
 pub use rate::{RateDecision, RateLimiter};
+pub use site_gate::{Admission, GateSettings, SiteGate, SiteLimits, SiteSlot, SiteState, Verdict};
 
 use std::time::Duration;
 

@@ -14,8 +14,8 @@ use mediapro_core::{
     requests::DownloadSpec,
     task::Phase,
     ytdlp::{
-        ArchiveKeyArgs, DownloadArgs, DownloadOutput, OutputLine, ProgressTracker, classify_failure, files,
-        parse_output_line,
+        ArchiveKeyArgs, DownloadArgs, DownloadOutput, FailureClass, OutputLine, ProgressTracker,
+        classify_failure, files, parse_output_line,
     },
 };
 
@@ -111,10 +111,10 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         Err(e) => Outcome::from_run_error(e, "yt-dlp", &ctx.metrics),
         Ok(out) if !out.status.success() => {
             let failure = classify_failure(&out.stderr_tail);
-            if failure.permanent {
-                Outcome::Failed(failure.reason)
-            } else {
-                Outcome::Transient(failure.reason)
+            match failure.class {
+                FailureClass::Permanent => Outcome::Failed(failure.reason),
+                FailureClass::Transient => Outcome::Transient(failure.reason),
+                FailureClass::Throttled => Outcome::Throttled(failure.reason),
             }
         }
         Ok(out) => match collect_files(ctx, dir, &output).await {
