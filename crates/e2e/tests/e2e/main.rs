@@ -23,6 +23,7 @@ mod idempotency;
 pub mod lifecycle;
 mod metrics;
 mod processing;
+mod site_gate;
 mod validation;
 mod wake;
 mod warm_host;
