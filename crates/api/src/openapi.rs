@@ -60,6 +60,11 @@ use crate::{
         routes::archive::export,
         routes::archive::import,
         routes::archive::delete,
+        routes::site_profiles::list,
+        routes::site_profiles::get,
+        routes::site_profiles::put,
+        routes::site_profiles::delete,
+        routes::site_profiles::put_cookies,
         routes::whoami::whoami,
         openapi_json,
         docs_page,
@@ -75,6 +80,7 @@ use crate::{
         (name = "media", description = "Analyze, download, process, upload"),
         (name = "tasks", description = "Follow, list, cancel and retry tasks; fetch results"),
         (name = "archive", description = "The download archive: what was downloaded, in yt-dlp's archive format"),
+        (name = "site profiles", description = "Per-site cookies, headers, pacing and limits, picked by a URL's host"),
         (name = "service", description = "Health, keys, this document"),
         (name = "web UI", description = "The embedded web UI's files"),
     ),
@@ -140,6 +146,7 @@ impl Modify for RouteContract {
                 let operation = match op.verb {
                     Verb::Get => item.get.as_mut(),
                     Verb::Post => item.post.as_mut(),
+                    Verb::Put => item.put.as_mut(),
                     Verb::Delete => item.delete.as_mut(),
                 };
                 let Some(operation) = operation else { continue };
@@ -353,6 +360,7 @@ mod tests {
             let uri = route
                 .path
                 .replace("{task_id}", "0b7e3f9e-3c55-4c8e-9b1e-5f3a3b0c2d10")
+                .replace("{name}", "example")
                 .replace("/ui/{file}", "/ui/app.js")
                 .replace("{file}", "docs.js");
             for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {

@@ -86,6 +86,8 @@ error_codes! {
     UnsupportedUrl = 400, BadRequest, "unsupported_url", "analyze: yt-dlp finds no media at the URL";
     PlaylistNotSupported = 400, BadRequest, "playlist_not_supported", "analyze: the URL is a playlist";
     WebhooksNotConfigured = 400, BadRequest, "webhooks_not_configured", "`callback_url` given, but the server has no `webhooks.signing_secret` to sign deliveries with";
+    InvalidSiteProfile = 400, BadRequest, "invalid_site_profile", "a site profile's name or field is invalid (`domains`, `headers`, `upstream_proxy`, …)";
+    InvalidCookies = 400, BadRequest, "invalid_cookies", "the uploaded cookies file is not a Netscape cookies file with at least one cookie";
     EgressBlocked = 400, BadRequest, "egress_blocked", "analyze: the page led to an address the egress policy refuses (a redirect, an embedded URL)";
     // Keys (401/403).
     Unauthorized = 401, Auth, "unauthorized", "no API key, or a key that is not configured";
@@ -93,11 +95,13 @@ error_codes! {
     // Not found (404).
     NotFound = 404, NotFound, "not_found", "no such task, or no such route";
     ResultMissing = 404, NotFound, "result_missing", "the task completed but its file is not in this server's storage";
+    SiteProfileNotFound = 404, NotFound, "site_profile_not_found", "no site profile of that name";
     MethodNotAllowed = 405, BadRequest, "method_not_allowed", "the route exists but not with this method";
     // State conflicts (409).
     TaskFinished = 409, Conflict, "task_finished", "cancel of a task that already finished";
     NotRetryable = 409, Conflict, "not_retryable", "retry of a task that is not failed or cancelled";
     IdempotencyKeyInProgress = 409, Conflict, "idempotency_key_in_progress", "the first request with this `Idempotency-Key` is still being handled (see `Retry-After`)";
+    NoCheckUrl = 409, Conflict, "no_check_url", "a check of a site profile that has no `check_url`";
     ResultTooLarge = 409, Conflict, "result_too_large", "`download-result` of a collection whose ZIP would pass 4 GiB or 65 534 files (fetch the children one by one)";
     IdempotencyKeyReused = 422, Conflict, "idempotency_key_reused", "this `Idempotency-Key` was used in the last 24 h with a different body or route";
     // Limits.

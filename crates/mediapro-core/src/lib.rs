@@ -13,6 +13,7 @@ pub mod process;
 pub mod requests;
 pub mod retry;
 pub mod settings;
+pub mod site_profile;
 pub mod storage;
 pub mod store;
 pub mod task;

@@ -230,6 +230,9 @@ pub struct Task {
     /// Where the task's final event is delivered as a signed webhook
     /// (`crates/mediapro-core/src/webhooks.rs`); validated at submission.
     pub callback_url: Option<String>,
+    /// The site profile its URL matched (`crates/mediapro-core/src/site_profile.rs`),
+    /// by name; set at submission and again when a job runs.
+    pub site_profile: Option<String>,
 }
 
 impl Task {
@@ -253,6 +256,7 @@ impl Task {
             next_task_id: None,
             job_id: new_job_id(),
             callback_url: None,
+            site_profile: None,
         }
     }
 

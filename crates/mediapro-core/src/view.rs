@@ -40,6 +40,8 @@ pub struct TaskView {
     pub worker: Option<String>,
     pub parent_task_id: Option<Uuid>,
     pub next_task_id: Option<Uuid>,
+    /// The site profile (`GET /api/site-profiles/{name}`) its URL matched; `null` when none.
+    pub site_profile: Option<String>,
     /// A collection's child: the entry's 1-based position in the collection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub playlist_index: Option<u64>,
@@ -99,6 +101,7 @@ impl From<&Task> for TaskView {
             worker: t.worker.clone(),
             parent_task_id: t.parent_task_id,
             next_task_id: t.next_task_id,
+            site_profile: t.site_profile.clone(),
             playlist_index: None,
             playlist_items: None,
             expansion: None,

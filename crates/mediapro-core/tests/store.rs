@@ -559,3 +559,76 @@ on_every_store! {
         assert!(matches!(store.retry(task.task_id).await.expect("retry"), Retry::Requeued(_)));
     });
 }
+
+fn site_config(domains: &[&str], check_url: Option<&str>) -> mediapro_core::site_profile::SiteConfig {
+    serde_json::from_value(serde_json::json!({
+        "domains": domains,
+        "max_concurrent": 1,
+        "min_interval_seconds": 2.0,
+        "sleep_requests_seconds": null,
+        "sleep_interval_seconds": null,
+        "user_agent": "UA/1",
+        "headers": {"Referer": "https://example.com/"},
+        "format_id": "b",
+        "upstream_proxy": null,
+        "check_url": check_url,
+    }))
+    .expect("config")
+}
+
+on_every_store! {
+    site_profiles_are_put_listed_matched_and_keep_cookie_values_to_themselves => |store| Box::pin(async move {
+        use mediapro_core::store::Saved;
+        let c = site_config(&["example.com"], Some("https://www.example.com/check"));
+        assert_eq!(store.put_site_profile("ex", &c).await.expect("put"), Saved::Created);
+        assert_eq!(store.put_site_profile("ex", &c).await.expect("put"), Saved::Replaced);
+        store.put_site_profile("media", &site_config(&["media.example.com"], None)).await.expect("put");
+        let p = store.site_profile("ex").await.expect("get").expect("exists");
+        assert_eq!((p.name.as_str(), p.domains.as_slice(), p.max_concurrent), ("ex", &["example.com".to_owned()][..], Some(1)));
+        assert_eq!(p.min_interval_seconds, Some(2.0));
+        assert_eq!((p.healthy, p.cookies.as_ref()), (None, None));
+        let names: Vec<String> = store.site_profiles().await.expect("list").into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["ex", "media"]);
+        let pick = |host: &'static str| {
+            let store = store.clone();
+            async move { store.site_profile_for_host(host).await.expect("pick").map(|p| p.name) }
+        };
+        assert_eq!(pick("www.example.com").await.as_deref(), Some("ex"));
+        assert_eq!(pick("a.media.example.com").await.as_deref(), Some("media"));
+        assert_eq!(pick("badexample.com").await, None);
+
+        // Cookies: stored whole, summarised in every read but the job's.
+        let file = "# Netscape HTTP Cookie File\n.example.com\tTRUE\t/\tFALSE\t0\tsid\tvalue-xyz\n";
+        let summary = mediapro_core::site_profile::parse_cookies(file.as_bytes(), mediapro_core::task::now())
+            .expect("cookies");
+        assert!(store.set_site_cookies("ex", file, &summary).await.expect("cookies"));
+        assert!(!store.set_site_cookies("nope", file, &summary).await.expect("no profile"));
+        assert_eq!(store.site_cookies("ex").await.expect("read").as_deref(), Some(file));
+        let p = store.site_profile("ex").await.expect("get").expect("exists");
+        assert_eq!(p.cookies.as_ref().map(|c| c.cookie_count), Some(1));
+        assert!(!serde_json::to_string(&p).expect("json").contains("value-xyz"));
+        assert!(!serde_json::to_string(&store.site_profiles().await.expect("list")).expect("json").contains("value-xyz"));
+
+        // Health: recorded; kept by a PUT with the same check_url, reset by another.
+        assert!(store.record_site_check("ex", Some("HTTP Error 403: Forbidden")).await.expect("check"));
+        let p = store.site_profile("ex").await.expect("get").expect("exists");
+        assert_eq!((p.healthy, p.check_error.as_deref()), (Some(false), Some("HTTP Error 403: Forbidden")));
+        assert!(p.checked_at.is_some());
+        assert!(store.record_site_check("ex", None).await.expect("check"));
+        store.put_site_profile("ex", &c).await.expect("put");
+        let p = store.site_profile("ex").await.expect("get").expect("exists");
+        assert_eq!((p.healthy, p.check_error), (Some(true), None));
+        assert!(p.cookies.is_some(), "a PUT keeps the cookies");
+        store.put_site_profile("ex", &site_config(&["example.com"], Some("https://example.com/other"))).await.expect("put");
+        assert_eq!(store.site_profile("ex").await.expect("get").expect("exists").healthy, None);
+
+        // The task's profile.
+        let task = pending(&store).await;
+        store.set_task_site_profile(task.task_id, Some("ex")).await.expect("set");
+        assert_eq!(store.get(task.task_id).await.expect("get").expect("row").site_profile.as_deref(), Some("ex"));
+
+        assert!(store.delete_site_profile("ex").await.expect("delete"));
+        assert!(!store.delete_site_profile("ex").await.expect("delete"));
+        assert_eq!(store.site_cookies("ex").await.expect("read"), None);
+    });
+}

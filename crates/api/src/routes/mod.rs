@@ -17,6 +17,7 @@ pub(crate) mod health;
 pub(crate) mod metrics;
 pub(crate) mod process;
 pub(crate) mod result;
+pub(crate) mod site_profiles;
 pub(crate) mod tasks;
 pub(crate) mod uploads;
 pub(crate) mod whoami;
@@ -38,6 +39,7 @@ use crate::{auth, error::ApiError};
 pub enum Verb {
     Get,
     Post,
+    Put,
     Delete,
 }
 
@@ -46,6 +48,7 @@ impl Verb {
         match self {
             Verb::Get => "GET",
             Verb::Post => "POST",
+            Verb::Put => "PUT",
             Verb::Delete => "DELETE",
         }
     }
@@ -113,7 +116,7 @@ const ENQUEUE_ERRORS: &[Code] = &[Code::QueueUnavailable, Code::StoreUnavailable
 pub static ROUTES: &[Route] = {
     use Access::{Open, Read, Write};
     use Code::*;
-    use Verb::{Delete, Get, Post};
+    use Verb::{Delete, Get, Post, Put};
     &[
         Route {
             path: "/api/analyze",
@@ -264,6 +267,35 @@ pub static ROUTES: &[Route] = {
             access: Write,
             operations: &[op(Delete, &[&[NotFound, StoreUnavailable]])],
         },
+        Route { path: "/api/site-profiles", access: Read, operations: &[op(Get, &[&[StoreUnavailable]])] },
+        // Read: GET needs a read key; PUT and DELETE need a full key.
+        Route {
+            path: "/api/site-profiles/{name}",
+            access: Read,
+            operations: &[
+                op(Get, &[&[SiteProfileNotFound, StoreUnavailable]]),
+                op(
+                    Put,
+                    &[URL_ERRORS, JSON_BODY_ERRORS, &[InvalidSiteProfile, InvalidFormatId, StoreUnavailable]],
+                ),
+                op(Delete, &[&[SiteProfileNotFound, StoreUnavailable]]),
+            ],
+        },
+        Route {
+            path: "/api/site-profiles/{name}/cookies",
+            access: Write,
+            operations: &[op(
+                Put,
+                &[&[
+                    InvalidCookies,
+                    SiteProfileNotFound,
+                    InvalidBody,
+                    RequestTimeout,
+                    PayloadTooLarge,
+                    StoreUnavailable,
+                ]],
+            )],
+        },
         Route { path: "/api/whoami", access: Read, operations: &[op(Get, &[])] },
         Route { path: "/api/openapi.json", access: Open, operations: &[op(Get, &[])] },
         Route { path: "/api/docs", access: Open, operations: &[op(Get, &[])] },
@@ -300,6 +332,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/archive/export").route(web::get().to(archive::export)))
         .service(resource("/api/archive/import").route(web::post().to(archive::import)))
         .service(resource("/api/archive/{extractor}/{media_id}").route(web::delete().to(archive::delete)))
+        .service(resource("/api/site-profiles").route(web::get().to(site_profiles::list)))
+        .service(
+            resource("/api/site-profiles/{name}")
+                .route(web::get().to(site_profiles::get))
+                .route(web::put().to(site_profiles::put))
+                .route(web::delete().to(site_profiles::delete)),
+        )
+        .service(
+            resource("/api/site-profiles/{name}/cookies").route(web::put().to(site_profiles::put_cookies)),
+        )
         .service(resource("/api/whoami").route(web::get().to(whoami::whoami)))
         .service(resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(resource("/healthz").route(web::get().to(health::healthz)))

@@ -400,8 +400,8 @@ pub(super) async fn insert_row(conn: &mut AnyConnection, task: &Task) -> Result<
     sqlx::query(
         "INSERT INTO tasks (task_id, kind, status, progress, created_at, started_at, completed_at, \
          updated_at, request, downloaded_files, output_file, error, attempts, worker, parent_task_id, \
-         next_task_id, job_id, callback_url) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+         next_task_id, job_id, callback_url, site_profile) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
     )
     .bind(r.task_id)
     .bind(r.kind)
@@ -421,6 +421,7 @@ pub(super) async fn insert_row(conn: &mut AnyConnection, task: &Task) -> Result<
     .bind(r.next_task_id)
     .bind(r.job_id)
     .bind(r.callback_url)
+    .bind(r.site_profile)
     .execute(conn)
     .await?;
     Ok(())

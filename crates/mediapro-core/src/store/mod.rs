@@ -13,6 +13,7 @@ mod list;
 mod maintenance;
 mod outbox;
 mod row;
+mod site_profile;
 mod stats;
 mod transition;
 
@@ -34,6 +35,7 @@ pub use list::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, TaskFilter, TaskPage};
 pub use maintenance::StaleTask;
 pub use outbox::{AfterAttempt, AttemptResult, Delivery, DeliveryAttempt, DueDelivery};
 pub use row::micros;
+pub use site_profile::Saved;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -77,7 +79,7 @@ pub struct TaskStore {
 }
 
 const COLUMNS: &str = "task_id, kind, status, progress, progress_detail, created_at, started_at, completed_at, \
-    request, downloaded_files, output_file, error, attempts, worker, parent_task_id, next_task_id, job_id, callback_url";
+    request, downloaded_files, output_file, error, attempts, worker, parent_task_id, next_task_id, job_id, callback_url, site_profile";
 
 impl TaskStore {
     /// Connects (creating an SQLite file and its folder if needed). Does not migrate.

@@ -26,6 +26,7 @@ pub(super) struct TaskRow {
     pub next_task_id: Option<String>,
     pub job_id: Option<String>,
     pub callback_url: Option<String>,
+    pub site_profile: Option<String>,
 }
 
 pub fn micros(t: OffsetDateTime) -> i64 {
@@ -59,6 +60,7 @@ impl TaskRow {
             next_task_id: t.next_task_id.map(|u| u.to_string()),
             job_id: Some(t.job_id.clone()),
             callback_url: t.callback_url.clone(),
+            site_profile: t.site_profile.clone(),
         })
     }
 
@@ -89,6 +91,7 @@ impl TaskRow {
             next_task_id: self.next_task_id.as_deref().and_then(|u| u.parse().ok()),
             job_id: self.job_id.clone().unwrap_or_default(),
             callback_url: self.callback_url.clone(),
+            site_profile: self.site_profile.clone(),
         })
     }
 }

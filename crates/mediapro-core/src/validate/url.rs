@@ -54,6 +54,16 @@ impl SourceUrl {
         &self.0
     }
 
+    /// The host: a lower-case name, or an IP address without brackets.
+    pub fn host(&self) -> String {
+        match self.parsed().host() {
+            Some(::url::Host::Domain(d)) => d.trim_end_matches('.').to_ascii_lowercase(),
+            Some(::url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(::url::Host::Ipv6(ip)) => ip.to_string(),
+            None => String::new(),
+        }
+    }
+
     fn parsed(&self) -> ::url::Url {
         // Invariant: self.0 came out of Url::parse + serialisation, so it parses again.
         ::url::Url::parse(&self.0).expect("SourceUrl holds a normalised URL")
