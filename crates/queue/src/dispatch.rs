@@ -240,15 +240,20 @@ impl Dispatcher {
         Ok(Requeued::After(delay))
     }
 
-    /// A pending task whose site may not be asked yet (`site_gate.rs`): it
+    /// A pending task whose site (profile `site`) may not be asked yet (`site_gate.rs`): it
     /// stays pending (`waiting_for_site`) with a new job queued after `delay`,
     /// so the worker slot that fetched it is free meanwhile. `false`: the task
     /// changed (cancelled, or another delivery re-queued it first); nothing done.
     /// If the push fails the task keeps its new job id and the reconciler
     /// queues it again.
-    pub async fn wait_for_site(&self, task: &Task, delay: Duration) -> Result<bool, DispatchError> {
+    pub async fn wait_for_site(
+        &self,
+        task: &Task,
+        site: &str,
+        delay: Duration,
+    ) -> Result<bool, DispatchError> {
         let job_id = new_job_id();
-        if !self.store.wait_for_site(task.task_id, &task.job_id, &job_id).await? {
+        if !self.store.wait_for_site(task.task_id, &task.job_id, &job_id, site).await? {
             return Ok(false);
         }
         if let Err(err) = self.queue.push_after(task.kind(), task.task_id, &job_id, delay).await {

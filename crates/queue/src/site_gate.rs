@@ -138,14 +138,6 @@ pub struct SiteLimits {
     pub min_interval: Option<Duration>,
 }
 
-impl SiteLimits {
-    /// Whether the gate has anything to enforce (a back-off after throttling
-    /// applies to every site with a profile, limits or not).
-    pub fn is_limited(&self) -> bool {
-        self.max_concurrent.is_some() || self.min_interval.is_some_and(|d| !d.is_zero())
-    }
-}
-
 /// How the gate behaves, from the settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GateSettings {
@@ -440,27 +432,27 @@ mod tests {
     async fn slots_are_counted_and_a_lease_that_is_not_renewed_gives_the_slot_back() {
         let g = gate();
         let two = SiteLimits { max_concurrent: Some(2), min_interval: None };
-        let a = slot(g.acquire_at("site", two, "a", Some(T0)).await.unwrap());
-        let _b = slot(g.acquire_at("site", two, "b", Some(T0)).await.unwrap());
-        let wait = waits(&g.acquire_at("site", two, "c", Some(T0)).await.unwrap());
+        let a = slot(g.acquire_at("site", two, "a", Some(T0)).await.expect("redis"));
+        let _b = slot(g.acquire_at("site", two, "b", Some(T0)).await.expect("redis"));
+        let wait = waits(&g.acquire_at("site", two, "c", Some(T0)).await.expect("redis"));
         assert!((FULL_POLL..=FULL_POLL.mul_f64(1.5)).contains(&wait), "{wait:?}");
         // Another site is not limited by this one.
-        slot(g.acquire_at("other", ONE, "c", Some(T0)).await.unwrap());
+        slot(g.acquire_at("other", ONE, "c", Some(T0)).await.expect("redis"));
         // The same task asking again (its job delivered twice) gets no second slot.
-        waits(&g.acquire_at("site", two, "a", Some(T0 + 1)).await.unwrap());
-        let state = site_state_at(&g.queue, "site", Some(T0 + 1)).await.unwrap();
+        waits(&g.acquire_at("site", two, "a", Some(T0 + 1)).await.expect("redis"));
+        let state = site_state_at(&g.queue, "site", Some(T0 + 1)).await.expect("redis");
         assert_eq!((state.running, state.waiting), (2, 2), "a and b run; a (again) and c wait");
         // A releases; c gets in.
-        assert_eq!(g.release_at(&a, Verdict::Other, Some(T0 + 2)).await.unwrap(), Duration::ZERO);
-        let c = slot(g.acquire_at("site", two, "c", Some(T0 + 3)).await.unwrap());
-        let waiting = site_state_at(&g.queue, "site", Some(T0 + 3)).await.unwrap().waiting;
+        assert_eq!(g.release_at(&a, Verdict::Other, Some(T0 + 2)).await.expect("redis"), Duration::ZERO);
+        let c = slot(g.acquire_at("site", two, "c", Some(T0 + 3)).await.expect("redis"));
+        let waiting = site_state_at(&g.queue, "site", Some(T0 + 3)).await.expect("redis").waiting;
         assert_eq!(waiting, 1, "c no longer waits once granted; a's second job still does");
         // c renews, b does not (its worker was killed): after b's lease, d gets b's slot.
-        assert!(g.renew_at(&c, Some(T0 + 9_000)).await.unwrap());
-        waits(&g.acquire_at("site", two, "d", Some(T0 + 9_500)).await.unwrap());
-        slot(g.acquire_at("site", two, "d", Some(T0 + 10_001)).await.unwrap());
-        waits(&g.acquire_at("site", two, "e", Some(T0 + 10_002)).await.unwrap());
-        let state = site_state_at(&g.queue, "site", Some(T0 + 10_002)).await.unwrap();
+        assert!(g.renew_at(&c, Some(T0 + 9_000)).await.expect("redis"));
+        waits(&g.acquire_at("site", two, "d", Some(T0 + 9_500)).await.expect("redis"));
+        slot(g.acquire_at("site", two, "d", Some(T0 + 10_001)).await.expect("redis"));
+        waits(&g.acquire_at("site", two, "e", Some(T0 + 10_002)).await.expect("redis"));
+        let state = site_state_at(&g.queue, "site", Some(T0 + 10_002)).await.expect("redis");
         assert_eq!(state.running, 2, "c (renewed) and d");
     }
 
@@ -468,21 +460,21 @@ mod tests {
     async fn starts_are_spaced_by_the_interval() {
         let g = gate();
         let spaced = SiteLimits { max_concurrent: None, min_interval: Some(Duration::from_secs(2)) };
-        slot(g.acquire_at("site", spaced, "a", Some(T0)).await.unwrap());
+        slot(g.acquire_at("site", spaced, "a", Some(T0)).await.expect("redis"));
         assert_eq!(
-            waits(&g.acquire_at("site", spaced, "b", Some(T0 + 500)).await.unwrap()),
+            waits(&g.acquire_at("site", spaced, "b", Some(T0 + 500)).await.expect("redis")),
             Duration::from_millis(1500)
         );
-        slot(g.acquire_at("site", spaced, "b", Some(T0 + 2000)).await.unwrap());
+        slot(g.acquire_at("site", spaced, "b", Some(T0 + 2000)).await.expect("redis"));
         assert_eq!(
-            waits(&g.acquire_at("site", spaced, "c", Some(T0 + 2001)).await.unwrap()),
+            waits(&g.acquire_at("site", spaced, "c", Some(T0 + 2001)).await.expect("redis")),
             Duration::from_millis(1999)
         );
         // With both limits, the longer wait wins.
         let both = SiteLimits { max_concurrent: Some(1), min_interval: Some(Duration::from_secs(2)) };
-        slot(g.acquire_at("both", both, "a", Some(T0)).await.unwrap());
+        slot(g.acquire_at("both", both, "a", Some(T0)).await.expect("redis"));
         assert_eq!(
-            waits(&g.acquire_at("both", both, "b", Some(T0 + 100)).await.unwrap()),
+            waits(&g.acquire_at("both", both, "b", Some(T0 + 100)).await.expect("redis")),
             Duration::from_millis(1900)
         );
     }
@@ -490,43 +482,49 @@ mod tests {
     #[tokio::test]
     async fn throttling_backs_the_site_off_growing_per_episode_and_success_resets_it() {
         let g = gate();
-        let a = slot(g.acquire_at("site", ONE, "a", Some(T0)).await.unwrap());
+        let a = slot(g.acquire_at("site", ONE, "a", Some(T0)).await.expect("redis"));
         assert_eq!(
-            g.release_at(&a, Verdict::Throttled, Some(T0 + 1000)).await.unwrap(),
+            g.release_at(&a, Verdict::Throttled, Some(T0 + 1000)).await.expect("redis"),
             Duration::from_secs(30)
         );
-        let state = site_state_at(&g.queue, "site", Some(T0 + 1000)).await.unwrap();
+        let state = site_state_at(&g.queue, "site", Some(T0 + 1000)).await.expect("redis");
         assert_eq!((state.backoff, state.backoff_level, state.running), (Duration::from_secs(30), 1, 0));
         // The site is held back, even with its slot free.
         assert_eq!(
-            waits(&g.acquire_at("site", ONE, "b", Some(T0 + 11_000)).await.unwrap()),
+            waits(&g.acquire_at("site", ONE, "b", Some(T0 + 11_000)).await.expect("redis")),
             Duration::from_secs(20)
         );
         // A second job throttled within the same back-off does not grow it.
         let other = SiteSlot { site: "site".into(), holder: "x".into() };
         assert_eq!(
-            g.release_at(&other, Verdict::Throttled, Some(T0 + 11_000)).await.unwrap(),
+            g.release_at(&other, Verdict::Throttled, Some(T0 + 11_000)).await.expect("redis"),
             Duration::from_secs(20)
         );
         // After it: throttled again → 60 s, then 100 s (the cap).
-        let b = slot(g.acquire_at("site", ONE, "b", Some(T0 + 31_000)).await.unwrap());
+        let b = slot(g.acquire_at("site", ONE, "b", Some(T0 + 31_000)).await.expect("redis"));
         assert_eq!(
-            g.release_at(&b, Verdict::Throttled, Some(T0 + 32_000)).await.unwrap(),
+            g.release_at(&b, Verdict::Throttled, Some(T0 + 32_000)).await.expect("redis"),
             Duration::from_secs(60)
         );
-        let c = slot(g.acquire_at("site", ONE, "c", Some(T0 + 92_000)).await.unwrap());
+        let c = slot(g.acquire_at("site", ONE, "c", Some(T0 + 92_000)).await.expect("redis"));
         assert_eq!(
-            g.release_at(&c, Verdict::Throttled, Some(T0 + 93_000)).await.unwrap(),
+            g.release_at(&c, Verdict::Throttled, Some(T0 + 93_000)).await.expect("redis"),
             Duration::from_secs(100)
         );
-        assert_eq!(site_state_at(&g.queue, "site", Some(T0 + 93_000)).await.unwrap().backoff_level, 3);
+        assert_eq!(site_state_at(&g.queue, "site", Some(T0 + 93_000)).await.expect("redis").backoff_level, 3);
         // A success resets it: the next throttling starts again at 30 s.
-        let d = slot(g.acquire_at("site", ONE, "d", Some(T0 + 193_000)).await.unwrap());
-        assert_eq!(g.release_at(&d, Verdict::Succeeded, Some(T0 + 194_000)).await.unwrap(), Duration::ZERO);
-        assert_eq!(site_state_at(&g.queue, "site", Some(T0 + 194_000)).await.unwrap(), SiteState::default());
-        let e = slot(g.acquire_at("site", ONE, "e", Some(T0 + 195_000)).await.unwrap());
+        let d = slot(g.acquire_at("site", ONE, "d", Some(T0 + 193_000)).await.expect("redis"));
         assert_eq!(
-            g.release_at(&e, Verdict::Throttled, Some(T0 + 196_000)).await.unwrap(),
+            g.release_at(&d, Verdict::Succeeded, Some(T0 + 194_000)).await.expect("redis"),
+            Duration::ZERO
+        );
+        assert_eq!(
+            site_state_at(&g.queue, "site", Some(T0 + 194_000)).await.expect("redis"),
+            SiteState::default()
+        );
+        let e = slot(g.acquire_at("site", ONE, "e", Some(T0 + 195_000)).await.expect("redis"));
+        assert_eq!(
+            g.release_at(&e, Verdict::Throttled, Some(T0 + 196_000)).await.expect("redis"),
             Duration::from_secs(30)
         );
     }
@@ -536,25 +534,26 @@ mod tests {
     async fn on_the_redis_clock_keys_expire_and_sites_are_listed() {
         let g = gate();
         let spaced = SiteLimits { max_concurrent: Some(3), min_interval: Some(Duration::from_millis(300)) };
-        let a = slot(g.acquire("one", spaced, "a").await.unwrap());
-        waits(&g.acquire("one", spaced, "b").await.unwrap());
-        assert!(g.renew(&a).await.unwrap());
-        let sites = site_states(&g.queue).await.unwrap();
+        let a = slot(g.acquire("one", spaced, "a").await.expect("redis"));
+        waits(&g.acquire("one", spaced, "b").await.expect("redis"));
+        assert!(g.renew(&a).await.expect("redis"));
+        let sites = site_states(&g.queue).await.expect("redis");
         assert_eq!(sites.len(), 1);
         assert_eq!(sites[0].0, "one");
         assert_eq!((sites[0].1.running, sites[0].1.waiting), (1, 1));
-        let mut conn = g.queue.connection().await.unwrap();
+        let mut conn = g.queue.connection().await.expect("redis");
         let ttl = |key: String| {
             let mut conn = conn.clone();
-            async move { redis::cmd("PTTL").arg(key).query_async::<i64>(&mut conn).await.unwrap() }
+            async move { redis::cmd("PTTL").arg(key).query_async::<i64>(&mut conn).await.expect("redis") }
         };
         assert!((1..=10_000).contains(&ttl(g.key("one", "holders")).await));
         assert!((1..=300).contains(&ttl(g.key("one", "last_start")).await));
         assert!(ttl(g.key("one", "waiting")).await > 0);
-        g.release(&a, Verdict::Throttled).await.unwrap();
+        g.release(&a, Verdict::Throttled).await.expect("redis");
         assert!(ttl(g.key("one", "backoff")).await > 30_000);
         assert_eq!(ttl(g.key("one", "holders")).await, -2, "the last holder gone: no key");
-        let _: () = redis::cmd("DEL").arg(g.key("one", "backoff")).query_async(&mut conn).await.unwrap();
+        let _: () =
+            redis::cmd("DEL").arg(g.key("one", "backoff")).query_async(&mut conn).await.expect("redis");
     }
 
     #[tokio::test]

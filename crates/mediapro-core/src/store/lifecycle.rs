@@ -305,23 +305,36 @@ impl TaskStore {
             .await
     }
 
-    /// A pending task whose site may not be asked yet (`crates/queue/src/site_gate.rs`)
-    /// waits: it stays `pending`, shows `waiting_for_site`, and gets job `next_job`
-    /// (queued with the gate's delay by the caller). Only while `current_job` is
-    /// its job, so of two deliveries of one job exactly one re-queues it.
+    /// A pending task whose site (profile `site`) may not be asked yet
+    /// (`crates/queue/src/site_gate.rs`) waits: it stays `pending`, shows
+    /// `waiting_for_site`, and gets job `next_job` (queued with the gate's delay
+    /// by the caller). Only while `current_job` is its job, so of two deliveries
+    /// of one job exactly one re-queues it.
     pub async fn wait_for_site(
         &self,
         task_id: Uuid,
         current_job: &str,
         next_job: &str,
+        site: &str,
     ) -> Result<bool, StoreError> {
         let detail = ProgressDetail { phase: Some(Phase::WaitingForSite), ..ProgressDetail::default() };
         Transition::keep()
             .set("job_id", next_job)
+            .set("site_profile", site)
             .set("progress_detail", serde_json::to_string(&detail).unwrap_or_default())
             .set("updated_at", micros(now()))
             .from(&[TaskStatus::Pending])
             .guard(Sql::new("job_id = ").arg(current_job))
+            .apply(&task_id.to_string(), &self.writer)
+            .await
+    }
+
+    /// Records the site profile an unfinished task's job runs under (the site
+    /// gate found it by the URL's host).
+    pub async fn set_site_profile(&self, task_id: Uuid, site: &str) -> Result<bool, StoreError> {
+        Transition::keep()
+            .set("site_profile", site)
+            .from(TaskStatus::ACTIVE)
             .apply(&task_id.to_string(), &self.writer)
             .await
     }
