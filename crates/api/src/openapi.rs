@@ -65,6 +65,7 @@ use crate::{
         routes::site_profiles::put,
         routes::site_profiles::delete,
         routes::site_profiles::put_cookies,
+        routes::site_profiles::check,
         routes::whoami::whoami,
         openapi_json,
         docs_page,

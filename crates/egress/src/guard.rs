@@ -91,6 +91,20 @@ impl EgressGuard {
         Err(EgressError::Connect { host: host.to_owned(), port, source })
     }
 
+    /// Whether `host` may be reached (the same check and logging as [`EgressGuard::connect`],
+    /// without connecting): for a target an upstream proxy connects to.
+    pub async fn check(&self, host: &str, port: u16) -> Result<(), EgressError> {
+        self.checked_addresses(host, port)
+            .await
+            .inspect_err(|err| {
+                if let EgressError::Blocked(blocked) = err {
+                    tracing::warn!(host, address = %blocked.ip, reason = %blocked.reason, "egress refused");
+                    self.metrics.egress_refused(blocked.reason.label());
+                }
+            })
+            .map(drop)
+    }
+
     /// The addresses `host` stands for, all of them allowed by the policy.
     async fn checked_addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, EgressError> {
         let literal = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);

@@ -28,7 +28,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use mediapro_core::validate::Blocked;
+use mediapro_core::{site_profile::UpstreamProxy, validate::Blocked};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -90,10 +91,20 @@ impl EgressGuard {
     /// Start a proxy for one job on 127.0.0.1 (a free port); it lives until the handle
     /// is dropped.
     pub async fn start_proxy(&self) -> io::Result<ProxyHandle> {
+        self.start_proxy_via(None).await
+    }
+
+    /// [`EgressGuard::start_proxy`], reaching sites through an upstream HTTP proxy (a
+    /// site profile's `upstream_proxy`): every target is still checked against the
+    /// policy first (and refused the same way), then the connection to the upstream
+    /// proxy goes through the guard too, and the request (or a `CONNECT`) is sent
+    /// to it. yt-dlp never talks to the upstream proxy itself.
+    pub async fn start_proxy_via(&self, upstream: Option<&UpstreamProxy>) -> io::Result<ProxyHandle> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let (stop_tx, stop) = watch::channel(());
-        let proxy = Arc::new(Proxy { guard: self.clone(), refusals: Arc::default(), stop });
+        let upstream = upstream.map(|u| (u.host().to_owned(), u.port()));
+        let proxy = Arc::new(Proxy { guard: self.clone(), refusals: Arc::default(), stop, upstream });
         let refusals = proxy.refusals.clone();
         spawn_until(&proxy.stop.clone(), accept_loop(listener, proxy));
         Ok(ProxyHandle { addr, refusals, _stop: stop_tx })
@@ -105,6 +116,8 @@ struct Proxy {
     refusals: Arc<Mutex<Vec<Refusal>>>,
     /// Never receives a value; `changed()` fails once the handle's sender is dropped.
     stop: watch::Receiver<()>,
+    /// `(host, port)` of the upstream HTTP proxy every checked connection goes through.
+    upstream: Option<(String, u16)>,
 }
 
 async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>) {
@@ -148,6 +161,11 @@ impl Proxy {
             Ok(stream) => stream,
             Err(response) => return response,
         };
+        if self.upstream.is_some()
+            && let Err(err) = upstream_connect(&mut upstream, &host, port).await
+        {
+            return text(StatusCode::BAD_GATEWAY, format!("upstream proxy: {err}"));
+        }
         spawn_until(&self.stop, async move {
             // Resolves once hyper has sent the 200 and handed the connection over.
             match hyper::upgrade::on(req).await {
@@ -176,9 +194,12 @@ impl Proxy {
             Err(response) => return response,
         };
 
-        // Origin-form for the server; Host from the request target (RFC 9112 §3.2.2).
-        *req.uri_mut() =
-            uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+        // Origin-form for the server (absolute-form for an upstream proxy); Host from
+        // the request target (RFC 9112 §3.2.2).
+        if self.upstream.is_none() {
+            *req.uri_mut() =
+                uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+        }
         strip_hop_by_hop(req.headers_mut());
         let host = match authority.port() {
             Some(port) => format!("{}:{port}", authority.host()),
@@ -206,9 +227,18 @@ impl Proxy {
         }
     }
 
-    /// [`EgressGuard::connect`], with a refusal recorded and turned into a 403.
+    /// [`EgressGuard::connect`], with a refusal recorded and turned into a 403. With
+    /// an upstream proxy: the target is checked, and the stream is to the upstream
+    /// proxy (connected through the guard as well).
     async fn connect(&self, host: &str, port: u16) -> Result<TcpStream, Response<ProxyBody>> {
-        match self.guard.connect(host, port).await {
+        let result = match &self.upstream {
+            None => self.guard.connect(host, port).await,
+            Some((proxy_host, proxy_port)) => match self.guard.check(host, port).await {
+                Ok(()) => self.guard.connect(proxy_host, *proxy_port).await,
+                Err(err) => Err(err),
+            },
+        };
+        match result {
             Ok((stream, _)) => Ok(stream),
             Err(EgressError::Blocked(blocked)) => {
                 let refusal = Refusal { host: host.to_owned(), port, blocked };
@@ -218,6 +248,37 @@ impl Proxy {
             }
             Err(err) => Err(text(StatusCode::BAD_GATEWAY, err.to_string())),
         }
+    }
+}
+
+/// Asks the upstream proxy on `stream` for a tunnel to `host:port` and reads its
+/// answer's head; `Ok` once it answered 2xx (the stream is then the tunnel).
+async fn upstream_connect(stream: &mut TcpStream, host: &str, port: u16) -> io::Result<()> {
+    let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    // Byte by byte up to the blank line, so nothing of the tunnel is read here.
+    let mut head = Vec::with_capacity(256);
+    let read = async {
+        while !head.ends_with(b"\r\n\r\n") {
+            if head.len() > 16 * 1024 {
+                return Err(io::Error::other("answer head too long"));
+            }
+            let byte = stream.read_u8().await?;
+            head.push(byte);
+        }
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer to CONNECT"))??;
+    let status_line = String::from_utf8_lossy(&head);
+    let status_line = status_line.lines().next().unwrap_or_default();
+    let code = status_line.split_whitespace().nth(1).unwrap_or_default();
+    if code.starts_with('2') {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("CONNECT {authority} answered '{status_line}'")))
     }
 }
 

@@ -334,3 +334,56 @@ async fn ip_literals_are_checked_without_dns() {
     }
     assert!(matches!(guard.connect("name.test", 80).await, Err(EgressError::NoAddress { .. })));
 }
+
+/// A site profile's upstream proxy sits behind the policy: yt-dlp → this proxy
+/// (checks the target) → upstream proxy → site. The upstream here is a second
+/// egress proxy, whose own refusals show that traffic really went through it.
+#[tokio::test]
+async fn an_upstream_proxy_is_chained_behind_the_policy_check() {
+    use mediapro_core::site_profile::UpstreamProxy;
+    let allowed = Origin::start("127.0.0.1").await;
+    let internal = Origin::start("127.0.0.2").await;
+    let loopback = EgressPolicy {
+        allow_private_networks: false,
+        allowed_networks: parse_networks("127.0.0.0/8").expect("network list"),
+    };
+    let closed = EgressPolicy { allow_private_networks: false, allowed_networks: Vec::new() };
+
+    // Through an upstream that refuses everything: the upstream's 403, not the origin.
+    let refusing = EgressGuard::new(closed).start_proxy().await.expect("upstream");
+    let via = UpstreamProxy::parse(&refusing.url()).expect("upstream url");
+    let proxy = EgressGuard::new(only_127_0_0_1()).start_proxy_via(Some(&via)).await.expect("proxy");
+    let response = client_via(&proxy.url()).get(allowed.url("/hello")).send().await.expect("request");
+    assert_eq!(response.status(), 403);
+    assert_eq!(refusing.refusals().len(), 1, "the request went through the upstream proxy");
+    assert_eq!(allowed.requests(), 0);
+    assert!(proxy.refusals().is_empty());
+
+    // Through an upstream that allows loopback: plain http (absolute-form) and CONNECT work.
+    let upstream = EgressGuard::new(loopback).start_proxy().await.expect("upstream");
+    let via = UpstreamProxy::parse(&upstream.url()).expect("upstream url");
+    let proxy = EgressGuard::new(only_127_0_0_1()).start_proxy_via(Some(&via)).await.expect("proxy");
+    let response = client_via(&proxy.url()).get(allowed.url("/hello")).send().await.expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("body"), format!("hello from {0}, host {0}", allowed.addr));
+    let mut tunnel = TcpStream::connect(proxy.addr()).await.expect("connect to proxy");
+    let target = allowed.addr;
+    let answer = raw_exchange(
+        &mut tunnel,
+        &format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n"),
+        "\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer =
+        raw_exchange(&mut tunnel, "GET / HTTP/1.1\r\nHost: tunnel\r\nConnection: close\r\n\r\n", "\0").await;
+    assert!(answer.ends_with(&format!("hello from {target}, host tunnel")), "{answer}");
+
+    // A target the policy refuses is refused here: the upstream (which would allow
+    // it) never hears of it.
+    let response = client_via(&proxy.url()).get(internal.url("/")).send().await.expect("request");
+    assert_eq!(response.status(), 403);
+    assert_eq!(proxy.first_refusal_reason().as_deref(), Some("blocked: 127.0.0.2 is a loopback address"));
+    assert_eq!(internal.connections(), 0);
+    assert!(upstream.refusals().is_empty());
+}

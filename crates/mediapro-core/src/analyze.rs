@@ -6,7 +6,7 @@ use crate::{
     error::{Code, HasCode},
     process::{self, ChildCommand, RunError, ythost::YtdlpRunner},
     validate::SourceUrl,
-    ytdlp::{ListArgs, MediaInfo, ParseError, classify_failure, parse_info_json, parse_listing},
+    ytdlp::{ListArgs, MediaInfo, ParseError, SiteArgs, classify_failure, parse_info_json, parse_listing},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -146,10 +146,11 @@ pub async fn analyze_page(
     page: Page,
     timeout: Duration,
     proxy: Option<&str>,
+    site: Option<&SiteArgs<'_>>,
 ) -> Result<Analysis, AnalyzeError> {
     let socket_timeout = u32::try_from(timeout.as_secs().clamp(1, 20)).unwrap_or(20);
     let items = page.items().to_ytdlp();
-    let args = ListArgs { url, items: &items, socket_timeout_secs: socket_timeout, proxy }.to_args();
+    let args = ListArgs { url, items: &items, socket_timeout_secs: socket_timeout, proxy, site }.to_args();
     let stdout = run_listing(ytdlp, args, timeout).await?;
     match parse_listing(&stdout, u64::from(page.offset) + 1)? {
         Some(collection) => Ok(Analysis::Playlist(page.answer(collection))),

@@ -328,6 +328,9 @@ pub struct WorkerSettings {
     pub reconcile_interval_seconds: u64,
     /// How often a worker applies retention.
     pub retention_interval_seconds: u64,
+    /// How often a site profile's `check_url` is analyzed (its health on the
+    /// profile); 0 = only on demand (`POST /api/site-profiles/{name}/check`).
+    pub site_check_interval_seconds: u64,
     /// Address of this worker's Prometheus endpoint (`GET /metrics`, no key:
     /// bind it to loopback or a private network); empty = no endpoint and no
     /// recording. Port 0 picks a free port (logged).
@@ -355,6 +358,7 @@ impl Default for WorkerSettings {
             lease_seconds: 20,
             reconcile_interval_seconds: 30,
             retention_interval_seconds: 3600,
+            site_check_interval_seconds: 900,
             metrics_bind: String::new(),
         }
     }

@@ -14,6 +14,7 @@
 //! served by `crates/api/src/routes/site_profiles.rs`.
 
 pub mod cookies;
+pub mod run;
 
 use std::{collections::BTreeMap, net::IpAddr};
 
@@ -25,6 +26,7 @@ use crate::{
 };
 
 pub use cookies::{CookieError, CookieSummary, parse_cookies};
+pub use run::{PrivateCookies, check, check_and_record, check_due};
 
 pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_DOMAINS: usize = 32;

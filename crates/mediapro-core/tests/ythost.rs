@@ -166,6 +166,7 @@ fn download_command(spec: &DownloadSpec, dir: &Path) -> ChildCommand {
         max_filesize_bytes: 1 << 30,
         socket_timeout_secs: 10,
         proxy: None,
+        site: None,
     };
     let mut command = ChildCommand::new("yt-dlp", args.to_args(), Duration::from_secs(60));
     command.working_dir = Some(dir.to_path_buf());
@@ -438,6 +439,7 @@ async fn the_hosted_child_gets_the_runners_environment_home_folder_limit_and_pro
         max_filesize_bytes: 1 << 30,
         socket_timeout_secs: 10,
         proxy: Some(&f.base),
+        site: None,
     };
     let mut argv = args.to_args();
     // What the child's own children get, printed through yt-dlp's --exec (a

@@ -6,19 +6,29 @@
 //!   left pending forever.
 //! - Retention removes the files and records of tasks finished more than
 //!   `limits.retention_days` ago, and uploads older than that.
+//! - The site checker analyzes each site profile's `check_url` once it is due
+//!   (`worker.site_check_interval_seconds`) and records the result on the profile.
 //! - The webhook deliverer (`crates/worker/src/webhooks.rs`) sends the outbox's
 //!   due messages.
 
 use std::time::Duration;
 
-use mediapro_core::store::StoreError;
+use mediapro_core::{
+    site_profile::{self, SiteProfile},
+    store::StoreError,
+};
 use mediapro_queue::{DispatchError, QueueError};
 use time::OffsetDateTime;
 
 use crate::context::JobContext;
 
 pub async fn run(ctx: JobContext) {
-    tokio::join!(reconcile_loop(&ctx), retention_loop(&ctx), crate::webhooks::deliver_loop(&ctx));
+    tokio::join!(
+        reconcile_loop(&ctx),
+        retention_loop(&ctx),
+        site_check_loop(&ctx),
+        crate::webhooks::deliver_loop(&ctx)
+    );
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +70,66 @@ pub async fn reconcile(ctx: &JobContext, pending_grace: Duration) -> Result<usiz
         }
     }
     Ok(requeued)
+}
+
+async fn site_check_loop(ctx: &JobContext) {
+    let every = ctx.settings.worker.site_check_interval_seconds;
+    if every == 0 {
+        return;
+    }
+    // Due profiles are looked for often; each is checked once per interval (by
+    // whichever worker comes first: a second check at the same time is harmless).
+    let tick = Duration::from_secs(every.clamp(1, 30));
+    loop {
+        tokio::time::sleep(tick).await;
+        match check_due_sites(ctx, Duration::from_secs(every)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(checked = n, "site profiles checked"),
+            Err(e) => tracing::warn!(error = %e, "site check pass failed"),
+        }
+    }
+}
+
+/// Checks every site profile whose check is due; how many were checked.
+pub async fn check_due_sites(ctx: &JobContext, every: Duration) -> Result<usize, KeeperError> {
+    let now = OffsetDateTime::now_utc();
+    let mut checked = 0;
+    for profile in ctx.store().site_profiles().await? {
+        if !site_profile::check_due(&profile, every, now) {
+            continue;
+        }
+        check_site(ctx, &profile).await?;
+        checked += 1;
+    }
+    Ok(checked)
+}
+
+/// One check of `profile`'s `check_url` (through an egress proxy of its own),
+/// recorded on the profile.
+pub async fn check_site(ctx: &JobContext, profile: &SiteProfile) -> Result<Option<String>, KeeperError> {
+    let proxy = match ctx.egress.start_proxy_via(profile.upstream_proxy.as_ref()).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the egress proxy for a site check");
+            return Ok(None);
+        }
+    };
+    let scratch = ctx.layout.root().join("tmp").join(uuid::Uuid::new_v4().to_string());
+    let error = site_profile::check_and_record(
+        ctx.store(),
+        &ctx.ytdlp,
+        profile,
+        &scratch,
+        &proxy.url(),
+        || proxy.first_refusal_reason(),
+        ctx.settings.analyze_timeout(),
+    )
+    .await?;
+    match &error {
+        Some(e) => tracing::warn!(profile = %profile.name, error = %e, "site check failed"),
+        None => tracing::debug!(profile = %profile.name, "site check passed"),
+    }
+    Ok(error)
 }
 
 async fn retention_loop(ctx: &JobContext) {

@@ -44,8 +44,20 @@ pub async fn create(
         TaskRequest::Playlist(_) => "Playlist download task created",
         _ => "Download task created",
     };
+    // The site profile of the URL's host, shown on the task from the start (the
+    // job looks it up again when it runs).
+    let host = match &request {
+        TaskRequest::Download(spec) => Some(spec.url.host()),
+        TaskRequest::Playlist(spec) => Some(spec.url.host()),
+        TaskRequest::Process(_) => None,
+    };
+    let site_profile = match host {
+        Some(host) => state.store.site_profile_for_host(&host).await?.map(|p| p.name),
+        None => None,
+    };
     let mut task = Task::new_pending(request);
     task.callback_url = callback_url;
+    task.site_profile = site_profile;
     tracing::Span::current().record("task_id", tracing::field::display(task.task_id));
     state.dispatcher.submit(&task).await?;
     Ok(HttpResponse::Accepted().json(Accepted { task_id: task.task_id, status: task.status, message }))

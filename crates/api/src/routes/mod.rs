@@ -135,6 +135,7 @@ pub static ROUTES: &[Route] = {
                         UpstreamError,
                         AnalyzeBusy,
                         AnalyzeTimeout,
+                        StoreUnavailable,
                     ],
                 ],
             )],
@@ -296,6 +297,11 @@ pub static ROUTES: &[Route] = {
                 ]],
             )],
         },
+        Route {
+            path: "/api/site-profiles/{name}/check",
+            access: Write,
+            operations: &[op(Post, &[&[SiteProfileNotFound, NoCheckUrl, AnalyzeBusy, StoreUnavailable]])],
+        },
         Route { path: "/api/whoami", access: Read, operations: &[op(Get, &[])] },
         Route { path: "/api/openapi.json", access: Open, operations: &[op(Get, &[])] },
         Route { path: "/api/docs", access: Open, operations: &[op(Get, &[])] },
@@ -342,6 +348,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/api/site-profiles/{name}/cookies").route(web::put().to(site_profiles::put_cookies)),
         )
+        .service(resource("/api/site-profiles/{name}/check").route(web::post().to(site_profiles::check)))
         .service(resource("/api/whoami").route(web::get().to(whoami::whoami)))
         .service(resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(resource("/healthz").route(web::get().to(health::healthz)))

@@ -171,3 +171,43 @@ pub async fn put_cookies(
     let profile = state.store.site_profile(&name).await?.ok_or_else(|| not_found(&name))?;
     Ok(HttpResponse::Ok().json(profile))
 }
+
+/// Check the profile's `check_url` now
+///
+/// Analyzes `check_url` with the profile applied (cookies, headers, upstream
+/// proxy) and records the result on the profile (`healthy`, `checked_at`,
+/// `check_error`); the answer is the profile. Uses an analyze slot. Workers also
+/// check every `worker.site_check_interval_seconds`.
+#[utoipa::path(
+    post,
+    path = "/api/site-profiles/{name}/check",
+    tag = "site profiles",
+    params(("name" = String, Path, description = "The profile's name")),
+    responses((status = 200, description = "The profile with the check's result", body = SiteProfile))
+)]
+pub async fn check(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    let profile = state.store.site_profile(&name).await?.ok_or_else(|| not_found(&name))?;
+    if profile.check_url.is_none() {
+        return Err(ApiError::new(Code::NoCheckUrl, format!("site profile '{name}' has no check_url")));
+    }
+    let _slot = state.limits.analyze_slot().await?;
+    let proxy = state
+        .egress
+        .start_proxy_via(profile.upstream_proxy.as_ref())
+        .await
+        .map_err(|_| ApiError::internal("egress proxy"))?;
+    let scratch = state.layout.root().join("tmp").join(uuid::Uuid::new_v4().to_string());
+    site_profile::check_and_record(
+        &state.store,
+        &state.ytdlp,
+        &profile,
+        &scratch,
+        &proxy.url(),
+        || proxy.first_refusal_reason(),
+        state.settings.analyze_timeout(),
+    )
+    .await?;
+    let profile = state.store.site_profile(&name).await?.ok_or_else(|| not_found(&name))?;
+    Ok(HttpResponse::Ok().json(profile))
+}

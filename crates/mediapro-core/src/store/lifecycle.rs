@@ -329,16 +329,6 @@ impl TaskStore {
             .await
     }
 
-    /// Records the site profile an unfinished task's job runs under (the site
-    /// gate found it by the URL's host).
-    pub async fn set_site_profile(&self, task_id: Uuid, site: &str) -> Result<bool, StoreError> {
-        Transition::keep()
-            .set("site_profile", site)
-            .from(TaskStatus::ACTIVE)
-            .apply(&task_id.to_string(), &self.writer)
-            .await
-    }
-
     /// Fails a task whatever attempt is running (used when a job cannot even be
     /// decoded or queued). Final tasks are left alone.
     pub async fn fail_unfinished(&self, task_id: Uuid, reason: &str) -> Result<bool, StoreError> {

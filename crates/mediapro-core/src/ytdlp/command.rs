@@ -3,7 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{requests::DownloadSpec, validate::SourceUrl};
+use crate::{
+    requests::DownloadSpec,
+    site_profile::SiteProfile,
+    validate::{FormatSelector, SourceUrl},
+};
 
 /// Machine-readable progress: one line per update, fields separated by spaces.
 /// `info.format_id` is `NA` for subtitle files, which lets progress ignore them.
@@ -42,6 +46,66 @@ pub(super) fn hardening(args: &mut Vec<String>, socket_timeout_secs: u32, proxy:
         .map(String::from),
     );
     args.push(socket_timeout_secs.to_string());
+}
+
+/// What a site profile (`crates/mediapro-core/src/site_profile.rs`) adds to a run:
+/// the job's private copy of the cookies, user agent, headers, yt-dlp's request
+/// pacing, and (downloads only) the default format. The upstream proxy is not
+/// here: yt-dlp always talks to the egress guard's proxy, which chains to it.
+#[derive(Debug, Clone, Default)]
+pub struct SiteArgs<'a> {
+    /// The private copy in the task's (or check's) folder; yt-dlp writes it back.
+    pub cookies_file: Option<&'a Path>,
+    pub user_agent: Option<&'a str>,
+    pub headers: Vec<(&'a str, &'a str)>,
+    pub sleep_requests_seconds: Option<f64>,
+    pub sleep_interval_seconds: Option<f64>,
+    /// Used by a download that names no format.
+    pub format_id: Option<&'a FormatSelector>,
+}
+
+impl<'a> SiteArgs<'a> {
+    pub fn new(profile: &'a SiteProfile, cookies_file: Option<&'a Path>) -> Self {
+        SiteArgs {
+            cookies_file,
+            user_agent: profile.user_agent.as_deref(),
+            headers: profile.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            sleep_requests_seconds: profile.sleep_requests_seconds,
+            sleep_interval_seconds: profile.sleep_interval_seconds,
+            format_id: profile.format_id.as_ref(),
+        }
+    }
+
+    /// The options, before the `--` that ends them.
+    fn push(&self, args: &mut Vec<String>) {
+        if let Some(path) = self.cookies_file {
+            args.push("--cookies".into());
+            args.push(path.display().to_string());
+        }
+        if let Some(ua) = self.user_agent {
+            args.push("--user-agent".into());
+            args.push(ua.into());
+        }
+        for (name, value) in &self.headers {
+            args.push("--add-headers".into());
+            args.push(format!("{name}:{value}"));
+        }
+        if let Some(s) = self.sleep_requests_seconds {
+            args.push("--sleep-requests".into());
+            args.push(s.to_string());
+        }
+        if let Some(s) = self.sleep_interval_seconds {
+            args.push("--sleep-interval".into());
+            args.push(s.to_string());
+        }
+    }
+}
+
+/// The site's options, if any, into `args`.
+pub(super) fn site(args: &mut Vec<String>, site: Option<&SiteArgs<'_>>) {
+    if let Some(site) = site {
+        site.push(args);
+    }
 }
 
 /// `yt-dlp -J` for `POST /api/analyze`.
@@ -84,6 +148,8 @@ pub struct DownloadArgs<'a> {
     pub socket_timeout_secs: u32,
     /// `http://127.0.0.1:PORT` of the egress guard's proxy.
     pub proxy: Option<&'a str>,
+    /// The site profile's options, when the URL's host has one.
+    pub site: Option<&'a SiteArgs<'a>>,
 }
 
 impl DownloadArgs<'_> {
@@ -132,7 +198,9 @@ impl DownloadArgs<'_> {
             ]
             .map(String::from),
         );
-        if let Some(format) = &self.spec.format_id {
+        site(&mut args, self.site);
+        let format = self.spec.format_id.as_ref().or(self.site.and_then(|s| s.format_id));
+        if let Some(format) = format {
             args.push(format!("--format={format}"));
         }
         if self.spec.include_subtitles && !self.spec.subtitle_langs.is_empty() {
@@ -200,6 +268,7 @@ mod tests {
             max_filesize_bytes: 1000,
             socket_timeout_secs: 20,
             proxy: None,
+            site: None,
         }
         .to_args();
         assert!(!args.iter().any(|a| a == "--proxy"));
@@ -235,11 +304,127 @@ mod tests {
             max_filesize_bytes: 1,
             socket_timeout_secs: 20,
             proxy: None,
+            site: None,
         }
         .to_args();
         assert!(!args.iter().any(|a| a.starts_with("--format")));
         assert!(args.iter().any(|a| a == "--write-subs"));
         assert!(args.iter().any(|a| a == "--sub-langs=en,zh-CN"));
         assert!(has_pair(&args, "--print", "after_move:MPSUBS %(requested_subtitles)j"));
+    }
+
+    #[test]
+    fn every_site_profile_option_becomes_its_yt_dlp_flag_before_the_separator() {
+        let body: crate::site_profile::SiteProfileBody = serde_json::from_value(serde_json::json!({
+            "domains": ["example.com"],
+            "user_agent": "Mozilla/5.0 (X11; Linux) MediaPro",
+            "headers": {"Referer": "https://example.com/a:b", "X-Token": "t 1"},
+            "format_id": "bv*[height<=480]+ba/b",
+            "sleep_requests_seconds": 0.5,
+            "sleep_interval_seconds": 2.0,
+            "upstream_proxy": "http://127.0.0.1:3128"
+        }))
+        .expect("body");
+        let open =
+            crate::validate::EgressPolicy { allow_private_networks: true, allowed_networks: Vec::new() };
+        let config = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(body.validate(&open))
+            .expect("valid");
+        let profile = SiteProfile {
+            name: "ex".into(),
+            domains: config.domains,
+            max_concurrent: None,
+            min_interval_seconds: None,
+            sleep_requests_seconds: config.sleep_requests_seconds,
+            sleep_interval_seconds: config.sleep_interval_seconds,
+            user_agent: config.user_agent,
+            headers: config.headers,
+            format_id: config.format_id,
+            upstream_proxy: config.upstream_proxy,
+            check_url: None,
+            cookies: None,
+            healthy: None,
+            checked_at: None,
+            check_error: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        };
+        let cookies = Path::new("/srv/media/downloads/abc/.site-cookies.txt");
+        let site = SiteArgs::new(&profile, Some(cookies));
+        let s = spec(None, false);
+        let dl = |site| {
+            DownloadArgs {
+                spec: &s,
+                output_dir: Path::new("/srv/media/downloads/abc"),
+                max_filesize_bytes: 1,
+                socket_timeout_secs: 20,
+                proxy: Some("http://127.0.0.1:4000"),
+                site,
+            }
+            .to_args()
+        };
+        let args = dl(Some(&site));
+        let sep = args.iter().position(|a| a == "--").expect("separator");
+        let before = |a: &str, b: &str| args[..sep].windows(2).any(|w| w[0] == a && w[1] == b);
+        assert!(before("--cookies", "/srv/media/downloads/abc/.site-cookies.txt"));
+        assert!(before("--user-agent", "Mozilla/5.0 (X11; Linux) MediaPro"));
+        assert!(before("--add-headers", "Referer:https://example.com/a:b"));
+        assert!(before("--add-headers", "X-Token:t 1"));
+        assert!(before("--sleep-requests", "0.5"));
+        assert!(before("--sleep-interval", "2"));
+        assert!(
+            args[..sep].iter().any(|a| a == "--format=bv*[height<=480]+ba/b"),
+            "the profile's default format"
+        );
+        // yt-dlp talks to the egress guard only; the upstream proxy is the guard's business.
+        assert!(before("--proxy", "http://127.0.0.1:4000"));
+        assert!(!args.iter().any(|a| a.contains("3128")), "{args:?}");
+        assert_eq!(args.iter().filter(|a| *a == "--proxy").count(), 1);
+        // A format the request names wins over the profile's.
+        let named = spec(Some("18"), false);
+        let args = DownloadArgs {
+            spec: &named,
+            output_dir: Path::new("/d"),
+            max_filesize_bytes: 1,
+            socket_timeout_secs: 20,
+            proxy: None,
+            site: Some(&site),
+        }
+        .to_args();
+        assert!(args.iter().any(|a| a == "--format=18"));
+        assert!(!args.iter().any(|a| a.starts_with("--format=bv")));
+        // Without a profile none of it is there.
+        let plain = dl(None);
+        for flag in ["--cookies", "--user-agent", "--add-headers", "--sleep-requests", "--sleep-interval"] {
+            assert!(!plain.iter().any(|a| a == flag), "{flag}");
+        }
+        // Listings (analyze, collections, checks) and the archive key get the same options, no format.
+        let url = SourceUrl::parse("https://www.example.com/v").expect("url");
+        let list = crate::ytdlp::ListArgs {
+            url: &url,
+            items: "1:5",
+            socket_timeout_secs: 9,
+            proxy: None,
+            site: Some(&site),
+        }
+        .to_args();
+        let key = crate::ytdlp::ArchiveKeyArgs {
+            url: &url,
+            socket_timeout_secs: 9,
+            proxy: None,
+            site: Some(&site),
+        }
+        .to_args();
+        for args in [list, key] {
+            let sep = args.iter().position(|a| a == "--").expect("separator");
+            assert!(has_pair(&args[..sep], "--cookies", "/srv/media/downloads/abc/.site-cookies.txt"));
+            assert!(has_pair(&args[..sep], "--user-agent", "Mozilla/5.0 (X11; Linux) MediaPro"));
+            assert!(has_pair(&args[..sep], "--sleep-requests", "0.5"));
+            assert!(!args.iter().any(|a| a.starts_with("--format")));
+            assert_eq!(args[args.len() - 1], "https://www.example.com/v");
+        }
     }
 }

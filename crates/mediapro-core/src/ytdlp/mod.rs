@@ -9,7 +9,7 @@ pub(crate) mod lenient;
 mod playlist;
 mod progress;
 
-pub use command::{AnalyzeArgs, DownloadArgs};
+pub use command::{AnalyzeArgs, DownloadArgs, SiteArgs};
 pub use failure::{Failure, FailureClass, classify_failure};
 pub use info::{Carries, FormatInfo, MediaInfo, ParseError, parse_info_json};
 pub use playlist::{ArchiveKeyArgs, Collection, CollectionEntry, ListArgs, PlaylistItems, parse_listing};

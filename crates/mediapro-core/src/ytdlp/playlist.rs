@@ -21,6 +21,8 @@ pub struct ListArgs<'a> {
     pub socket_timeout_secs: u32,
     /// `http://127.0.0.1:PORT` of the egress guard's proxy.
     pub proxy: Option<&'a str>,
+    /// The site profile's options, when the URL's host has one.
+    pub site: Option<&'a super::SiteArgs<'a>>,
 }
 
 impl ListArgs<'_> {
@@ -33,6 +35,7 @@ impl ListArgs<'_> {
         );
         args.push(self.items.to_owned());
         args.push("--no-warnings".into());
+        super::command::site(&mut args, self.site);
         args.push("--".into());
         args.push(self.url.as_str().into());
         args
@@ -46,12 +49,15 @@ pub struct ArchiveKeyArgs<'a> {
     pub url: &'a SourceUrl,
     pub socket_timeout_secs: u32,
     pub proxy: Option<&'a str>,
+    /// The site profile's options, when the URL's host has one.
+    pub site: Option<&'a super::SiteArgs<'a>>,
 }
 
 impl ArchiveKeyArgs<'_> {
     pub fn to_args(&self) -> Vec<String> {
         let mut args = Vec::with_capacity(24);
         hardening(&mut args, self.socket_timeout_secs, self.proxy);
+        super::command::site(&mut args, self.site);
         args.extend(
             [
                 "--simulate",
@@ -311,9 +317,14 @@ mod tests {
     #[test]
     fn list_args_are_hardened_flat_and_end_with_the_url() {
         let url = SourceUrl::parse("https://example.com/feed.xml").expect("url");
-        let args =
-            ListArgs { url: &url, items: "2:4,7", socket_timeout_secs: 9, proxy: Some("http://127.0.0.1:1") }
-                .to_args();
+        let args = ListArgs {
+            url: &url,
+            items: "2:4,7",
+            socket_timeout_secs: 9,
+            proxy: Some("http://127.0.0.1:1"),
+            site: None,
+        }
+        .to_args();
         for flag in
             ["--ignore-config", "--no-exec", "--flat-playlist", "--dump-single-json", "--skip-download"]
         {

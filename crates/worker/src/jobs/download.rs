@@ -12,9 +12,10 @@ use mediapro_core::{
     ffmpeg,
     process::{ChildCommand, StopReason},
     requests::DownloadSpec,
+    site_profile::{PrivateCookies, SiteProfile},
     task::Phase,
     ytdlp::{
-        ArchiveKeyArgs, DownloadArgs, DownloadOutput, FailureClass, OutputLine, ProgressTracker,
+        ArchiveKeyArgs, DownloadArgs, DownloadOutput, FailureClass, OutputLine, ProgressTracker, SiteArgs,
         classify_failure, files, parse_output_line,
     },
 };
@@ -44,16 +45,25 @@ pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec) -> Ou
 
 async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir: &Path) -> Outcome {
     let settings = &ctx.settings;
+    // The site profile of the URL's host, and its cookies as this job's private
+    // copy in the task folder (removed when `cookies` drops, whatever the outcome).
+    let (profile, cookies) = match site_profile(ctx, attempt, spec, dir).await {
+        Ok(found) => found,
+        Err(outcome) => return outcome,
+    };
+    let site = profile.as_ref().map(|p| SiteArgs::new(p, cookies.as_ref().map(PrivateCookies::path)));
     // Every connection yt-dlp (and the ffmpeg it starts) makes goes through a
-    // proxy of this job's own, which checks each address at connect time.
-    let proxy = match ctx.egress.start_proxy().await {
+    // proxy of this job's own, which checks each address at connect time (and
+    // then goes through the profile's upstream proxy, if it names one).
+    let upstream = profile.as_ref().and_then(|p| p.upstream_proxy.as_ref());
+    let proxy = match ctx.egress.start_proxy_via(upstream).await {
         Ok(p) => p,
         Err(e) => return Outcome::Transient(format!("cannot start the egress proxy: {e}")),
     };
     timing::mark("proxy");
     let proxy_url = proxy.url();
     if spec.skip_archived
-        && let Some(reason) = archived(ctx, spec, &proxy_url).await
+        && let Some(reason) = archived(ctx, spec, &proxy_url, site.as_ref()).await
     {
         return Outcome::Skipped(reason);
     }
@@ -64,6 +74,7 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         max_filesize_bytes: cap,
         socket_timeout_secs: 20,
         proxy: Some(&proxy_url),
+        site: site.as_ref(),
     };
     let temp_dir = args.temp_dir();
     let mut command = ChildCommand::new(ctx.ytdlp.program(), args.to_args(), settings.task_timeout());
@@ -145,8 +156,13 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
 /// "skipped: …" when the download archive has the URL's item (its key taken with
 /// one extraction, no download). A key that cannot be taken is no reason to skip:
 /// the download itself then says what is wrong.
-async fn archived(ctx: &JobContext, spec: &DownloadSpec, proxy: &str) -> Option<String> {
-    let args = ArchiveKeyArgs { url: &spec.url, socket_timeout_secs: 20, proxy: Some(proxy) }.to_args();
+async fn archived(
+    ctx: &JobContext,
+    spec: &DownloadSpec,
+    proxy: &str,
+    site: Option<&SiteArgs<'_>>,
+) -> Option<String> {
+    let args = ArchiveKeyArgs { url: &spec.url, socket_timeout_secs: 20, proxy: Some(proxy), site }.to_args();
     let stdout =
         mediapro_core::analyze::run_listing(&ctx.ytdlp, args, ctx.settings.analyze_timeout()).await.ok()?;
     let (extractor, id) = mediapro_core::store::parse_archive_line(stdout.lines().next()?)?;
@@ -158,6 +174,36 @@ async fn archived(ctx: &JobContext, spec: &DownloadSpec, proxy: &str) -> Option<
             None
         }
     }
+}
+
+/// The profile of the URL's host (recorded on the task as `site_profile`) and,
+/// if it has cookies, their private copy in `dir`.
+async fn site_profile(
+    ctx: &JobContext,
+    attempt: &Attempt,
+    spec: &DownloadSpec,
+    dir: &Path,
+) -> Result<(Option<SiteProfile>, Option<PrivateCookies>), Outcome> {
+    let store = ctx.store();
+    let unreadable = |e: mediapro_core::store::StoreError| {
+        Outcome::Transient(format!("cannot read the site profile: {e}"))
+    };
+    let profile = store.site_profile_for_host(&spec.url.host()).await.map_err(unreadable)?;
+    if let Err(e) =
+        store.set_task_site_profile(attempt.task_id, profile.as_ref().map(|p| p.name.as_str())).await
+    {
+        tracing::warn!(task_id = %attempt.task_id, error = %e, "site_profile not recorded on the task");
+    }
+    let Some(profile) = profile else { return Ok((None, None)) };
+    let cookies = match store.site_cookies(&profile.name).await.map_err(unreadable)? {
+        Some(text) => Some(
+            PrivateCookies::write(dir, &text)
+                .await
+                .map_err(|e| Outcome::Transient(format!("cannot write the cookies copy: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok((Some(profile), cookies))
 }
 
 /// Phase, speed, ETA and bytes from yt-dlp's machine-readable lines.

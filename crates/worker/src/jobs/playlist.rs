@@ -46,9 +46,14 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
         .map_err(|e| Outcome::Transient(format!("cannot start the egress proxy: {e}")))?;
     let proxy_url = proxy.url();
     let ytdlp_items = items.to_ytdlp();
-    let args =
-        ListArgs { url: &spec.url, items: &ytdlp_items, socket_timeout_secs: 20, proxy: Some(&proxy_url) }
-            .to_args();
+    let args = ListArgs {
+        url: &spec.url,
+        items: &ytdlp_items,
+        socket_timeout_secs: 20,
+        proxy: Some(&proxy_url),
+        site: None,
+    }
+    .to_args();
     // A listing is one page fetch or a few: the analyze timeout, ten times over.
     let timeout = (settings.analyze_timeout() * 10).min(settings.task_timeout());
     let supervisor = Supervisor::new();

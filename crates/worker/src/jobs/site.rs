@@ -104,13 +104,8 @@ pub async fn enter(ctx: &JobContext, payload: &JobPayload) -> Result<Entry, BoxD
         min_interval: profile.min_interval_seconds.map(Duration::from_secs_f64),
     };
     match ctx.gate.acquire(&profile.name, limits, &task_id.to_string()).await? {
-        Admission::Granted(slot) => {
-            let hold = SiteHold::start(ctx, slot);
-            if task.site_profile.as_deref() != Some(profile.name.as_str()) {
-                ctx.store().set_site_profile(task_id, &profile.name).await.map_err(store_error)?;
-            }
-            Ok(Entry::Go(Some(hold)))
-        }
+        // The download records `site_profile` on the task (`download.rs`).
+        Admission::Granted(slot) => Ok(Entry::Go(Some(SiteHold::start(ctx, slot)))),
         Admission::Wait(delay) if task.status == TaskStatus::Pending => {
             if ctx.dispatcher.wait_for_site(&task, &profile.name, delay).await? {
                 tracing::debug!(%task_id, site = %profile.name, ?delay, "waiting for the site");
