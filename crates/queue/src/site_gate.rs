@@ -84,6 +84,17 @@ if interval > 0 then redis.call('SET', KEYS[3], string.format('%d', now), 'PX', 
 return {1, 0}
 ";
 
+/// KEYS: last start. ARGV: now, interval ms. The job made its first contact
+/// with the site: the spacing counts from now (never from earlier).
+const STARTED: &str = r"
+local interval = tonumber(ARGV[2])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if interval > 0 and now > last then
+  redis.call('SET', KEYS[1], string.format('%d', now), 'PX', interval)
+end
+return 1
+";
+
 /// KEYS: holders. ARGV: now, holder, lease ms. Returns 1 if it was still held.
 const RENEW: &str = r"
 local held = redis.call('ZSCORE', KEYS[1], ARGV[2]) and 1 or 0
@@ -165,6 +176,7 @@ pub enum Admission {
 pub struct SiteSlot {
     pub site: String,
     holder: String,
+    min_interval: Duration,
 }
 
 /// How the attempt holding a slot ended, for the back-off.
@@ -202,6 +214,7 @@ const WAITING_GRACE: Duration = Duration::from_secs(5);
 /// does not have them yet).
 struct Scripts {
     acquire: Script,
+    started: Script,
     renew: Script,
     release: Script,
     inspect: Script,
@@ -211,6 +224,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
     let script = |body: &str| Script::new(&format!("{CLOCK}{body}"));
     Scripts {
         acquire: script(ACQUIRE),
+        started: script(STARTED),
         renew: script(RENEW),
         release: script(RELEASE),
         inspect: script(INSPECT),
@@ -317,10 +331,31 @@ impl SiteGate {
         let (granted, wait_ms): (i64, i64) =
             bounded(self.queue.deadline(), invocation.invoke_async(&mut conn)).await?;
         Ok(if granted == 1 {
-            Admission::Granted(SiteSlot { site: site.to_owned(), holder })
+            let min_interval = limits.min_interval.unwrap_or_default();
+            Admission::Granted(SiteSlot { site: site.to_owned(), holder, min_interval })
         } else {
             Admission::Wait(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0).max(1)))
         })
+    }
+
+    /// The slot's job made its first contact with the site (its first
+    /// connection through the egress proxy): `min_interval` counts from now.
+    /// The grant counted as the start until then, so starts are spaced at
+    /// least `min_interval` apart as the site sees them, however long a job
+    /// took from its grant to its first request.
+    pub async fn started(&self, slot: &SiteSlot) -> Result<(), QueueError> {
+        self.started_at(slot, None).await
+    }
+
+    async fn started_at(&self, slot: &SiteSlot, now_ms: Option<u64>) -> Result<(), QueueError> {
+        if slot.min_interval.is_zero() {
+            return Ok(());
+        }
+        let mut invocation = SCRIPTS.started.prepare_invoke();
+        invocation.key(self.key(&slot.site, "last_start")).arg(clock(now_ms)).arg(millis(slot.min_interval));
+        let mut conn = self.queue.connection().await?;
+        let _: i64 = bounded(self.queue.deadline(), invocation.invoke_async(&mut conn)).await?;
+        Ok(())
     }
 
     /// Renews the slot's lease (the holder is still running). `false`: the
@@ -470,6 +505,16 @@ mod tests {
             waits(&g.acquire_at("site", spaced, "c", Some(T0 + 2001)).await.expect("redis")),
             Duration::from_millis(1999)
         );
+        // The job reached the site 700 ms after its grant: the spacing counts from there.
+        let c = slot(g.acquire_at("site", spaced, "c", Some(T0 + 4000)).await.expect("redis"));
+        g.started_at(&c, Some(T0 + 4700)).await.expect("redis");
+        assert_eq!(
+            waits(&g.acquire_at("site", spaced, "d", Some(T0 + 6000)).await.expect("redis")),
+            Duration::from_millis(700)
+        );
+        // Never earlier than a later start already recorded.
+        g.started_at(&c, Some(T0 + 4100)).await.expect("redis");
+        slot(g.acquire_at("site", spaced, "d", Some(T0 + 6700)).await.expect("redis"));
         // With both limits, the longer wait wins.
         let both = SiteLimits { max_concurrent: Some(1), min_interval: Some(Duration::from_secs(2)) };
         slot(g.acquire_at("both", both, "a", Some(T0)).await.expect("redis"));
@@ -495,7 +540,7 @@ mod tests {
             Duration::from_secs(20)
         );
         // A second job throttled within the same back-off does not grow it.
-        let other = SiteSlot { site: "site".into(), holder: "x".into() };
+        let other = SiteSlot { site: "site".into(), holder: "x".into(), min_interval: Duration::ZERO };
         assert_eq!(
             g.release_at(&other, Verdict::Throttled, Some(T0 + 11_000)).await.expect("redis"),
             Duration::from_secs(20)

@@ -42,7 +42,7 @@ pub async fn run(
             }
         };
         let outcome = match &attempt.request {
-            TaskRequest::Download(spec) => download::run(&ctx, &attempt, spec).await,
+            TaskRequest::Download(spec) => download::run(&ctx, &attempt, spec, hold.as_ref()).await,
             TaskRequest::Process(spec) => process::run(&ctx, &attempt, spec).await,
             TaskRequest::Playlist(spec) => playlist::run(&ctx, &attempt, spec).await,
         };

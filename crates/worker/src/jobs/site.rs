@@ -4,7 +4,9 @@
 //! - granted: the job runs, holding the slot; a task of its own renews the
 //!   slot's lease every second (from the gate's grant to the attempt's end, the
 //!   checks before yt-dlp and the verification after it included), so a worker
-//!   that is killed gives the slot back one lease later (`worker.lease_seconds`);
+//!   that is killed gives the slot back one lease later (`worker.lease_seconds`).
+//!   The job's first connection through its egress proxy is its start as the
+//!   site sees it: `min_interval_seconds` counts from there (`SiteGate::started`);
 //! - told to wait: the task stays `pending` with phase `waiting_for_site`, and
 //!   its job goes back to the queue with the gate's delay
 //!   (`Dispatcher::wait_for_site`). The job ends, so the worker slot is free for
@@ -25,7 +27,7 @@ use mediapro_core::{
     jobs::JobPayload,
     task::{TaskRequest, TaskStatus},
 };
-use mediapro_queue::{Admission, SiteLimits, SiteSlot, Verdict};
+use mediapro_queue::{Admission, SiteGate, SiteLimits, SiteSlot, Verdict};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -51,6 +53,7 @@ pub enum Entry {
 /// A held slot, renewed until it is released (or dropped: the renewal stops
 /// and the lease runs out).
 pub struct SiteHold {
+    gate: SiteGate,
     slot: SiteSlot,
     renewer: JoinHandle<()>,
 }
@@ -77,11 +80,24 @@ impl SiteHold {
                 }
             }
         });
-        Self { slot, renewer }
+        Self { gate: ctx.gate.clone(), slot, renewer }
     }
 
     pub fn site(&self) -> &str {
         &self.slot.site
+    }
+
+    /// When `first_contact` resolves `true` (the job's egress proxy made its
+    /// first connection), the site's start spacing counts from then.
+    pub fn started_on(&self, first_contact: impl Future<Output = bool> + Send + 'static) {
+        let (gate, slot) = (self.gate.clone(), self.slot.clone());
+        tokio::spawn(async move {
+            if first_contact.await
+                && let Err(e) = gate.started(&slot).await
+            {
+                tracing::warn!(site = %slot.site, error = %e, "site start not recorded; the grant counts");
+            }
+        });
     }
 }
 
