@@ -26,6 +26,7 @@ use mediapro_queue::{Dispatcher, QueueClient};
 use serde_json::{Value, json};
 
 use crate::{
+    events::Stream,
     helpers::{AppOptions, TestApp, media},
     lifecycle::{ChildGuard, scopeguard},
     metrics::{parse, value},
@@ -202,6 +203,7 @@ async fn max_concurrent_one_holds_across_two_worker_processes_while_another_site
     let site = Site::serve(Duration::from_millis(1500), 0);
     let other = Site::serve(Duration::from_millis(1500), 0);
     put_profile(&app, "slow-site", json!({ "domains": ["127.0.0.1"], "max_concurrent": 1 })).await;
+    let mut events = Stream::open(&app.address, "", None).await;
 
     let mut ids = Vec::new();
     for i in 0..4 {
@@ -256,6 +258,19 @@ async fn max_concurrent_one_holds_across_two_worker_processes_while_another_site
     assert_eq!(site.max_in_flight(), 1, "{hits:#?}");
     assert_eq!(site.first_hits().len(), 4);
     // Some of them waited for the site, visibly, and a waiting task was pending.
+    // Clients heard of the wait: a `pending` event in phase `waiting_for_site`.
+    let mut waiting_events = 0;
+    while let Some(e) = events.next(Duration::from_secs(2)).await {
+        if e.data["phase"] == "waiting_for_site" {
+            assert_eq!(
+                (e.data["status"].as_str(), e.data["site_profile"].as_str()),
+                (Some("pending"), Some("slow-site"))
+            );
+            waiting_events += 1;
+        }
+    }
+    println!("waiting_for_site events: {waiting_events}");
+    assert!(waiting_events >= 1);
     let ran_on: BTreeSet<&str> = tasks[..4].iter().filter_map(|t| t["worker"].as_str()).collect();
     println!("the site's jobs ran on {ran_on:?}");
     let waited = seen.values().filter(|s| s.contains(&("pending".into(), "waiting_for_site".into()))).count();
