@@ -50,12 +50,14 @@ struct SiteLog {
     max_in_flight: AtomicUsize,
     /// Requests seen per path (for `/throttle/…` and `/hang/…`).
     seen: Mutex<BTreeMap<String, usize>>,
+    /// Every request's path and arrival, as it arrives.
+    arrivals: Mutex<Vec<(String, Instant)>>,
 }
 
 /// A media site on 127.0.0.1 that records every request (start, end, status)
 /// and how many were in flight at once. Paths:
 /// - `/slow/<tag>.mp4`: the clip after `delay` (so each download takes a while);
-/// - `/hang/<tag>.mp4`: the first request waits 15 s, later ones as `/slow/`;
+/// - `/hang/<tag>.mp4`: the first request waits 30 s, later ones as `/slow/`;
 /// - `/throttle/<tag>.mp4`: 429 Too Many Requests to the first `throttled`
 ///   requests, then the clip at once.
 struct Site {
@@ -114,6 +116,7 @@ async fn answer(
     let path = req.path().to_owned();
     let now = log.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     log.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    log.arrivals.lock().expect("arrivals").push((path.clone(), start));
     let nth = {
         let mut seen = log.seen.lock().expect("seen");
         let n = seen.entry(path.clone()).or_default();
@@ -123,7 +126,7 @@ async fn answer(
     let response = if path.starts_with("/throttle/") && nth <= throttled {
         HttpResponse::TooManyRequests().insert_header(("Retry-After", "1")).finish()
     } else {
-        let wait = if path.starts_with("/hang/") && nth == 1 { Duration::from_secs(15) } else { delay };
+        let wait = if path.starts_with("/hang/") && nth == 1 { Duration::from_secs(30) } else { delay };
         if path.starts_with("/slow/") || path.starts_with("/hang/") {
             tokio::time::sleep(wait).await;
         }
@@ -324,15 +327,21 @@ async fn a_worker_killed_while_holding_the_site_slot_blocks_it_no_longer_than_th
     // SIGKILL the worker holding the slot: no release, only its lease ends it.
     victim.kill();
     let killed = Instant::now();
-    let start = loop {
-        if let Some(t) = site.first_hits().get("/slow/n.mp4") {
-            break *t;
+    // The next request the site sees: the waiting task, or the killed one taken
+    // over by the second worker (whichever asks the gate first once the lease
+    // is over). The killed worker's own yt-dlp (it outlives a bare SIGKILL) is
+    // still waiting for the first answer, 30 s long.
+    let (path, start) = loop {
+        let next_hit =
+            site.log.arrivals.lock().expect("arrivals").iter().find(|(_, at)| *at > killed).cloned();
+        if let Some(hit) = next_hit {
+            break hit;
         }
-        assert!(killed.elapsed() < Duration::from_secs(60), "the second job never started");
+        assert!(killed.elapsed() < Duration::from_secs(60), "no job reached the site again");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let blocked = start - killed;
-    println!("lease {lease:?}; the site's next job started {blocked:?} after the SIGKILL");
+    println!("lease {lease:?}; the site's next job ({path}) started {blocked:?} after the SIGKILL");
     // The lease, plus a waiting task's next look (at most 1.5 s) and its start.
     assert!(blocked <= lease + Duration::from_secs(3), "blocked {blocked:?}");
     for id in [&next, &hung] {
