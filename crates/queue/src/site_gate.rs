@@ -10,7 +10,12 @@
 //!   worker was SIGKILLed) is dropped once its lease is over, so its slot comes
 //!   back after at most one lease (`worker.lease_seconds`).
 //! - **Spacing** (`min_interval_seconds`): the time of the last start; a start
-//!   is granted only that long after the previous one.
+//!   is granted only that long after the previous one. A job's start is its
+//!   first contact with the site (its egress proxy's first connection,
+//!   reported with [`SiteGate::started`]); until a granted job reports it, no
+//!   other job of the site starts (for at most a lease), and a job that ends
+//!   without one counts its end as its start. So the site sees the starts
+//!   spaced however long each job took from its grant to its first request.
 //! - **Back-off**: a throttled attempt (HTTP 429, a "rate limit" 403:
 //!   `crates/mediapro-core/src/ytdlp/failure.rs`) holds the whole site back for
 //!   `limits.site_backoff_first_seconds`, doubling with each throttled attempt
@@ -49,7 +54,8 @@ else
 end
 ";
 
-/// KEYS: holders, waiting, last start, back-off, sites. ARGV: now, holder
+/// KEYS: holders, waiting, last start, back-off, sites, starting (the holder
+/// whose first contact is awaited). ARGV: now, holder
 /// (a token of this request), waiter (the task), max (0 = no limit), interval
 /// ms, lease ms, poll ms, grace ms, site. Returns `{granted (1/0), wait_ms}`.
 const ACQUIRE: &str = r"
@@ -67,8 +73,10 @@ local wait = 0
 local backoff_until = tonumber(redis.call('HGET', KEYS[4], 'until') or '0')
 if backoff_until > now then wait = backoff_until - now end
 if interval > 0 then
-  local next_start = tonumber(redis.call('GET', KEYS[3]) or '0') + interval
-  if next_start - now > wait then wait = next_start - now end
+  local until_next = tonumber(redis.call('GET', KEYS[3]) or '0') + interval - now
+  -- A start in progress (granted, first contact not yet reported): ask again soon.
+  if redis.call('EXISTS', KEYS[6]) == 1 then until_next = math.min(until_next, poll) end
+  if until_next > wait then wait = until_next end
 end
 if wait == 0 and max > 0 and redis.call('ZCARD', KEYS[1]) >= max then wait = poll end
 if wait > 0 then
@@ -80,16 +88,27 @@ end
 redis.call('ZADD', KEYS[1], now + lease, holder)
 redis.call('PEXPIRE', KEYS[1], lease)
 redis.call('ZREM', KEYS[2], waiter)
-if interval > 0 then redis.call('SET', KEYS[3], string.format('%d', now), 'PX', interval) end
+if interval > 0 then
+  -- Until its first contact is reported (STARTED), the start lies ahead: nobody
+  -- else starts meanwhile, for at most the lease.
+  redis.call('SET', KEYS[3], string.format('%d', now + lease), 'PX', lease + interval)
+  redis.call('SET', KEYS[6], holder, 'PX', lease)
+end
 return {1, 0}
 ";
 
-/// KEYS: last start. ARGV: now, interval ms. The job made its first contact
-/// with the site: the spacing counts from now (never from earlier).
+/// KEYS: last start, starting. ARGV: now, interval ms, holder. The job made
+/// its first contact with the site: the spacing counts from now.
 const STARTED: &str = r"
 local interval = tonumber(ARGV[2])
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-if interval > 0 and now > last then
+if interval <= 0 then return 0 end
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+  redis.call('SET', KEYS[1], string.format('%d', now), 'PX', interval)
+  return 1
+end
+-- Reported after its lease: only ever later than what is recorded.
+if now > tonumber(redis.call('GET', KEYS[1]) or '0') then
   redis.call('SET', KEYS[1], string.format('%d', now), 'PX', interval)
 end
 return 1
@@ -103,11 +122,17 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return held
 ";
 
-/// KEYS: holders, back-off. ARGV: now, holder, verdict (`ok`, `throttled`,
-/// `other`), first back-off ms, max back-off ms. Returns the back-off in force
-/// (ms, 0 = none).
+/// KEYS: holders, back-off, last start, starting. ARGV: now, holder, verdict
+/// (`ok`, `throttled`, `other`), first back-off ms, max back-off ms, interval
+/// ms. Returns the back-off in force (ms, 0 = none).
 const RELEASE: &str = r"
 redis.call('ZREM', KEYS[1], ARGV[2])
+-- Its first contact was never reported: its end counts as its start.
+local interval = tonumber(ARGV[6])
+if interval > 0 and redis.call('GET', KEYS[4]) == ARGV[2] then
+  redis.call('DEL', KEYS[4])
+  redis.call('SET', KEYS[3], string.format('%d', now), 'PX', interval)
+end
 if ARGV[3] == 'ok' then
   redis.call('DEL', KEYS[2])
   return 0
@@ -318,6 +343,7 @@ impl SiteGate {
             .key(self.key(site, "last_start"))
             .key(self.key(site, "backoff"))
             .key(sites_key(&self.queue))
+            .key(self.key(site, "starting"))
             .arg(clock(now_ms))
             .arg(&holder)
             .arg(task)
@@ -339,10 +365,8 @@ impl SiteGate {
     }
 
     /// The slot's job made its first contact with the site (its first
-    /// connection through the egress proxy): `min_interval` counts from now.
-    /// The grant counted as the start until then, so starts are spaced at
-    /// least `min_interval` apart as the site sees them, however long a job
-    /// took from its grant to its first request.
+    /// connection through the egress proxy): `min_interval` counts from now
+    /// (until this report no other job of the site starts).
     pub async fn started(&self, slot: &SiteSlot) -> Result<(), QueueError> {
         self.started_at(slot, None).await
     }
@@ -352,7 +376,12 @@ impl SiteGate {
             return Ok(());
         }
         let mut invocation = SCRIPTS.started.prepare_invoke();
-        invocation.key(self.key(&slot.site, "last_start")).arg(clock(now_ms)).arg(millis(slot.min_interval));
+        invocation
+            .key(self.key(&slot.site, "last_start"))
+            .key(self.key(&slot.site, "starting"))
+            .arg(clock(now_ms))
+            .arg(millis(slot.min_interval))
+            .arg(&slot.holder);
         let mut conn = self.queue.connection().await?;
         let _: i64 = bounded(self.queue.deadline(), invocation.invoke_async(&mut conn)).await?;
         Ok(())
@@ -397,11 +426,14 @@ impl SiteGate {
         invocation
             .key(self.key(&slot.site, "holders"))
             .key(self.key(&slot.site, "backoff"))
+            .key(self.key(&slot.site, "last_start"))
+            .key(self.key(&slot.site, "starting"))
             .arg(clock(now_ms))
             .arg(&slot.holder)
             .arg(verdict)
             .arg(millis(self.settings.backoff_first).max(1))
-            .arg(millis(self.settings.backoff_max).max(1));
+            .arg(millis(self.settings.backoff_max).max(1))
+            .arg(millis(slot.min_interval));
         let mut conn = self.queue.connection().await?;
         let backoff: i64 = bounded(self.queue.deadline(), invocation.invoke_async(&mut conn)).await?;
         Ok(Duration::from_millis(u64::try_from(backoff).unwrap_or(0)))
@@ -492,32 +524,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn starts_are_spaced_by_the_interval() {
+    async fn starts_are_spaced_by_the_interval_from_each_first_contact() {
         let g = gate();
         let spaced = SiteLimits { max_concurrent: None, min_interval: Some(Duration::from_secs(2)) };
-        slot(g.acquire_at("site", spaced, "a", Some(T0)).await.expect("redis"));
+        let a = slot(g.acquire_at("site", spaced, "a", Some(T0)).await.expect("redis"));
+        // A start in progress (its first contact not reported yet): others ask again soon.
+        let wait = waits(&g.acquire_at("site", spaced, "b", Some(T0 + 100)).await.expect("redis"));
+        assert!((FULL_POLL..=FULL_POLL.mul_f64(1.5)).contains(&wait), "{wait:?}");
+        // a reached the site 300 ms after its grant: the spacing counts from there.
+        g.started_at(&a, Some(T0 + 300)).await.expect("redis");
         assert_eq!(
             waits(&g.acquire_at("site", spaced, "b", Some(T0 + 500)).await.expect("redis")),
+            Duration::from_millis(1800)
+        );
+        let b = slot(g.acquire_at("site", spaced, "b", Some(T0 + 2300)).await.expect("redis"));
+        // b ended without reporting a contact: its end counts as its start.
+        g.release_at(&b, Verdict::Other, Some(T0 + 2500)).await.expect("redis");
+        assert_eq!(
+            waits(&g.acquire_at("site", spaced, "c", Some(T0 + 3000)).await.expect("redis")),
             Duration::from_millis(1500)
         );
-        slot(g.acquire_at("site", spaced, "b", Some(T0 + 2000)).await.expect("redis"));
-        assert_eq!(
-            waits(&g.acquire_at("site", spaced, "c", Some(T0 + 2001)).await.expect("redis")),
-            Duration::from_millis(1999)
-        );
-        // The job reached the site 700 ms after its grant: the spacing counts from there.
-        let c = slot(g.acquire_at("site", spaced, "c", Some(T0 + 4000)).await.expect("redis"));
+        let c = slot(g.acquire_at("site", spaced, "c", Some(T0 + 4500)).await.expect("redis"));
         g.started_at(&c, Some(T0 + 4700)).await.expect("redis");
+        // A report of c again, earlier (a straggler), moves nothing back.
+        g.started_at(&c, Some(T0 + 4600)).await.expect("redis");
         assert_eq!(
             waits(&g.acquire_at("site", spaced, "d", Some(T0 + 6000)).await.expect("redis")),
             Duration::from_millis(700)
         );
-        // Never earlier than a later start already recorded.
-        g.started_at(&c, Some(T0 + 4100)).await.expect("redis");
         slot(g.acquire_at("site", spaced, "d", Some(T0 + 6700)).await.expect("redis"));
         // With both limits, the longer wait wins.
         let both = SiteLimits { max_concurrent: Some(1), min_interval: Some(Duration::from_secs(2)) };
-        slot(g.acquire_at("both", both, "a", Some(T0)).await.expect("redis"));
+        let a = slot(g.acquire_at("both", both, "a", Some(T0)).await.expect("redis"));
+        g.started_at(&a, Some(T0)).await.expect("redis");
         assert_eq!(
             waits(&g.acquire_at("both", both, "b", Some(T0 + 100)).await.expect("redis")),
             Duration::from_millis(1900)
@@ -592,6 +631,9 @@ mod tests {
             async move { redis::cmd("PTTL").arg(key).query_async::<i64>(&mut conn).await.expect("redis") }
         };
         assert!((1..=10_000).contains(&ttl(g.key("one", "holders")).await));
+        // A start in progress: held for the lease (plus the interval) until reported.
+        assert!((1..=10_300).contains(&ttl(g.key("one", "last_start")).await));
+        g.started(&a).await.expect("redis");
         assert!((1..=300).contains(&ttl(g.key("one", "last_start")).await));
         assert!(ttl(g.key("one", "waiting")).await > 0);
         g.release(&a, Verdict::Throttled).await.expect("redis");
