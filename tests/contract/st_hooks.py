@@ -13,6 +13,9 @@ after generation and after any other hook), with an IP-literal loopback URL:
   (security.allowed_networks = 127.0.0.1/32: 127.0.0.2 is private, 400
   private_address).
 
+A site profile's `upstream_proxy` (a proxy the egress guard would connect through)
+becomes http://127.0.0.2:9, which the policy refuses without connecting.
+
 No host name survives, so no DNS query is made. `input_file` of a processing request
 becomes, now and then, the clip uploaded before the run (MEDIAPRO_ST_INPUT_FILE), so
 a processing task is accepted too.
@@ -28,6 +31,7 @@ import schemathesis
 FIXTURE_URL = os.environ["MEDIAPRO_ST_FIXTURE_URL"]  # http://127.0.0.1:<port>/clip.mp4
 REFUSED_URL = "http://127.0.0.2:9/refused.mp4"
 INPUT_FILE = os.environ.get("MEDIAPRO_ST_INPUT_FILE", "")
+REFUSED_PROXY = "http://127.0.0.2:9"
 
 
 def _bucket(value: str, n: int) -> int:
@@ -44,6 +48,8 @@ def _rewrite(node):
         for key, value in list(node.items()):
             if _is_url_key(key) and isinstance(value, str):
                 node[key] = REFUSED_URL if _bucket(value, 4) == 0 else FIXTURE_URL
+            elif key == "upstream_proxy" and isinstance(value, str):
+                node[key] = REFUSED_PROXY
             elif key == "input_file" and isinstance(value, str) and INPUT_FILE and _bucket(value, 3) == 0:
                 node[key] = INPUT_FILE
             else:
@@ -59,6 +65,8 @@ def _assert_loopback_only(node) -> None:
         for key, value in node.items():
             if _is_url_key(key) and isinstance(value, str) and value not in (FIXTURE_URL, REFUSED_URL):
                 raise AssertionError(f"st_hooks: {key}={value!r} would leave loopback")
+            if key == "upstream_proxy" and isinstance(value, str) and value != REFUSED_PROXY:
+                raise AssertionError(f"st_hooks: upstream_proxy={value!r} would leave loopback")
             _assert_loopback_only(value)
     elif isinstance(node, list):
         for item in node:

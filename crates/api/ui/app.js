@@ -288,6 +288,7 @@ async function submitKey(event) {
   state.lastEventId = null;
   route();
   refreshList();
+  refreshSites();
   events();
 }
 
@@ -1300,6 +1301,106 @@ function wireDropZone() {
   input.addEventListener('change', () => uploadFile(input.files[0]));
 }
 
+// ---------------------------------------------------------------- site profiles
+
+/** Health of a profile as a badge: healthy, unhealthy (with the reason) or not checked. */
+function healthCell(p) {
+  const status = p.healthy === true ? 'healthy' : p.healthy === false ? 'unhealthy' : 'unchecked';
+  const label = { healthy: 'Healthy', unhealthy: 'Unhealthy', unchecked: 'Not checked' }[status];
+  const badge = h('span', { class: 'status', 'data-status': status }, label);
+  const cell = h('td', { class: 'site-health' }, badge);
+  if (p.checked_at) cell.append(h('div', { class: 'muted' }, `checked ${fmt.shortTime(p.checked_at)}`));
+  if (p.check_error) cell.append(h('div', { class: 'task-error', title: p.check_error }, p.check_error));
+  if (!p.check_url) cell.append(h('div', { class: 'muted' }, 'no check_url'));
+  return cell;
+}
+
+/** What a GET shows of the cookies: count, domains, earliest expiry (never a value). */
+function cookiesCell(p) {
+  const c = p.cookies;
+  if (!c) return h('td', { class: 'site-cookies muted' }, 'None');
+  const n = `${c.cookie_count} cookie${c.cookie_count === 1 ? '' : 's'}`;
+  const cell = h('td', { class: 'site-cookies' }, `${n} · ${fmt.bytes(c.size_bytes)}`);
+  cell.append(h('div', { class: 'muted' }, c.domains.join(', ')));
+  if (c.earliest_expiry) cell.append(h('div', { class: 'muted' }, `expires ${fmt.time(c.earliest_expiry)}`));
+  return cell;
+}
+
+function siteRow(p) {
+  const id = `cookies-${p.name}`;
+  const actions = h(
+    'td',
+    { class: 'write' },
+    h(
+      'div',
+      { class: 'site-actions' },
+      h('label', { for: id }, `Upload cookies for ${p.name}`),
+      h('input', { id, type: 'file', accept: '.txt,text/plain', class: 'cookies-file', 'data-site': p.name }),
+      p.check_url ? h('button', { type: 'button', class: 'secondary check-site', 'data-site': p.name }, 'Check now') : '',
+    ),
+  );
+  actions.hidden = readOnly();
+  return h(
+    'tr',
+    { 'data-site': p.name },
+    h('th', { scope: 'row' }, p.name),
+    h('td', {}, p.domains.join(', ')),
+    healthCell(p),
+    cookiesCell(p),
+    actions,
+  );
+}
+
+async function refreshSites() {
+  try {
+    const { profiles } = await api('GET', '/api/site-profiles');
+    const body = $('#sites-table tbody');
+    body.replaceChildren(...profiles.map(siteRow));
+    $('#sites-wrap').hidden = profiles.length === 0;
+    $('#sites-empty').hidden = profiles.length > 0;
+    clearError('#sites-error');
+  } catch (err) {
+    showError('#sites-error', err);
+  }
+}
+
+/** `PUT /api/site-profiles/{name}/cookies` with the chosen file as the raw body. */
+async function uploadCookies(input) {
+  const name = input.dataset.site;
+  const file = input.files[0];
+  if (!file) return;
+  $('#sites-done').textContent = '';
+  try {
+    const res = await fetch(`/api/site-profiles/${encodeURIComponent(name)}/cookies`, {
+      method: 'PUT',
+      headers: { Accept: 'application/json', 'Content-Type': 'text/plain', ...authHeaders() },
+      body: await file.text(),
+      cache: 'no-store',
+    });
+    const data = await readJson(res);
+    if (!res.ok) throw toApiError(res.status, data);
+    clearError('#sites-error', input);
+    $('#sites-done').textContent = `Cookies of ${name} uploaded (${data.cookies.cookie_count} cookies).`;
+  } catch (err) {
+    showError('#sites-error', err, input);
+  }
+  await refreshSites();
+}
+
+async function checkSite(button) {
+  const name = button.dataset.site;
+  button.disabled = true;
+  $('#sites-done').textContent = '';
+  try {
+    const p = await api('POST', `/api/site-profiles/${encodeURIComponent(name)}/check`);
+    $('#sites-done').textContent = `${name}: ${p.healthy ? 'healthy' : 'unhealthy'}.`;
+    clearError('#sites-error');
+  } catch (err) {
+    showError('#sites-error', err);
+  }
+  await refreshSites();
+}
+
 // ---------------------------------------------------------------- routing and start-up
 
 /** `#/task/<id>` shows one task; anything else the queue and the forms. */
@@ -1330,6 +1431,11 @@ function onFilterChange() {
 
 /** One click handler for the buttons and links that rows and the task page create. */
 function onDocumentClick(event) {
+  const check = event.target.closest('button.check-site');
+  if (check) {
+    checkSite(check);
+    return;
+  }
   const target = event.target.closest('button.cancel, button.retry, a.result');
   if (!target) return;
   if (target.matches('button.cancel')) cancelTask(target);
@@ -1351,6 +1457,9 @@ function wire() {
   $('#filter-kind').addEventListener('change', onFilterChange);
   $('#older').addEventListener('click', loadOlder);
   document.addEventListener('click', onDocumentClick);
+  $('#sites').addEventListener('change', (event) => {
+    if (event.target.matches('input.cookies-file')) uploadCookies(event.target);
+  });
   window.addEventListener('hashchange', route);
   wireDropZone();
 }
@@ -1366,6 +1475,7 @@ async function start() {
   }
   route();
   refreshList();
+  refreshSites();
   events();
 }
 

@@ -171,6 +171,12 @@ async fn no_spelling_of_a_path_reaches_a_handler_without_a_key() {
         ("DELETE", format!("/api/tasks/{id}"), ""),
         ("DELETE", format!("/%61pi/tasks/{id}"), ""),
         ("DELETE", "/api/tasks/not-a-uuid".into(), ""),
+        ("GET", "/api/site-profiles".into(), ""),
+        ("GET", "/api/site-profiles/ex".into(), ""),
+        ("PUT", "/api/site-profiles/ex".into(), r#"{"domains": ["example.com"]}"#),
+        ("PUT", "/api/site-profiles/ex/cookies".into(), "# Netscape HTTP Cookie File\n"),
+        ("POST", "/api/site-profiles/ex/check".into(), ""),
+        ("DELETE", "/api/site-profiles/ex".into(), ""),
     ];
     // These match a route once decoded: they must be refused by the key check itself.
     let must_401 = [
@@ -187,6 +193,10 @@ async fn no_spelling_of_a_path_reaches_a_handler_without_a_key() {
         "/api/download-result/not-a-uuid",
         "/api/download",
         "/api/uploads",
+        "/api/site-profiles",
+        "/api/site-profiles/ex",
+        "/api/site-profiles/ex/cookies",
+        "/api/site-profiles/ex/check",
     ];
     for (method, target, body) in &targets {
         let what = format!("{method} {target}");
@@ -262,6 +272,10 @@ async fn read_keys_read_and_full_keys_write() {
         c.put(format!("{base}/api/tasks")),
         c.post(format!("{base}/api/archive/import")).json(&json!({"archive": "youtube x\n"})),
         c.delete(format!("{base}/api/archive/youtube/x")),
+        c.put(format!("{base}/api/site-profiles/ex")).json(&json!({"domains": ["example.com"]})),
+        c.delete(format!("{base}/api/site-profiles/ex")),
+        c.put(format!("{base}/api/site-profiles/ex/cookies")).body("# Netscape HTTP Cookie File\n"),
+        c.post(format!("{base}/api/site-profiles/ex/check")),
     ] {
         let res = read(req).send().await.expect("sent");
         let url = res.url().clone();
@@ -271,10 +285,18 @@ async fn read_keys_read_and_full_keys_write() {
     }
     let res = read(c.get(format!("{base}/api/download-result/{id}"))).send().await.expect("sent");
     assert_eq!(res.status(), 400, "the read key reaches the result handler (task not completed)");
-    for path in ["/api/archive", "/api/archive/export"] {
+    for path in ["/api/archive", "/api/archive/export", "/api/site-profiles"] {
         let res = read(c.get(format!("{base}{path}"))).send().await.expect("sent");
         assert_eq!(res.status(), 200, "a read key reads {path}");
     }
+    // Site profiles: a full key writes them, a read key reads them.
+    let res = full(c.put(format!("{base}/api/site-profiles/ex")).json(&json!({"domains": ["example.com"]})))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), 201);
+    let res = read(c.get(format!("{base}/api/site-profiles/ex"))).send().await.expect("sent");
+    assert_eq!(res.status(), 200);
     let res = full(c.delete(format!("{base}/api/tasks/{id}"))).send().await.expect("sent");
     assert!(res.status().is_success(), "{}", res.status());
     let res = read(c.get(format!("{base}/api/tasks/{id}"))).send().await.expect("sent");

@@ -725,3 +725,82 @@ async fn browser_screenshots_of_each_view() {
     }
     assert_eq!(written.len(), 16);
 }
+
+// ---------------------------------------------------------------- site profiles
+
+fn full_key_and_loopback_one(s: &mut mediapro_core::settings::Settings) {
+    s.security.api_keys = vec![mediapro_core::settings::ApiKeyEntry::new(FULL_KEY)];
+    s.security.allow_private_networks = false;
+    s.security.allowed_networks = vec!["127.0.0.1/32".into()];
+    s.worker.site_check_interval_seconds = 0;
+}
+
+/// The Site profiles card: a profile whose site wants a cookie shows unhealthy
+/// after "Check now", takes a cookies file from the file picker, and is healthy at
+/// the next check; the page never holds the cookie's value. Screenshots of the card.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_site_profiles_show_health_and_take_a_cookies_file() {
+    use crate::site_profiles::{CookieSite, SECRET, cookies_file};
+    let app =
+        TestApp::spawn_with(AppOptions { tweak: full_key_and_loopback_one, ..AppOptions::default() }).await;
+    let site = CookieSite::start().await;
+    let res = app
+        .client
+        .put(format!("{}/api/site-profiles/cookie-site", app.address))
+        .bearer_auth(FULL_KEY)
+        .json(&json!({"domains": ["127.0.0.1"], "check_url": site.url("page.html")}))
+        .send()
+        .await
+        .expect("PUT profile");
+    assert_eq!(res.status(), 201);
+    let b = Browser::start().await;
+    let base = app.address.clone();
+    use_key(&b, &base, FULL_KEY).await;
+    let row = "#sites-table tr[data-site='cookie-site']";
+    b.wait_js("the profile's row", UI_LIMIT, &format!("document.querySelector(\"{row} .site-health\")"))
+        .await;
+    let health = format!("document.querySelector(\"{row} .site-health .status\").dataset.status");
+    assert_eq!(b.js(&format!("return {health}")).await, "unchecked");
+
+    b.click(&format!("{row} button.check-site")).await;
+    b.wait_js("unhealthy without cookies", TASK_LIMIT, &format!("{health} === 'unhealthy'")).await;
+    let error =
+        b.js(&format!("return document.querySelector(\"{row} .site-health .task-error\").textContent")).await;
+    assert!(error.as_str().unwrap_or_default().contains("403"), "{error}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cookies.txt");
+    std::fs::write(&path, cookies_file(SECRET)).expect("cookies file");
+    let input = b.client.find(Locator::Css("#cookies-cookie-site")).await.expect("the cookies file input");
+    input.send_keys(path.to_str().expect("utf-8 path")).await.expect("choose the cookies file");
+    b.wait_js(
+        "the cookies' summary",
+        UI_LIMIT,
+        &format!("document.querySelector(\"{row} .site-cookies\").textContent.includes('2 cookies')"),
+    )
+    .await;
+    b.click(&format!("{row} button.check-site")).await;
+    b.wait_js("healthy with the cookies", TASK_LIMIT, &format!("{health} === 'healthy'")).await;
+    let html = b.js("return document.documentElement.outerHTML").await;
+    assert!(!html.as_str().unwrap_or_default().contains(SECRET), "the page shows the cookie value");
+
+    let dir = screenshot_dir();
+    b.js("document.querySelector('#sites').scrollIntoView(); return null").await;
+    for scheme in ["light", "dark"] {
+        b.viewport(1280, 800).await;
+        b.color_scheme(scheme).await;
+        b.wait_js(
+            "the emulated viewport and colour scheme",
+            UI_LIMIT,
+            &format!("window.innerWidth === 1280 && matchMedia('(prefers-color-scheme: {scheme})').matches"),
+        )
+        .await;
+        b.js("document.querySelector('#sites').scrollIntoView(); return null").await;
+        let png = b.client.screenshot().await.expect("screenshot");
+        assert_eq!(png_size(&png), Some((1280, 800)));
+        let path = dir.join(format!("sites-1280x800-{scheme}.png"));
+        std::fs::write(&path, &png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        println!("screenshot: {}", path.display());
+    }
+    b.close().await;
+}

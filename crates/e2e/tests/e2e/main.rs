@@ -24,6 +24,7 @@ pub mod lifecycle;
 mod metrics;
 mod processing;
 mod site_gate;
+pub mod site_profiles;
 mod validation;
 mod wake;
 mod warm_host;

@@ -125,3 +125,51 @@ pub fn check_due(profile: &SiteProfile, every: Duration, now: time::OffsetDateTi
         .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok());
     last.is_none_or(|t| now - t >= every)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(check_url: Option<&str>, checked_at: Option<&str>) -> SiteProfile {
+        serde_json::from_value(serde_json::json!({
+            "name": "p", "domains": ["example.com"], "max_concurrent": null, "min_interval_seconds": null,
+            "sleep_requests_seconds": null, "sleep_interval_seconds": null, "user_agent": null, "headers": {},
+            "format_id": null, "upstream_proxy": null, "check_url": check_url, "cookies": null,
+            "healthy": null, "checked_at": checked_at, "check_error": null,
+            "created_at": "2026-12-02T10:00:00Z", "updated_at": "2026-12-02T10:00:00Z"
+        }))
+        .expect("profile")
+    }
+
+    #[test]
+    fn a_check_is_due_when_never_run_or_an_interval_ago() {
+        let now = time::OffsetDateTime::parse(
+            "2026-12-02T10:15:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("now");
+        let every = Duration::from_secs(900);
+        let url = Some("https://example.com/check");
+        assert!(check_due(&profile(url, None), every, now), "never checked");
+        assert!(check_due(&profile(url, Some("2026-12-02T10:00:00Z")), every, now), "15 min ago");
+        assert!(!check_due(&profile(url, Some("2026-12-02T10:05:00Z")), every, now), "10 min ago");
+        assert!(!check_due(&profile(None, None), every, now), "nothing to check");
+    }
+
+    #[tokio::test]
+    async fn the_private_copy_is_0600_and_gone_once_dropped() {
+        let dir = std::env::temp_dir().join(format!("mediapro-cookies-{}", uuid::Uuid::new_v4().simple()));
+        let copy = PrivateCookies::write(&dir, "# Netscape HTTP Cookie File\n").await.expect("write");
+        let path = copy.path().to_path_buf();
+        assert_eq!(path, dir.join(COOKIES_FILE));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        drop(copy);
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -14,6 +14,7 @@ use mediapro_core::{
     requests::DownloadSpec,
     site_profile::{PrivateCookies, SiteProfile},
     task::Phase,
+    validate::SourceUrl,
     ytdlp::{
         ArchiveKeyArgs, DownloadArgs, DownloadOutput, FailureClass, OutputLine, ProgressTracker, SiteArgs,
         classify_failure, files, parse_output_line,
@@ -60,7 +61,7 @@ async fn download(
     let settings = &ctx.settings;
     // The site profile of the URL's host, and its cookies as this job's private
     // copy in the task folder (removed when `cookies` drops, whatever the outcome).
-    let (profile, cookies) = match site_profile(ctx, attempt, spec, dir).await {
+    let (profile, cookies) = match site_profile(ctx, attempt.task_id, &spec.url, dir).await {
         Ok(found) => found,
         Err(outcome) => return outcome,
     };
@@ -193,23 +194,21 @@ async fn archived(
     }
 }
 
-/// The profile of the URL's host (recorded on the task as `site_profile`) and,
-/// if it has cookies, their private copy in `dir`.
-async fn site_profile(
+/// The profile of `url`'s host (recorded on the task as `site_profile`) and, if
+/// it has cookies, their private copy in `dir` (removed when it drops).
+pub(super) async fn site_profile(
     ctx: &JobContext,
-    attempt: &Attempt,
-    spec: &DownloadSpec,
+    task_id: uuid::Uuid,
+    url: &SourceUrl,
     dir: &Path,
 ) -> Result<(Option<SiteProfile>, Option<PrivateCookies>), Outcome> {
     let store = ctx.store();
     let unreadable = |e: mediapro_core::store::StoreError| {
         Outcome::Transient(format!("cannot read the site profile: {e}"))
     };
-    let profile = store.site_profile_for_host(&spec.url.host()).await.map_err(unreadable)?;
-    if let Err(e) =
-        store.set_task_site_profile(attempt.task_id, profile.as_ref().map(|p| p.name.as_str())).await
-    {
-        tracing::warn!(task_id = %attempt.task_id, error = %e, "site_profile not recorded on the task");
+    let profile = store.site_profile_for_host(&url.host()).await.map_err(unreadable)?;
+    if let Err(e) = store.set_task_site_profile(task_id, profile.as_ref().map(|p| p.name.as_str())).await {
+        tracing::warn!(task_id = %task_id, error = %e, "site_profile not recorded on the task");
     }
     let Some(profile) = profile else { return Ok((None, None)) };
     let cookies = match store.site_cookies(&profile.name).await.map_err(unreadable)? {

@@ -11,10 +11,11 @@ use std::time::Duration;
 use mediapro_core::{
     analyze::{AnalyzeError, run_listing},
     requests::{DownloadSpec, Expansion, PlaylistSpec},
+    site_profile::PrivateCookies,
     store::Lease,
     task::{Phase, ProgressDetail, Task, TaskRequest, TaskStatus},
     validate::SourceUrl,
-    ytdlp::{ListArgs, PlaylistItems, parse_listing},
+    ytdlp::{ListArgs, PlaylistItems, SiteArgs, parse_listing},
 };
 
 use super::{
@@ -39,9 +40,14 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
     let settings = &ctx.settings;
     let max = settings.limits.max_playlist_items;
     let items = spec.items.clone().unwrap_or_else(|| PlaylistItems::span(1, max));
+    // The site profile applies to the listing too: its cookies as a private copy in
+    // the collection's own folder, removed when `cookies` drops (every return below).
+    let dir = ctx.layout.download_dir(attempt.task_id);
+    let (profile, cookies) = super::download::site_profile(ctx, attempt.task_id, &spec.url, &dir).await?;
+    let site = profile.as_ref().map(|p| SiteArgs::new(p, cookies.as_ref().map(PrivateCookies::path)));
     let proxy = ctx
         .egress
-        .start_proxy()
+        .start_proxy_via(profile.as_ref().and_then(|p| p.upstream_proxy.as_ref()))
         .await
         .map_err(|e| Outcome::Transient(format!("cannot start the egress proxy: {e}")))?;
     let proxy_url = proxy.url();
@@ -51,7 +57,7 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
         items: &ytdlp_items,
         socket_timeout_secs: 20,
         proxy: Some(&proxy_url),
-        site: None,
+        site: site.as_ref(),
     }
     .to_args();
     // A listing is one page fetch or a few: the analyze timeout, ten times over.
