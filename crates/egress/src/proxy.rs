@@ -63,6 +63,7 @@ impl Refusal {
 pub struct ProxyHandle {
     addr: SocketAddr,
     refusals: Arc<Mutex<Vec<Refusal>>>,
+    connected: watch::Receiver<bool>,
     _stop: watch::Sender<()>,
 }
 
@@ -85,6 +86,14 @@ impl ProxyHandle {
     pub fn first_refusal_reason(&self) -> Option<String> {
         lock(&self.refusals).first().map(Refusal::reason)
     }
+
+    /// Resolves `true` once the proxy made its first allowed connection (the
+    /// job's first contact with a site: the site gate's start, see
+    /// `crates/worker/src/jobs/site.rs`), `false` if the proxy stopped first.
+    pub fn first_connection(&self) -> impl Future<Output = bool> + Send + 'static {
+        let mut connected = self.connected.clone();
+        async move { connected.wait_for(|c| *c).await.is_ok() }
+    }
 }
 
 impl EgressGuard {
@@ -104,16 +113,25 @@ impl EgressGuard {
         let addr = listener.local_addr()?;
         let (stop_tx, stop) = watch::channel(());
         let upstream = upstream.map(|u| (u.host().to_owned(), u.port()));
-        let proxy = Arc::new(Proxy { guard: self.clone(), refusals: Arc::default(), stop, upstream });
+        let (connected_tx, connected) = watch::channel(false);
+        let proxy = Arc::new(Proxy {
+            guard: self.clone(),
+            refusals: Arc::default(),
+            connected: connected_tx,
+            stop,
+            upstream,
+        });
         let refusals = proxy.refusals.clone();
         spawn_until(&proxy.stop.clone(), accept_loop(listener, proxy));
-        Ok(ProxyHandle { addr, refusals, _stop: stop_tx })
+        Ok(ProxyHandle { addr, refusals, connected, _stop: stop_tx })
     }
 }
 
 struct Proxy {
     guard: EgressGuard,
     refusals: Arc<Mutex<Vec<Refusal>>>,
+    /// Set once a connection was allowed.
+    connected: watch::Sender<bool>,
     /// Never receives a value; `changed()` fails once the handle's sender is dropped.
     stop: watch::Receiver<()>,
     /// `(host, port)` of the upstream HTTP proxy every checked connection goes through.
@@ -239,7 +257,10 @@ impl Proxy {
             },
         };
         match result {
-            Ok((stream, _)) => Ok(stream),
+            Ok((stream, _)) => {
+                self.connected.send_if_modified(|c| !std::mem::replace(c, true));
+                Ok(stream)
+            }
             Err(EgressError::Blocked(blocked)) => {
                 let refusal = Refusal { host: host.to_owned(), port, blocked };
                 let reason = refusal.reason();

@@ -387,3 +387,32 @@ async fn an_upstream_proxy_is_chained_behind_the_policy_check() {
     assert_eq!(internal.connections(), 0);
     assert!(upstream.refusals().is_empty());
 }
+
+/// `first_connection` resolves at the first allowed connection (a refused one
+/// is no contact), and `false` when the proxy stops without one.
+#[tokio::test]
+async fn first_connection_resolves_at_the_first_allowed_connection_only() {
+    let allowed = Origin::start("127.0.0.1").await;
+    let internal = Origin::start("127.0.0.2").await;
+    let proxy = EgressGuard::new(only_127_0_0_1()).start_proxy().await.expect("proxy");
+    let first = tokio::spawn(proxy.first_connection());
+    let client = client_via(&proxy.url());
+
+    let refused = client.get(internal.url("/")).send().await.expect("request");
+    assert_eq!(refused.status(), 403);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!first.is_finished(), "a refused connection is no contact");
+    assert_eq!(internal.connections(), 0);
+
+    assert_eq!(client.get(allowed.url("/hello")).send().await.expect("request").status(), 200);
+    let connected =
+        tokio::time::timeout(Duration::from_secs(5), first).await.expect("resolved").expect("joined");
+    assert!(connected);
+    // Asked again later, it answers at once.
+    assert!(tokio::time::timeout(Duration::from_secs(1), proxy.first_connection()).await.expect("at once"));
+
+    let idle = EgressGuard::new(only_127_0_0_1()).start_proxy().await.expect("proxy");
+    let never = idle.first_connection();
+    drop(idle);
+    assert!(!tokio::time::timeout(Duration::from_secs(5), never).await.expect("resolved on stop"));
+}

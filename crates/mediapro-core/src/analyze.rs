@@ -181,7 +181,7 @@ pub async fn run_listing(
     })?;
     if !out.status.success() {
         let failure = classify_failure(&out.stderr_tail);
-        return Err(if failure.permanent {
+        return Err(if failure.is_permanent() {
             AnalyzeError::Unusable(failure.reason)
         } else {
             AnalyzeError::Upstream(failure.reason)

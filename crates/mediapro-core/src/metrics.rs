@@ -51,6 +51,13 @@ pub mod names {
     pub const SUBPROCESS_KILLS: &str = "mediapro_subprocess_kills_total";
     /// Connections the egress guard refused, by `reason` (`BlockReason::label`).
     pub const EGRESS_REFUSALS: &str = "mediapro_egress_refusals_total";
+    /// Jobs of a site profile's site across every worker, by `site` and `state`
+    /// (`running`: holding a slot of the site gate; `waiting`: told to wait).
+    pub const SITE_JOBS: &str = "mediapro_site_jobs";
+    /// Seconds left of a site's back-off after throttling, by `site`.
+    pub const SITE_BACKOFF: &str = "mediapro_site_backoff_seconds";
+    /// Attempts the site throttled (HTTP 429, a "rate limit" 403), by `site`.
+    pub const SITE_THROTTLED: &str = "mediapro_site_throttled_total";
 }
 
 /// Every metric name, for checks (the dashboard test).
@@ -68,6 +75,9 @@ pub const NAMES: &[&str] = &[
     names::WORKER_SLOTS,
     names::SUBPROCESS_KILLS,
     names::EGRESS_REFUSALS,
+    names::SITE_JOBS,
+    names::SITE_BACKOFF,
+    names::SITE_THROTTLED,
 ];
 
 /// Values of the `outcome` label: how an attempt ended (`outcome::settle` in the
@@ -235,6 +245,24 @@ impl Metrics {
     pub fn egress_refused(&self, reason: &'static str) {
         self.with(|| metrics::counter!(names::EGRESS_REFUSALS, "reason" => reason).increment(1));
     }
+
+    /// A site's jobs across every worker and its back-off left (read from the
+    /// site gate when scraped).
+    pub fn site(&self, site: &str, running: u64, waiting: u64, backoff: Duration) {
+        self.with(|| {
+            let site = site.to_owned();
+            metrics::gauge!(names::SITE_JOBS, "site" => site.clone(), "state" => "running")
+                .set(running as f64);
+            metrics::gauge!(names::SITE_JOBS, "site" => site.clone(), "state" => "waiting")
+                .set(waiting as f64);
+            metrics::gauge!(names::SITE_BACKOFF, "site" => site).set(backoff.as_secs_f64());
+        });
+    }
+
+    /// The site throttled an attempt.
+    pub fn site_throttled(&self, site: &str) {
+        self.with(|| metrics::counter!(names::SITE_THROTTLED, "site" => site.to_owned()).increment(1));
+    }
 }
 
 fn describe() {
@@ -252,6 +280,9 @@ fn describe() {
     describe_gauge!(names::WORKER_SLOTS, "Job slots of this worker by queue and state (busy, free)");
     describe_counter!(names::SUBPROCESS_KILLS, "yt-dlp/ffmpeg runs stopped early, by reason");
     describe_counter!(names::EGRESS_REFUSALS, "Connections refused by the egress guard, by reason");
+    describe_gauge!(names::SITE_JOBS, "Jobs of a site profile's site across all workers, by site and state");
+    describe_gauge!(names::SITE_BACKOFF, "Seconds left of a site's back-off after throttling, by site");
+    describe_counter!(names::SITE_THROTTLED, "Attempts the site throttled (429, rate-limit 403), by site");
 }
 
 #[cfg(test)]

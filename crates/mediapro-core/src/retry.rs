@@ -3,7 +3,9 @@
 //! defaults):
 //!
 //! - **Transient failures** of a task — network errors, HTTP 5xx and throttling
-//!   from the site (`crates/mediapro-core/src/ytdlp/failure.rs` classifies them),
+//!   from the site (`crates/mediapro-core/src/ytdlp/failure.rs` classifies them;
+//!   a throttled attempt also backs its site profile's site off:
+//!   `crates/queue/src/site_gate.rs`),
 //!   a tool that could not start, a folder that could not be prepared — run again
 //!   as a new job scheduled after [`RetryPolicy::delay`]: `retry_first_delay_seconds`
 //!   doubling per attempt, with ±25 % jitter, capped at `retry_max_delay_seconds`,

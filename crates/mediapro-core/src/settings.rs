@@ -246,6 +246,12 @@ pub struct LimitSettings {
     /// attempt (with jitter) up to `retry_max_delay_seconds` (`crates/mediapro-core/src/retry.rs`).
     pub retry_first_delay_seconds: u64,
     pub retry_max_delay_seconds: u64,
+    /// A site profile's site is held back this long after a throttled attempt
+    /// (HTTP 429, a "rate limit" 403); it doubles with each throttled attempt
+    /// after a back-off ended, up to `site_backoff_max_seconds`, and a successful
+    /// attempt resets it (`crates/queue/src/site_gate.rs`).
+    pub site_backoff_first_seconds: u64,
+    pub site_backoff_max_seconds: u64,
     /// A running job that prints nothing for this long is killed as stalled.
     pub stall_timeout_seconds: u64,
     /// Files and records of finished tasks are removed after this many days.
@@ -285,6 +291,8 @@ impl Default for LimitSettings {
             max_attempts: 3,
             retry_first_delay_seconds: 2,
             retry_max_delay_seconds: 300,
+            site_backoff_first_seconds: 30,
+            site_backoff_max_seconds: 1800,
             stall_timeout_seconds: 600,
             retention_days: 7,
             min_free_disk_bytes: 1024 * 1024 * 1024,
@@ -666,6 +674,15 @@ impl Settings {
             return bad(
                 "limits.retry_max_delay_seconds",
                 "must be at least limits.retry_first_delay_seconds".into(),
+            );
+        }
+        if self.limits.site_backoff_first_seconds == 0 {
+            return bad("limits.site_backoff_first_seconds", "must be positive".into());
+        }
+        if self.limits.site_backoff_max_seconds < self.limits.site_backoff_first_seconds {
+            return bad(
+                "limits.site_backoff_max_seconds",
+                "must be at least limits.site_backoff_first_seconds".into(),
             );
         }
         if self.limits.stall_timeout_seconds == 0 {

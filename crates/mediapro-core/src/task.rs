@@ -152,6 +152,10 @@ impl FromStr for TaskKind {
 #[strum(serialize_all = "snake_case")]
 pub enum Phase {
     Queued,
+    /// Pending: its site profile's slots are taken, its start spacing not over,
+    /// or the site backed off after throttling (`crates/queue/src/site_gate.rs`);
+    /// the job is queued again for when the site may be asked.
+    WaitingForSite,
     Downloading,
     Merging,
     PostProcessing,

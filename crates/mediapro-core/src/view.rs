@@ -69,7 +69,10 @@ impl From<&Task> for TaskView {
             status: t.status,
             progress: (t.progress * 10.0).round() / 10.0,
             phase: match t.status {
-                TaskStatus::Pending => Some(Phase::Queued),
+                // Queued, or held back by its site (`waiting_for_site`).
+                TaskStatus::Pending => {
+                    Some(t.detail.phase.filter(|p| *p == Phase::WaitingForSite).unwrap_or(Phase::Queued))
+                }
                 // Before the first progress line, the kind's own work.
                 s if s.is_running() => t.detail.phase.or(Some(match t.kind() {
                     TaskKind::Download => Phase::Downloading,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use mediapro_core::{
     requests::{DownloadSpec, Expansion},
     store::{Cancel, Claim, Lease, Retry, TaskFilter, TaskStore},
-    task::{ProgressDetail, Task, TaskRequest, TaskStatus},
+    task::{Phase, ProgressDetail, Task, TaskRequest, TaskStatus},
 };
 use uuid::Uuid;
 
@@ -196,6 +196,20 @@ on_every_store! {
         assert_eq!((row.status, row.error.as_deref(), row.job_id.as_str()), (TaskStatus::Pending, Some("connection reset"), "01JOB"));
         assert!(!store.requeue(task.task_id, n, "twice", "01JOC").await.expect("requeue"), "only from running");
         assert_eq!(attempt_of(claim(&store, &task, "w1").await), 2);
+    });
+
+    a_task_waiting_for_its_site_stays_pending_with_a_new_job_once_per_job => |store| Box::pin(async move {
+        let task = pending(&store).await;
+        assert!(store.wait_for_site(task.task_id, &task.job_id, "01WAIT", "slow-site").await.expect("wait"));
+        let row = store.get(task.task_id).await.expect("get").expect("row");
+        assert_eq!((row.status, row.job_id.as_str(), row.attempts), (TaskStatus::Pending, "01WAIT", 0));
+        assert_eq!((row.detail.phase, row.site_profile.as_deref()), (Some(Phase::WaitingForSite), Some("slow-site")));
+        // A second delivery of the old job finds it re-queued already.
+        assert!(!store.wait_for_site(task.task_id, &task.job_id, "01WAIU", "slow-site").await.expect("wait"));
+        // The claim clears the phase; a running task never waits.
+        attempt_of(claim(&store, &task, "w1").await);
+        assert_eq!(store.get(task.task_id).await.expect("get").expect("row").detail.phase, None);
+        assert!(!store.wait_for_site(task.task_id, "01WAIT", "01WAIV", "slow-site").await.expect("wait"));
     });
 
     fail_pending_and_fail_unfinished_respect_their_guards => |store| Box::pin(async move {

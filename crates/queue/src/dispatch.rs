@@ -19,7 +19,7 @@ use mediapro_core::{
     Code, HasCode,
     retry::{Decision, RetryPolicy},
     store::{Cancel, Retry, StaleTask, StoreError, TaskStore},
-    task::{Task, TaskKind, TaskRequest, TaskStatus, new_job_id},
+    task::{Phase, Task, TaskKind, TaskRequest, TaskStatus, new_job_id},
     view::TaskView,
 };
 use uuid::Uuid;
@@ -238,6 +238,32 @@ impl Dispatcher {
         }
         self.publish(&task).await;
         Ok(Requeued::After(delay))
+    }
+
+    /// A pending task whose site (profile `site`) may not be asked yet (`site_gate.rs`): it
+    /// stays pending (`waiting_for_site`) with a new job queued after `delay`,
+    /// so the worker slot that fetched it is free meanwhile. `false`: the task
+    /// changed (cancelled, or another delivery re-queued it first); nothing done.
+    /// If the push fails the task keeps its new job id and the reconciler
+    /// queues it again.
+    pub async fn wait_for_site(
+        &self,
+        task: &Task,
+        site: &str,
+        delay: Duration,
+    ) -> Result<bool, DispatchError> {
+        let job_id = new_job_id();
+        if !self.store.wait_for_site(task.task_id, &task.job_id, &job_id, site).await? {
+            return Ok(false);
+        }
+        if let Err(err) = self.queue.push_after(task.kind(), task.task_id, &job_id, delay).await {
+            tracing::warn!(task_id = %task.task_id, error = %err, "waiting task not queued; the reconciler will");
+        }
+        // Clients hear of the wait once, not at every look at the site.
+        if task.detail.phase != Some(Phase::WaitingForSite) {
+            self.publish_current(task.task_id).await;
+        }
+        Ok(true)
     }
 
     /// A task the reconciler found without a live job: it gets a new job id

@@ -15,10 +15,12 @@ pub mod events;
 pub mod idempotency;
 pub mod metrics;
 mod rate;
+pub mod site_gate;
 pub mod wake;
 
 pub use dispatch::{DispatchError, Dispatcher, Requeued};
 pub use rate::{RateDecision, RateLimiter};
+pub use site_gate::{Admission, GateSettings, SiteGate, SiteLimits, SiteSlot, SiteState, Verdict};
 
 use std::time::Duration;
 

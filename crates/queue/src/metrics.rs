@@ -83,6 +83,14 @@ impl Registry {
                 if let Err(e) = record_queue_depth(&self.metrics, queue).await {
                     tracing::warn!(error = %e, "metrics: cannot read queue depth");
                 }
+                match crate::site_gate::site_states(queue).await {
+                    Ok(sites) => {
+                        for (site, s) in sites {
+                            self.metrics.site(&site, s.running, s.waiting, s.backoff);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "metrics: cannot read the site gate"),
+                }
                 match store.count_by_status().await {
                     Ok(counts) => {
                         for status in <TaskStatus as strum::IntoEnumIterator>::iter() {

@@ -1,13 +1,13 @@
 //! What job handlers share.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use mediapro_core::{
     metrics::Metrics, process::ythost::YtdlpRunner, retry::RetryPolicy, settings::Settings,
     storage::StorageLayout, store::TaskStore,
 };
 use mediapro_egress::EgressGuard;
-use mediapro_queue::{Dispatcher, QueueClient};
+use mediapro_queue::{Dispatcher, GateSettings, QueueClient, SiteGate};
 
 #[derive(Clone)]
 pub struct JobContext {
@@ -23,6 +23,8 @@ pub struct JobContext {
     /// Every yt-dlp run of a job goes through it: this worker's warm host
     /// while it is ready, else spawned (`tools.ytdlp_host`).
     pub ytdlp: Arc<YtdlpRunner>,
+    /// Per-site slots, spacing and back-off across every worker (site profiles).
+    pub gate: SiteGate,
 }
 
 impl JobContext {
@@ -36,7 +38,16 @@ impl JobContext {
     ) -> Self {
         let retry = RetryPolicy::from_limits(&settings.limits);
         let egress = EgressGuard::new(settings.egress_policy()).with_metrics(metrics.clone());
-        Self { layout, settings, dispatcher: Dispatcher::new(store, queue, retry), egress, metrics, ytdlp }
+        let gate = SiteGate::new(
+            queue.clone(),
+            GateSettings {
+                lease: Duration::from_secs(settings.worker.lease_seconds),
+                backoff_first: Duration::from_secs(settings.limits.site_backoff_first_seconds),
+                backoff_max: Duration::from_secs(settings.limits.site_backoff_max_seconds),
+            },
+        );
+        let dispatcher = Dispatcher::new(store, queue, retry);
+        Self { layout, settings, dispatcher, egress, metrics, ytdlp, gate }
     }
 
     pub fn store(&self) -> &TaskStore {

@@ -38,18 +38,48 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
     Ok(HttpResponse::Ok().json(SiteProfileList { profiles }))
 }
 
+/// A profile with what the site gate (`crates/queue/src/site_gate.rs`) knows of
+/// its site now, across every worker; the gate's fields are `null` while Redis
+/// does not answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SiteProfileView {
+    #[serde(flatten)]
+    profile: SiteProfile,
+    /// Seconds left of the site's back-off after a throttled job (429, a
+    /// "rate limit" 403); 0 when none. No job of the site starts meanwhile.
+    backoff_seconds: Option<f64>,
+    /// Jobs of the site holding one of its `max_concurrent` slots.
+    running_jobs: Option<u64>,
+    /// Jobs of the site waiting for it (`phase: waiting_for_site`).
+    waiting_jobs: Option<u64>,
+}
+
 /// One site profile
+///
+/// With its site's current back-off and jobs (the site gate).
 #[utoipa::path(
     get,
     path = "/api/site-profiles/{name}",
     tag = "site profiles",
     params(("name" = String, Path, description = "The profile's name")),
-    responses((status = 200, description = "The profile (cookies only as a summary)", body = SiteProfile))
+    responses((status = 200, description = "The profile (cookies only as a summary)", body = SiteProfileView))
 )]
 pub async fn get(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
     let profile = state.store.site_profile(&name).await?.ok_or_else(|| not_found(&name))?;
-    Ok(HttpResponse::Ok().json(profile))
+    let gate = match mediapro_queue::site_gate::site_state(&state.queue, &name).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, site = %name, "site gate state not readable");
+            None
+        }
+    };
+    Ok(HttpResponse::Ok().json(SiteProfileView {
+        profile,
+        backoff_seconds: gate.map(|s| s.backoff.as_secs_f64()),
+        running_jobs: gate.map(|s| s.running),
+        waiting_jobs: gate.map(|s| s.waiting),
+    }))
 }
 
 /// Create or replace a site profile

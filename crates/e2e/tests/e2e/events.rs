@@ -13,20 +13,20 @@ use crate::helpers::{AppOptions, Fixtures, TestApp};
 
 /// One parsed server-sent event.
 #[derive(Debug, Clone)]
-struct Sse {
-    id: Option<String>,
-    event: String,
-    data: Value,
+pub struct Sse {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: Value,
 }
 
 /// A minimal SSE reader over a streaming reqwest response.
-struct Stream {
+pub struct Stream {
     res: reqwest::Response,
     buf: String,
 }
 
 impl Stream {
-    async fn open(base: &str, query: &str, last_id: Option<&str>) -> Self {
+    pub async fn open(base: &str, query: &str, last_id: Option<&str>) -> Self {
         let client = reqwest::Client::new();
         let mut req = client.get(format!("{base}/api/events{query}"));
         if let Some(id) = last_id {
@@ -40,7 +40,7 @@ impl Stream {
     }
 
     /// The next event (keep-alive comments skipped), within `limit`.
-    async fn next(&mut self, limit: Duration) -> Option<Sse> {
+    pub async fn next(&mut self, limit: Duration) -> Option<Sse> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(end) = self.buf.find("\n\n") {

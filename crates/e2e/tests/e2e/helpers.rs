@@ -235,8 +235,13 @@ impl TestApp {
 
     /// Starts a `mediapro-worker` process on these settings.
     pub fn spawn_worker_process(&self, queues: &str) -> std::process::Child {
+        self.spawn_worker_process_with(queues, 1)
+    }
+
+    /// Starts a `mediapro-worker` process running `concurrency` jobs per queue.
+    pub fn spawn_worker_process_with(&self, queues: &str, concurrency: usize) -> std::process::Child {
         Command::new(worker_bin())
-            .args(["--queues", queues, "--concurrency", "1"])
+            .args(["--queues", queues, "--concurrency", &concurrency.to_string()])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "warn")

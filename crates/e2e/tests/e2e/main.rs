@@ -23,6 +23,7 @@ mod idempotency;
 pub mod lifecycle;
 mod metrics;
 mod processing;
+mod site_gate;
 pub mod site_profiles;
 mod validation;
 mod wake;

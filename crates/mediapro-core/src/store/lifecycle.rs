@@ -10,7 +10,7 @@ use super::{
     transition::{Sql, Transition},
 };
 use crate::{
-    task::{ProgressDetail, Task, TaskKind, TaskRequest, TaskStatus, new_job_id, now},
+    task::{Phase, ProgressDetail, Task, TaskKind, TaskRequest, TaskStatus, new_job_id, now},
     webhooks::WebhookEvent,
 };
 use sqlx::AnyConnection;
@@ -308,6 +308,30 @@ impl TaskStore {
             .set("job_id", job_id)
             .from(TaskStatus::RUNNING)
             .attempt(attempt)
+            .apply(&task_id.to_string(), &self.writer)
+            .await
+    }
+
+    /// A pending task whose site (profile `site`) may not be asked yet
+    /// (`crates/queue/src/site_gate.rs`) waits: it stays `pending`, shows
+    /// `waiting_for_site`, and gets job `next_job` (queued with the gate's delay
+    /// by the caller). Only while `current_job` is its job, so of two deliveries
+    /// of one job exactly one re-queues it.
+    pub async fn wait_for_site(
+        &self,
+        task_id: Uuid,
+        current_job: &str,
+        next_job: &str,
+        site: &str,
+    ) -> Result<bool, StoreError> {
+        let detail = ProgressDetail { phase: Some(Phase::WaitingForSite), ..ProgressDetail::default() };
+        Transition::keep()
+            .set("job_id", next_job)
+            .set("site_profile", site)
+            .set("progress_detail", serde_json::to_string(&detail).unwrap_or_default())
+            .set("updated_at", micros(now()))
+            .from(&[TaskStatus::Pending])
+            .guard(Sql::new("job_id = ").arg(current_job))
             .apply(&task_id.to_string(), &self.writer)
             .await
     }

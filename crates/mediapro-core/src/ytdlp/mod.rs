@@ -10,7 +10,7 @@ mod playlist;
 mod progress;
 
 pub use command::{AnalyzeArgs, DownloadArgs, SiteArgs};
-pub use failure::{Failure, classify_failure};
+pub use failure::{Failure, FailureClass, classify_failure};
 pub use info::{Carries, FormatInfo, MediaInfo, ParseError, parse_info_json};
 pub use playlist::{ArchiveKeyArgs, Collection, CollectionEntry, ListArgs, PlaylistItems, parse_listing};
 pub use progress::{DownloadOutput, OutputLine, ProgressTracker, parse_output_line};

@@ -16,7 +16,7 @@ use mediapro_core::{
     task::Phase,
     validate::SourceUrl,
     ytdlp::{
-        ArchiveKeyArgs, DownloadArgs, DownloadOutput, OutputLine, ProgressTracker, SiteArgs,
+        ArchiveKeyArgs, DownloadArgs, DownloadOutput, FailureClass, OutputLine, ProgressTracker, SiteArgs,
         classify_failure, files, parse_output_line,
     },
 };
@@ -25,11 +25,18 @@ use super::{
     attempt::{Attempt, Supervisor},
     fsutil::reset_dir,
     outcome::Outcome,
+    site::SiteHold,
     timing,
 };
 use crate::context::JobContext;
 
-pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec) -> Outcome {
+/// `site`: the site gate's slot the job holds (`site.rs`), if its site has a profile.
+pub async fn run(
+    ctx: &JobContext,
+    attempt: &Attempt,
+    spec: &DownloadSpec,
+    site: Option<&SiteHold>,
+) -> Outcome {
     let dir = ctx.layout.download_dir(attempt.task_id);
     // Every attempt starts from an empty folder: a re-run after a crash must not
     // pick up (or list) a previous attempt's partial files.
@@ -37,14 +44,20 @@ pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec) -> Ou
         return Outcome::Transient(format!("cannot prepare the task folder: {e}"));
     }
     timing::mark("folder");
-    let outcome = download(ctx, attempt, spec, &dir).await;
+    let outcome = download(ctx, attempt, spec, &dir, site).await;
     if outcome.discards_files() {
         let _ = tokio::fs::remove_dir_all(&dir).await;
     }
     outcome
 }
 
-async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir: &Path) -> Outcome {
+async fn download(
+    ctx: &JobContext,
+    attempt: &Attempt,
+    spec: &DownloadSpec,
+    dir: &Path,
+    hold: Option<&SiteHold>,
+) -> Outcome {
     let settings = &ctx.settings;
     // The site profile of the URL's host, and its cookies as this job's private
     // copy in the task folder (removed when `cookies` drops, whatever the outcome).
@@ -62,6 +75,10 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         Err(e) => return Outcome::Transient(format!("cannot start the egress proxy: {e}")),
     };
     timing::mark("proxy");
+    // The first connection through it is the job's start as its site sees it.
+    if let Some(hold) = hold {
+        hold.started_on(proxy.first_connection());
+    }
     let proxy_url = proxy.url();
     if spec.skip_archived
         && let Some(reason) = archived(ctx, spec, &proxy_url, site.as_ref()).await
@@ -123,10 +140,10 @@ async fn download(ctx: &JobContext, attempt: &Attempt, spec: &DownloadSpec, dir:
         Err(e) => Outcome::from_run_error(e, "yt-dlp", &ctx.metrics),
         Ok(out) if !out.status.success() => {
             let failure = classify_failure(&out.stderr_tail);
-            if failure.permanent {
-                Outcome::Failed(failure.reason)
-            } else {
-                Outcome::Transient(failure.reason)
+            match failure.class {
+                FailureClass::Permanent => Outcome::Failed(failure.reason),
+                FailureClass::Transient => Outcome::Transient(failure.reason),
+                FailureClass::Throttled => Outcome::Throttled(failure.reason),
             }
         }
         Ok(out) => match collect_files(ctx, dir, &output).await {

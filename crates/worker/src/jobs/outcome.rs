@@ -26,6 +26,9 @@ pub enum Outcome {
     Failed(String),
     /// Worth another attempt (network trouble), if the retry policy allows.
     Transient(String),
+    /// The site throttled the attempt (HTTP 429, a "rate limit" 403): its site
+    /// is backed off (`jobs/site.rs`) and the task retried as a transient failure.
+    Throttled(String),
     /// A client cancelled the task (the store already says so).
     Cancelled,
     /// The download archive has the item and the request said `skip_archived`.
@@ -81,14 +84,16 @@ pub async fn settle(ctx: &JobContext, attempt: &Attempt, outcome: Outcome) -> Re
             None => (store.complete(task_id, n, &files, output.as_deref()).await?, metric::COMPLETED),
         },
         Outcome::Failed(reason) => (store.fail(task_id, n, &reason).await?, metric::FAILED),
-        Outcome::Transient(reason) => match ctx.dispatcher.retry_later(task_id, n, &reason).await? {
-            Requeued::After(delay) => {
-                tracing::warn!(%task_id, attempt = n, %reason, ?delay, "transient failure; will retry");
-                (true, metric::RETRIED)
+        Outcome::Transient(reason) | Outcome::Throttled(reason) => {
+            match ctx.dispatcher.retry_later(task_id, n, &reason).await? {
+                Requeued::After(delay) => {
+                    tracing::warn!(%task_id, attempt = n, %reason, ?delay, "transient failure; will retry");
+                    (true, metric::RETRIED)
+                }
+                Requeued::GaveUp => (true, metric::FAILED),
+                Requeued::Stale => (false, metric::LOST),
             }
-            Requeued::GaveUp => (true, metric::FAILED),
-            Requeued::Stale => (false, metric::LOST),
-        },
+        }
         Outcome::Skipped(reason) => (store.skip(task_id, n, &reason).await?, metric::CANCELLED),
         Outcome::Cancelled => (true, metric::CANCELLED),
         Outcome::Lost => (true, metric::LOST),
