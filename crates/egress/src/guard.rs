@@ -91,18 +91,17 @@ impl EgressGuard {
         Err(EgressError::Connect { host: host.to_owned(), port, source })
     }
 
-    /// Whether `host` may be reached (the same check and logging as [`EgressGuard::connect`],
-    /// without connecting): for a target an upstream proxy connects to.
-    pub async fn check(&self, host: &str, port: u16) -> Result<(), EgressError> {
-        self.checked_addresses(host, port)
-            .await
-            .inspect_err(|err| {
-                if let EgressError::Blocked(blocked) = err {
-                    tracing::warn!(host, address = %blocked.ip, reason = %blocked.reason, "egress refused");
-                    self.metrics.egress_refused(blocked.reason.label());
-                }
-            })
-            .map(drop)
+    /// The address `host` may be reached at (the same check and logging as
+    /// [`EgressGuard::connect`], without connecting): for a target an upstream proxy
+    /// connects to, which is then asked for exactly this address.
+    pub async fn check(&self, host: &str, port: u16) -> Result<SocketAddr, EgressError> {
+        let addrs = self.checked_addresses(host, port).await.inspect_err(|err| {
+            if let EgressError::Blocked(blocked) = err {
+                tracing::warn!(host, address = %blocked.ip, reason = %blocked.reason, "egress refused");
+                self.metrics.egress_refused(blocked.reason.label());
+            }
+        })?;
+        addrs.into_iter().next().ok_or_else(|| EgressError::NoAddress { host: host.to_owned() })
     }
 
     /// The addresses `host` stands for, all of them allowed by the policy.

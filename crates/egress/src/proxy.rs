@@ -179,11 +179,6 @@ impl Proxy {
             Ok(stream) => stream,
             Err(response) => return response,
         };
-        if self.upstream.is_some()
-            && let Err(err) = upstream_connect(&mut upstream, &host, port).await
-        {
-            return text(StatusCode::BAD_GATEWAY, format!("upstream proxy: {err}"));
-        }
         spawn_until(&self.stop, async move {
             // Resolves once hyper has sent the 200 and handed the connection over.
             match hyper::upgrade::on(req).await {
@@ -212,12 +207,10 @@ impl Proxy {
             Err(response) => return response,
         };
 
-        // Origin-form for the server (absolute-form for an upstream proxy); Host from
-        // the request target (RFC 9112 §3.2.2).
-        if self.upstream.is_none() {
-            *req.uri_mut() =
-                uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-        }
+        // Origin-form for the server (through an upstream proxy too: the stream is a
+        // tunnel to the checked address); Host from the request target (RFC 9112 §3.2.2).
+        *req.uri_mut() =
+            uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
         strip_hop_by_hop(req.headers_mut());
         let host = match authority.port() {
             Some(port) => format!("{}:{port}", authority.host()),
@@ -246,13 +239,23 @@ impl Proxy {
     }
 
     /// [`EgressGuard::connect`], with a refusal recorded and turned into a 403. With
-    /// an upstream proxy: the target is checked, and the stream is to the upstream
-    /// proxy (connected through the guard as well).
+    /// an upstream proxy: the target is checked, the upstream proxy is connected to
+    /// through the guard as well, and asked (`CONNECT`) for a tunnel to the very
+    /// address that was checked, not the name (which it could resolve elsewhere);
+    /// the stream is that tunnel.
     async fn connect(&self, host: &str, port: u16) -> Result<TcpStream, Response<ProxyBody>> {
         let result = match &self.upstream {
             None => self.guard.connect(host, port).await,
             Some((proxy_host, proxy_port)) => match self.guard.check(host, port).await {
-                Ok(()) => self.guard.connect(proxy_host, *proxy_port).await,
+                Ok(target) => match self.guard.connect(proxy_host, *proxy_port).await {
+                    Ok((mut stream, addr)) => match upstream_connect(&mut stream, target).await {
+                        Ok(()) => Ok((stream, addr)),
+                        Err(err) => {
+                            return Err(text(StatusCode::BAD_GATEWAY, format!("upstream proxy: {err}")));
+                        }
+                    },
+                    Err(err) => Err(err),
+                },
                 Err(err) => Err(err),
             },
         };
@@ -272,10 +275,11 @@ impl Proxy {
     }
 }
 
-/// Asks the upstream proxy on `stream` for a tunnel to `host:port` and reads its
-/// answer's head; `Ok` once it answered 2xx (the stream is then the tunnel).
-async fn upstream_connect(stream: &mut TcpStream, host: &str, port: u16) -> io::Result<()> {
-    let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+/// Asks the upstream proxy on `stream` for a tunnel to `target` (an address the
+/// policy allowed) and reads its answer's head; `Ok` once it answered 2xx (the
+/// stream is then the tunnel).
+async fn upstream_connect(stream: &mut TcpStream, target: SocketAddr) -> io::Result<()> {
+    let authority = target.to_string();
     let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     // Byte by byte up to the blank line, so nothing of the tunnel is read here.

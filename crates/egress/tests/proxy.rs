@@ -349,17 +349,20 @@ async fn an_upstream_proxy_is_chained_behind_the_policy_check() {
     };
     let closed = EgressPolicy { allow_private_networks: false, allowed_networks: Vec::new() };
 
-    // Through an upstream that refuses everything: the upstream's 403, not the origin.
+    // Through an upstream that refuses everything: its refusal of the tunnel comes
+    // back as a 502 naming it, and the origin never hears of the request.
     let refusing = EgressGuard::new(closed).start_proxy().await.expect("upstream");
     let via = UpstreamProxy::parse(&refusing.url()).expect("upstream url");
     let proxy = EgressGuard::new(only_127_0_0_1()).start_proxy_via(Some(&via)).await.expect("proxy");
     let response = client_via(&proxy.url()).get(allowed.url("/hello")).send().await.expect("request");
-    assert_eq!(response.status(), 403);
+    assert_eq!(response.status(), 502);
+    let body = response.text().await.expect("body");
+    assert!(body.contains(&format!("CONNECT {} answered 'HTTP/1.1 403", allowed.addr)), "{body}");
     assert_eq!(refusing.refusals().len(), 1, "the request went through the upstream proxy");
     assert_eq!(allowed.requests(), 0);
     assert!(proxy.refusals().is_empty());
 
-    // Through an upstream that allows loopback: plain http (absolute-form) and CONNECT work.
+    // Through an upstream that allows loopback: plain http (in a tunnel) and CONNECT work.
     let upstream = EgressGuard::new(loopback).start_proxy().await.expect("upstream");
     let via = UpstreamProxy::parse(&upstream.url()).expect("upstream url");
     let proxy = EgressGuard::new(only_127_0_0_1()).start_proxy_via(Some(&via)).await.expect("proxy");
@@ -386,6 +389,49 @@ async fn an_upstream_proxy_is_chained_behind_the_policy_check() {
     assert_eq!(proxy.first_refusal_reason().as_deref(), Some("blocked: 127.0.0.2 is a loopback address"));
     assert_eq!(internal.connections(), 0);
     assert!(upstream.refusals().is_empty());
+}
+
+/// A name is resolved and checked here, and the upstream proxy is asked for a
+/// tunnel to that checked address, never for the name (which it could resolve to
+/// an address the policy refuses).
+#[tokio::test]
+async fn an_upstream_proxy_is_asked_for_the_checked_address_not_the_name() {
+    use mediapro_core::site_profile::UpstreamProxy;
+    let allowed = Origin::start("127.0.0.1").await;
+    // A stand-in upstream proxy that records each request head, then tunnels.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let upstream_addr = listener.local_addr().expect("addr");
+    let heads = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorded = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                head.push(client.read_u8().await.expect("head"));
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let target = head.split_whitespace().nth(1).expect("target").to_owned();
+            recorded.lock().expect("heads").push(head);
+            let mut origin = TcpStream::connect(&target).await.expect("origin");
+            client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.expect("answer");
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut origin).await;
+        }
+    });
+    let via = UpstreamProxy::parse(&format!("http://{upstream_addr}")).expect("upstream url");
+    let guard = EgressGuard::with_resolver(only_127_0_0_1(), Arc::new(Fixed(vec![allowed.addr])));
+    let proxy = guard.start_proxy_via(Some(&via)).await.expect("proxy");
+    let port = allowed.addr.port();
+    let response =
+        client_via(&proxy.url()).get(format!("http://site.test:{port}/hello")).send().await.expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.expect("body"),
+        format!("hello from {}, host site.test:{port}", allowed.addr)
+    );
+    let heads = heads.lock().expect("heads").clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(heads[0].starts_with(&format!("CONNECT {} HTTP/1.1", allowed.addr)), "{heads:?}");
+    assert!(!heads[0].contains("site.test"), "{heads:?}");
 }
 
 /// `first_connection` resolves at the first allowed connection (a refused one
