@@ -15,6 +15,7 @@ pub mod retry;
 pub mod settings;
 pub mod storage;
 pub mod store;
+pub mod subscription;
 pub mod task;
 pub mod telemetry;
 pub mod validate;

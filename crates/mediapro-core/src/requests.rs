@@ -111,6 +111,11 @@ pub struct PlaylistSpec {
     /// What the expansion found, written with the children it created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expansion: Option<Expansion>,
+    /// A subscription's check (`crates/mediapro-core/src/subscription.rs`): entries
+    /// an earlier check of it queued get no child, and the expansion records the
+    /// entries it queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<uuid::Uuid>,
 }
 
 /// The result of a collection's expansion, kept with the parent task.
@@ -125,6 +130,14 @@ pub struct Expansion {
     /// Entries left out because the download archive has them (`skip_archived`).
     #[serde(default)]
     pub skipped_archived: u64,
+    /// A subscription's check: entries left out because an earlier check queued
+    /// them (their download did not fail).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_known: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Processing to run on the downloaded file once it is complete.
@@ -224,6 +237,7 @@ impl DownloadBody {
             reverse: playlist.reverse,
             entry,
             expansion: None,
+            subscription_id: None,
         })))
     }
 }

@@ -13,11 +13,13 @@
 mod dispatch;
 pub mod events;
 pub mod idempotency;
+mod lease;
 pub mod metrics;
 mod rate;
 pub mod wake;
 
 pub use dispatch::{DispatchError, Dispatcher, Requeued};
+pub use lease::RoleLease;
 pub use rate::{RateDecision, RateLimiter};
 
 use std::time::Duration;

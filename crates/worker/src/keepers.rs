@@ -8,6 +8,8 @@
 //!   `limits.retention_days` ago, and uploads older than that.
 //! - The webhook deliverer (`crates/worker/src/webhooks.rs`) sends the outbox's
 //!   due messages.
+//! - The subscription scheduler (`crates/worker/src/subscriptions.rs`) starts due
+//!   checks and records finished ones; one process acts at a time (a Redis lease).
 
 use std::time::Duration;
 
@@ -18,7 +20,12 @@ use time::OffsetDateTime;
 use crate::context::JobContext;
 
 pub async fn run(ctx: JobContext) {
-    tokio::join!(reconcile_loop(&ctx), retention_loop(&ctx), crate::webhooks::deliver_loop(&ctx));
+    tokio::join!(
+        reconcile_loop(&ctx),
+        retention_loop(&ctx),
+        crate::webhooks::deliver_loop(&ctx),
+        crate::subscriptions::schedule_loop(&ctx)
+    );
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,7 @@ mod maintenance;
 mod outbox;
 mod row;
 mod stats;
+mod subscription;
 mod transition;
 
 use std::{sync::Arc, time::Duration};

@@ -26,16 +26,25 @@ use crate::context::JobContext;
 const TICK: Duration = Duration::from_secs(1);
 
 pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Outcome {
-    if spec.expansion.is_none()
-        && let Err(outcome) = expand(ctx, attempt, spec).await
-    {
-        return outcome;
+    let children = match &spec.expansion {
+        Some(expansion) => expansion.children,
+        None => match expand(ctx, attempt, spec).await {
+            Ok(children) => children,
+            Err(outcome) => return outcome,
+        },
+    };
+    if children == 0 {
+        // A subscription's check that found nothing new: its listing is recorded.
+        return Outcome::Completed { files: Vec::new(), output: None };
     }
     follow(ctx, attempt).await
 }
 
-/// Lists the entries and records the children. `Err`: the attempt ends there.
-async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Result<(), Outcome> {
+/// Lists the entries and records the children (how many). `Err`: the attempt
+/// ends there. A subscription's check (`spec.subscription_id`) also leaves out
+/// the entries an earlier check of it queued, and records its listing even when
+/// nothing is new.
+async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Result<u64, Outcome> {
     let settings = &ctx.settings;
     let max = settings.limits.max_playlist_items;
     let items = spec.items.clone().unwrap_or_else(|| PlaylistItems::span(1, max));
@@ -97,6 +106,20 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
         }
         entries = kept;
     }
+    // A subscription's check: one child per entry, ever (unless its download failed).
+    let mut skipped_known = 0;
+    if let Some(subscription) = spec.subscription_id {
+        let known = ctx
+            .store()
+            .known_entries(subscription)
+            .await
+            .map_err(|e| Outcome::Transient(format!("could not read the subscription's entries: {e}")))?;
+        entries.retain(|e| {
+            let seen = e.url.as_ref().is_some_and(|u| known.contains(u));
+            skipped_known += u64::from(seen);
+            !seen
+        });
+    }
     // Created (and so listed and queued) last entry first.
     if spec.reverse {
         entries.reverse();
@@ -114,10 +137,10 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
             Some(child)
         })
         .collect();
-    if children.is_empty() && skipped_archived > 0 {
+    if children.is_empty() && spec.subscription_id.is_none() && skipped_archived > 0 {
         return Err(Outcome::Skipped("skipped: every selected entry is in the download archive".into()));
     }
-    if children.is_empty() {
+    if children.is_empty() && spec.subscription_id.is_none() {
         return Err(Outcome::Failed(format!(
             "the playlist lists no downloadable entry{}",
             spec.items.as_ref().map(|i| format!(" among {i}")).unwrap_or_default()
@@ -130,11 +153,12 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
             children: children.len() as u64,
             truncated,
             skipped_archived,
+            skipped_known,
         }),
         ..spec.clone()
     }));
     match ctx.dispatcher.expand(attempt.task_id, attempt.number, &expanded, &children).await {
-        Ok(true) => Ok(()),
+        Ok(true) => Ok(children.len() as u64),
         // Cancelled or taken over meanwhile: nothing was written.
         Ok(false) => Err(Outcome::Lost),
         Err(e) => Err(Outcome::Transient(format!("could not record the entries: {e}"))),
