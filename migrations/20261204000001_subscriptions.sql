@@ -30,7 +30,6 @@ CREATE TABLE subscription_checks (
     check_id        TEXT PRIMARY KEY,
     subscription_id TEXT NOT NULL,
     task_id         TEXT NOT NULL,
-    cause           TEXT NOT NULL,
     status          TEXT NOT NULL,
     started_at      BIGINT NOT NULL,
     finished_at     BIGINT,

@@ -156,7 +156,11 @@ pub struct Check {
 pub enum CheckOutcome {
     /// The listing was recorded: entries selected, children created, entries
     /// left out (in the archive, or already queued by an earlier check).
-    Listed { found: u64, queued: u64, skipped: u64 },
+    Listed {
+        found: u64,
+        queued: u64,
+        skipped: u64,
+    },
     Failed(String),
 }
 
@@ -207,9 +211,9 @@ impl SubscriptionBody {
         policy: &EgressPolicy,
         max_items: u32,
     ) -> Result<Subscription, ValidationError> {
-        let every = self.every_minutes.ok_or_else(|| {
-            ValidationError::new("every_minutes", Code::InvalidSchedule, "is required")
-        })?;
+        let every = self
+            .every_minutes
+            .ok_or_else(|| ValidationError::new("every_minutes", Code::InvalidSchedule, "is required"))?;
         if !(1..=MAX_EVERY_MINUTES).contains(&every) {
             return Err(ValidationError::new(
                 "every_minutes",
@@ -225,11 +229,7 @@ impl SubscriptionBody {
             process: None,
             callback_url: None,
             skip_archived: true,
-            playlist: Some(PlaylistBody {
-                items: self.items,
-                reverse: self.reverse,
-                process: self.process,
-            }),
+            playlist: Some(PlaylistBody { items: self.items, reverse: self.reverse, process: self.process }),
         };
         let request = download.validate_request(policy, max_items).await.map_err(|mut e| {
             // Named as this body names them.
@@ -296,9 +296,7 @@ impl From<&Subscription> for SubscriptionView {
             subscription_id: s.subscription_id,
             url: s.url.clone(),
             every_minutes: s.every_minutes,
-            items: spec
-                .and_then(|p| p.items.as_ref())
-                .map_or_else(|| "all".to_owned(), ToString::to_string),
+            items: spec.and_then(|p| p.items.as_ref()).map_or_else(|| "all".to_owned(), ToString::to_string),
             reverse: spec.is_some_and(|p| p.reverse),
             format_id: entry.and_then(|e| e.format_id.as_ref()).map(ToString::to_string),
             include_subtitles: entry.is_some_and(|e| e.include_subtitles),
@@ -396,8 +394,16 @@ mod tests {
         for (json, field, code) in [
             (r#"{"url":"http://127.0.0.1:9/f"}"#, "every_minutes", Code::InvalidSchedule),
             (r#"{"url":"http://127.0.0.1:9/f","every_minutes":0}"#, "every_minutes", Code::InvalidSchedule),
-            (r#"{"url":"http://127.0.0.1:9/f","every_minutes":43201}"#, "every_minutes", Code::InvalidSchedule),
-            (r#"{"url":"http://127.0.0.1:9/f","every_minutes":5,"items":"4-2"}"#, "items", Code::InvalidPlaylistItems),
+            (
+                r#"{"url":"http://127.0.0.1:9/f","every_minutes":43201}"#,
+                "every_minutes",
+                Code::InvalidSchedule,
+            ),
+            (
+                r#"{"url":"http://127.0.0.1:9/f","every_minutes":5,"items":"4-2"}"#,
+                "items",
+                Code::InvalidPlaylistItems,
+            ),
             (r#"{"url":"ftp://x/f","every_minutes":5}"#, "url", Code::UnsupportedScheme),
         ] {
             let err = body(json).validate(&OPEN, 100).await.expect_err(json);

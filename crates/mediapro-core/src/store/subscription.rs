@@ -16,9 +16,7 @@ use uuid::Uuid;
 
 use super::{StoreError, TaskStore, micros, transition::Sql};
 use crate::{
-    subscription::{
-        Check, CheckOutcome, CheckStatus, Subscription, SubscriptionStatus, next_check_after,
-    },
+    subscription::{Check, CheckOutcome, CheckStatus, Subscription, SubscriptionStatus, next_check_after},
     task::{Task, TaskRequest, TaskStatus, now},
 };
 
@@ -133,8 +131,10 @@ pub(super) async fn remember_entries(
 
 impl TaskStore {
     pub async fn insert_subscription(&self, s: &Subscription) -> Result<(), StoreError> {
-        let request = serde_json::to_string(&s.request)
-            .map_err(|e| StoreError::Corrupt { task_id: s.subscription_id.to_string(), why: e.to_string() })?;
+        let request = serde_json::to_string(&s.request).map_err(|e| StoreError::Corrupt {
+            task_id: s.subscription_id.to_string(),
+            why: e.to_string(),
+        })?;
         Sql::new(format!("INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}, updated_at) VALUES ("))
             .arg(s.subscription_id.to_string())
             .text(", ")
@@ -438,8 +438,9 @@ impl TaskStore {
         before: Option<(i64, Uuid)>,
         limit: u32,
     ) -> Result<Vec<Check>, StoreError> {
-        let mut sql = Sql::new(format!("SELECT {CHECK_COLUMNS} FROM subscription_checks WHERE subscription_id = "))
-            .arg(id.to_string());
+        let mut sql =
+            Sql::new(format!("SELECT {CHECK_COLUMNS} FROM subscription_checks WHERE subscription_id = "))
+                .arg(id.to_string());
         if let Some((t, check)) = before {
             sql = sql
                 .text(" AND (started_at < ")
