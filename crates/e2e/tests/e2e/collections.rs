@@ -8,7 +8,10 @@
 
 use std::{
     path::PathBuf,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -38,23 +41,28 @@ fn clips() -> &'static PathBuf {
     })
 }
 
-/// The feed server: `/feed.xml` (12 items → `/media/clipNN.mp4`), `/slow-feed.xml`
+/// The feed server: `/feed.xml` (12 items → `/media/clipNN.mp4`, or as many as
+/// [`FeedServer::set_entries`] says: a feed that gains entries), `/slow-feed.xml`
 /// (12 items → `/slow/NN.mp4`, the 60 s clip sent at about 100 KB/s), and a log of
-/// every requested path.
-struct FeedServer {
+/// every requested path. Also used by `subscriptions.rs`.
+pub(crate) struct FeedServer {
     base: String,
     log: Arc<Mutex<Vec<String>>>,
+    entries: Arc<AtomicUsize>,
 }
 
 impl FeedServer {
-    async fn serve() -> Self {
+    pub(crate) async fn serve() -> Self {
         let dir = clips().clone();
         let long = media().dir.join("long.mp4");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let feed = |title: &str, prefix: &str| {
-            let items: String = (1..=ENTRIES)
+        let entries = Arc::new(AtomicUsize::new(ENTRIES));
+        let feed_base = base.clone();
+        let feed = move |title: &str, prefix: &str, count: usize| {
+            let base = &feed_base;
+            let items: String = (1..=count)
                 .map(|i| {
                     let target = if prefix == "media" {
                         format!("{base}/media/clip{i:02}.mp4")
@@ -73,11 +81,12 @@ impl FeedServer {
                  <description>fixture</description><link>{base}/</link>\n{items}</channel></rss>\n"
             )
         };
-        let (fast, slow) = (feed("Twelve clips", "media"), feed("Twelve slow clips", "slow"));
+        let slow = feed("Twelve slow clips", "slow", ENTRIES);
         let logged = log.clone();
+        let count = entries.clone();
         let server = HttpServer::new(move || {
             let logged = logged.clone();
-            let (fast, slow, long) = (fast.clone(), slow.clone(), long.clone());
+            let (count, slow, long, feed) = (count.clone(), slow.clone(), long.clone(), feed.clone());
             App::new()
                 .wrap_fn(move |req, srv| {
                     logged.lock().expect("log").push(req.path().to_owned());
@@ -86,7 +95,7 @@ impl FeedServer {
                 .route(
                     "/feed.xml",
                     web::get().to(move || {
-                        let body = fast.clone();
+                        let body = feed("Twelve clips", "media", count.load(Ordering::SeqCst));
                         async move { HttpResponse::Ok().content_type("application/rss+xml").body(body) }
                     }),
                 )
@@ -131,24 +140,30 @@ impl FeedServer {
         .expect("listen")
         .run();
         tokio::spawn(server);
-        FeedServer { base, log }
+        FeedServer { base, log, entries }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
     }
 
-    fn requests(&self) -> Vec<String> {
+    /// `/feed.xml` lists its first `n` entries from now on (1 to 12).
+    pub(crate) fn set_entries(&self, n: usize) {
+        assert!((1..=ENTRIES).contains(&n), "the feed has clips for 1 to {ENTRIES} entries");
+        self.entries.store(n, Ordering::SeqCst);
+    }
+
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.log.lock().expect("log").clone()
     }
 
-    fn media_requests(&self) -> Vec<String> {
+    pub(crate) fn media_requests(&self) -> Vec<String> {
         self.requests().into_iter().filter(|p| p.ends_with(".mp4")).collect()
     }
 }
 
 /// The children of a collection, through `GET /api/tasks?parent_task_id=` (every page).
-async fn children(app: &TestApp, parent: &str) -> Vec<Value> {
+pub(crate) async fn children(app: &TestApp, parent: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

@@ -23,6 +23,7 @@ mod idempotency;
 pub mod lifecycle;
 mod metrics;
 mod processing;
+mod subscriptions;
 mod validation;
 mod wake;
 mod warm_host;
