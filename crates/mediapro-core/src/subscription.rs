@@ -277,10 +277,13 @@ pub struct SubscriptionView {
     /// Failed checks in a row (reset by a check that lists the collection).
     pub consecutive_failures: i64,
     /// When the scheduler starts the next check (RFC 3339), while active.
+    #[schema(format = DateTime)]
     pub next_check_at: Option<String>,
+    #[schema(format = DateTime)]
     pub last_check_at: Option<String>,
     /// The `playlist` task of the check that is listing now.
     pub current_task_id: Option<Uuid>,
+    #[schema(format = DateTime)]
     pub created_at: String,
     /// The latest checks, newest first (`GET /api/subscriptions/{id}` only; all of
     /// them: `GET /api/subscriptions/{id}/checks`).
@@ -323,7 +326,9 @@ pub struct CheckView {
     /// Its `playlist` task: `GET /api/tasks?parent_task_id=` lists the downloads it queued.
     pub task_id: Uuid,
     pub status: CheckStatus,
+    #[schema(format = DateTime)]
     pub started_at: String,
+    #[schema(format = DateTime)]
     pub finished_at: Option<String>,
     /// Entries the listing selected.
     pub found: Option<u64>,

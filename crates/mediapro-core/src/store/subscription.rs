@@ -108,6 +108,14 @@ pub(super) async fn remember_entries(
 ) -> Result<(), StoreError> {
     let TaskRequest::Playlist(spec) = request else { return Ok(()) };
     let Some(subscription) = spec.subscription_id else { return Ok(()) };
+    // Deleted while its check listed: nothing to remember.
+    let exists: Vec<(i64,)> = Sql::new("SELECT COUNT(*) FROM subscriptions WHERE subscription_id = ")
+        .arg(subscription.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    if exists.first().is_none_or(|(n,)| *n == 0) {
+        return Ok(());
+    }
     let t = micros(now());
     for child in children {
         let TaskRequest::Download(entry) = &child.request else { continue };
