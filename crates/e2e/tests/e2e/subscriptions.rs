@@ -305,6 +305,45 @@ async fn a_schedule_missed_for_five_periods_while_no_worker_ran_is_checked_once(
     assert_eq!(next, time::Duration::minutes(1), "next = now + every, not the missed slots: {after}");
 }
 
+/// A check while the downloads an earlier check queued are still running queues
+/// none of their entries again (one child per entry, whatever the timing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_while_earlier_downloads_still_run_queues_none_of_their_entries_again() {
+    let app = TestApp::spawn_with(AppOptions { tweak: fast_scheduler, ..Default::default() }).await;
+    let fx = FeedServer::serve().await;
+    // Two entries whose downloads take about a minute each (`/slow/NN.mp4`).
+    let sub =
+        subscribe(&app, json!({ "url": fx.url("slow-feed.xml"), "every_minutes": 60, "items": "1-2" })).await;
+    let id = sub["subscription_id"].as_str().expect("id").to_owned();
+    let first = wait_checks(&app, &id, 1, Duration::from_secs(60)).await;
+    assert_eq!(first[0]["queued"], 2, "{first:?}");
+    let parent = first[0]["task_id"].as_str().expect("task_id").to_owned();
+
+    assert_eq!(post(&app, &format!("/api/subscriptions/{id}/check")).await.status(), 202);
+    let both = wait_checks(&app, &id, 2, Duration::from_secs(60)).await;
+    let kids = children(&app, &parent).await;
+    eprintln!(
+        "second check: {}; the first check's children: {:?}",
+        both[0],
+        kids.iter().map(|k| &k["status"]).collect::<Vec<_>>()
+    );
+    assert!(
+        kids.iter().all(|k| matches!(k["status"].as_str(), Some("pending" | "downloading"))),
+        "the first check's downloads still run: {kids:?}"
+    );
+    assert_eq!(
+        (both[0]["found"].as_u64(), both[0]["queued"].as_u64(), both[0]["skipped"].as_u64()),
+        (Some(2), Some(0), Some(2))
+    );
+    let second = app.task(both[0]["task_id"].as_str().expect("task_id")).await;
+    assert_eq!(second["status"], "completed", "nothing new: done at once: {second}");
+    assert!(children(&app, both[0]["task_id"].as_str().expect("task_id")).await.is_empty());
+    assert_eq!(tasks_of_kind(&app, "download").await.len(), 2);
+
+    let res = delete(&app, &format!("/api/tasks/{parent}")).await;
+    assert_eq!(res.status(), 200, "cancel the slow downloads");
+}
+
 /// Acceptance: a subscription whose URL keeps failing is paused after
 /// `subscriptions.max_failures` (2 here) failed checks with the reason; resume
 /// clears it and checks again.
