@@ -4,7 +4,9 @@
 //! download per entry with the parent's compare-and-set, then follow the children
 //! until every one is final. The parent completes if any child completed, else
 //! fails. A re-run (lease takeover, client retry) finds the expansion recorded
-//! and only follows.
+//! and only follows. A subscription's check (`spec.subscription_id`, see
+//! `crates/worker/src/subscriptions.rs`) creates no child for an entry an earlier
+//! check queued, and completes at once, listing recorded, when nothing is new.
 
 use std::time::Duration;
 
