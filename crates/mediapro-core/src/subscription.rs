@@ -414,5 +414,12 @@ mod tests {
             let err = body(json).validate(&OPEN, 100).await.expect_err(json);
             assert_eq!((err.field, err.code), (field, code), "{json}");
         }
+        // The egress policy of downloads: a loopback feed is refused by default.
+        let strict = EgressPolicy { allow_private_networks: false, allowed_networks: Vec::new() };
+        let err = body(r#"{"url":"http://127.0.0.1:9/feed.xml","every_minutes":5}"#)
+            .validate(&strict, 100)
+            .await
+            .expect_err("private");
+        assert_eq!((err.field, err.code), ("url", Code::PrivateAddress));
     }
 }
