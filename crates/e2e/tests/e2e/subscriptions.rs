@@ -390,7 +390,7 @@ async fn a_subscription_failing_twice_in_a_row_is_paused_with_the_reason_and_res
 }
 
 /// Acceptance, the real thing (about 7 minutes; run by hand):
-/// `cargo build --workspace && cargo nextest run -p e2e --run-ignored only
+/// `cargo build --workspace && cargo nextest run -p mediapro-e2e --run-ignored only
 /// -E 'test(/real_five_minute_outage/)' --no-capture`.
 /// Two workers check a feed every minute; both are stopped for five minutes,
 /// then started: one check runs, not five.
