@@ -7,8 +7,10 @@
 # task list on 1,000,000 tasks (SQLite and PostgreSQL), and yt-dlp through the warm
 # host vs bare yt-dlp (analyze and download), analyze and download jobs through the
 # API and worker with the warm host on and off vs bare yt-dlp, and an idle worker's CPU
-# with its pick-up latency and a download job's steps, wake-on-push vs fast polling.
-# Usage: bench/run.sh [pickup|process|upload|idle|idle-cpu|orphan|http|http-metrics|events|list|ythost|warm-jobs]...
+# with its pick-up latency and a download job's steps, wake-on-push vs fast polling,
+# the API's RSS while it streams a large collection's ZIP, and task status latency
+# while a 10,000-entry collection expands.
+# Usage: bench/run.sh [pickup|process|upload|idle|idle-cpu|orphan|http|http-metrics|events|list|ythost|warm-jobs|zip-rss|expand-latency]...
 # (default: all but http-metrics, the metrics on/off comparison)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +18,7 @@ cd "$root"
 bash scripts/ensure-redis.sh
 cargo build --release -p mediapro-api -p mediapro-worker
 which=("$@")
-[[ ${#which[@]} -gt 0 ]] || which=(pickup process upload idle idle-cpu orphan http events list ythost warm-jobs)
+[[ ${#which[@]} -gt 0 ]] || which=(pickup process upload idle idle-cpu orphan http events list ythost warm-jobs zip-rss expand-latency)
 for b in "${which[@]}"; do
     case "$b" in
         pickup) bash bench/pickup-latency.sh ;;
@@ -31,6 +33,8 @@ for b in "${which[@]}"; do
         list) bash bench/list_bench.sh ;;
         ythost) python3 bench/ythost_bench.py ;;
         warm-jobs) python3 bench/warm_jobs.py ;;
+        zip-rss) python3 bench/zip_rss.py ;;
+        expand-latency) python3 bench/expand_latency.py ;;
         *) echo "unknown benchmark $b" >&2; exit 2 ;;
     esac
 done

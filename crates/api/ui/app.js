@@ -119,6 +119,8 @@ const state = {
   streamAbort: null,
   /** The last successful upload: {input_file, size_bytes, ...}. */
   upload: null,
+  /** `kind` of the last analyze answer ("video" or "playlist"). */
+  analyzedKind: null,
   /** Object URL of the player's blob (key in use), revoked when leaving the page. */
   playerUrl: null,
 };
@@ -587,6 +589,7 @@ function createRow(task) {
     status: part('span', 'status'),
     created: part('time', 'created'),
     source: part('p', 'source'),
+    children: part('p', 'children'),
     progress: part('progress', 'progress', { max: 100, value: 0 }),
     pct: part('span', 'pct'),
     phase: part('span', 'phase'),
@@ -599,6 +602,7 @@ function createRow(task) {
   row.li.append(
     h('div', { class: 'line1' }, row.kind, row.link, row.status, row.created),
     row.source,
+    row.children,
     h('div', { class: 'line2' }, row.progress, row.pct, row.phase, row.speed, row.eta),
     row.error,
     row.chain,
@@ -622,6 +626,7 @@ function updateRow(row, task) {
   const source = sourceOf(task);
   row.source.textContent = source;
   row.source.title = source;
+  row.children.textContent = childrenText(task);
   setProgress(row.progress, task);
   row.pct.textContent = fmt.percent(task.progress);
   row.phase.textContent = phaseLabel(task);
@@ -648,6 +653,23 @@ function setProgress(progress, task) {
 
 function phaseLabel(task) {
   return task.phase ? task.phase.replace(/_/g, ' ') : '';
+}
+
+/**
+ * A collection's entries: how many are final of how many, the counts by status,
+ * and the expansion's note ("cut at 500 of 10000 entries …"); '' for other kinds.
+ */
+function childrenText(task) {
+  if (task.kind !== 'playlist') return '';
+  const x = task.expansion;
+  if (!x) return RUNNING.includes(task.status) ? 'Listing the entries…' : '';
+  const counts = task.children || {};
+  const total = Object.values(counts).reduce((a, b) => a + b, 0) || x.children;
+  const done = Object.entries(counts)
+    .filter(([status]) => !RUNNING.includes(status))
+    .reduce((n, [, count]) => n + count, 0);
+  const by = Object.entries(counts).map(([status, n]) => `${n} ${(STATUS_LABEL[status] || status).toLowerCase()}`);
+  return [`Entries: ${done} of ${total} done`, by.join(', '), x.note || ''].filter(Boolean).join(' · ');
 }
 
 /** What the task works on: the URL, or the input file's name. */
@@ -824,6 +846,8 @@ const TASK_FIELDS = [
   ['started_at', 'Started', (t) => fmt.time(t.started_at) || '—'],
   ['completed_at', 'Finished', (t) => fmt.time(t.completed_at) || '—'],
   ['url', 'URL', (t) => externalLink(t.url)],
+  ['playlist_items', 'Playlist items', (t) => t.playlist_items || '—'],
+  ['children', 'Entries', (t) => childrenText(t) || '—'],
   ['format_id', 'Format', (t) => t.format_id || (t.kind === 'process' ? '—' : 'default')],
   ['include_subtitles', 'Subtitles', (t) => (t.include_subtitles ? (t.subtitle_langs || []).join(', ') : 'no')],
   ['input_file', 'Input file', (t) => t.input_file || '—'],
@@ -1090,10 +1114,17 @@ async function analyze(event) {
 }
 
 function renderAnalysis(info) {
+  const playlist = info.kind === 'playlist';
+  state.analyzedKind = info.kind;
   $('#media-title').textContent = info.title || 'Untitled';
   const meta = [];
   if (info.duration !== null && info.duration !== undefined) meta.push(`Duration ${fmt.duration(info.duration)}`);
-  meta.push(`${(info.formats || []).length} formats`);
+  if (playlist) {
+    const count = info.entry_count ?? (info.entries || []).length;
+    meta.push(`Playlist of ${count} entries${info.truncated ? ' (the site lists more: cut at the server\'s limit)' : ''}`);
+  } else {
+    meta.push(`${(info.formats || []).length} formats`);
+  }
   const metaEl = $('#media-meta');
   metaEl.replaceChildren(meta.join(' · '));
   // External thumbnails cannot load under the page's CSP (img-src 'self'): link instead.
@@ -1102,6 +1133,12 @@ function renderAnalysis(info) {
   }
   renderFormats(info.formats || []);
   renderSubtitles(info.subtitles || []);
+  // A playlist: its entries and the items to download; formats are each entry's own.
+  $('#formats-wrap').hidden = playlist;
+  $('#playlist-options').hidden = !playlist;
+  $('#playlist-entries').replaceChildren(...(playlist ? info.entries || [] : []).map((e) =>
+    h('li', { value: e.index }, e.title || e.url || `Entry ${e.index}`,
+      e.duration ? h('span', { class: 'muted' }, ` ${fmt.duration(e.duration)}`) : null)));
   $('#analysis').hidden = false;
 }
 
@@ -1158,7 +1195,11 @@ async function download() {
     return;
   }
   const body = { url };
-  if (!$('#analysis').hidden) {
+  if (!$('#analysis').hidden && state.analyzedKind === 'playlist') {
+    const items = $('#playlist-items').value.trim();
+    body.playlist = items ? { items } : {};
+    if ($('#skip-archived').checked) body.skip_archived = true;
+  } else if (!$('#analysis').hidden) {
     const format = $('input[name=format]:checked')?.value;
     if (format) body.format_id = format;
     const langs = $$('input[name=sub]:checked').map((el) => el.value);

@@ -134,6 +134,49 @@ pub struct Expansion {
     /// them (their download did not fail).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped_known: u64,
+    /// The above in words, for a person reading the task (the cut, the entries
+    /// skipped); absent when there is nothing to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Expansion {
+    /// An expansion's result and its note. `cut_at`: the `limits.max_playlist_items`
+    /// the listing was cut at, if it was.
+    pub fn new(entry_count: Option<u64>, children: u64, cut_at: Option<u32>, skipped_archived: u64) -> Self {
+        let mut said = Vec::new();
+        if let Some(max) = cut_at {
+            let of = entry_count.map(|n| format!(" of {n}")).unwrap_or_default();
+            said.push(format!("cut at {max}{of} entries (limits.max_playlist_items)"));
+        }
+        if skipped_archived > 0 {
+            let s = if skipped_archived == 1 { "y" } else { "ies" };
+            said.push(format!("{skipped_archived} entr{s} skipped: already in the download archive"));
+        }
+        Expansion {
+            entry_count,
+            children,
+            truncated: cut_at.is_some(),
+            skipped_archived,
+            skipped_known: 0,
+            note: (!said.is_empty()).then(|| said.join("; ")),
+        }
+    }
+
+    /// A subscription's check: `n` entries left out because an earlier check
+    /// queued them (said in the note too).
+    pub fn with_known(mut self, n: u64) -> Self {
+        if n > 0 {
+            let s = if n == 1 { "y" } else { "ies" };
+            let said = format!("{n} entr{s} skipped: queued by an earlier check of the subscription");
+            self.note = Some(match self.note.take() {
+                Some(note) => format!("{note}; {said}"),
+                None => said,
+            });
+        }
+        self.skipped_known = n;
+        self
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -450,5 +493,42 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused() {
         assert!(serde_json::from_str::<DownloadBody>(r#"{"url":"x","exec":"id"}"#).is_err());
+    }
+
+    #[test]
+    fn an_expansion_says_in_words_where_it_was_cut_and_what_it_skipped() {
+        let cut = Expansion::new(Some(10_000), 500, Some(500), 0);
+        assert!(cut.truncated);
+        assert_eq!(cut.note.as_deref(), Some("cut at 500 of 10000 entries (limits.max_playlist_items)"));
+        let both = Expansion::new(Some(20), 2, Some(14), 12);
+        assert_eq!(
+            both.note.as_deref(),
+            Some(
+                "cut at 14 of 20 entries (limits.max_playlist_items); 12 entries skipped: already in the download archive"
+            )
+        );
+        assert_eq!(
+            Expansion::new(None, 1, None, 1).note.as_deref(),
+            Some("1 entry skipped: already in the download archive")
+        );
+        let plain = Expansion::new(Some(12), 4, None, 0);
+        assert_eq!(plain.note, None);
+        // Absent from the JSON when there is nothing to say; older records read back.
+        let json = serde_json::to_value(&plain).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"entry_count": 12, "children": 4, "truncated": false, "skipped_archived": 0})
+        );
+        let old: Expansion = serde_json::from_value(json).expect("reads");
+        assert_eq!(old, plain);
+        // A subscription's check says what earlier checks queued, too.
+        let known = Expansion::new(Some(12), 1, None, 2).with_known(9);
+        assert_eq!(known.skipped_known, 9);
+        assert_eq!(
+            known.note.as_deref(),
+            Some(
+                "2 entries skipped: already in the download archive; 9 entries skipped: queued by an earlier check of the subscription"
+            )
+        );
     }
 }

@@ -420,13 +420,7 @@ fn children_of(parent: &Task) -> Vec<Task> {
 
 fn expanded(parent: &Task, children: u64) -> TaskRequest {
     let TaskRequest::Playlist(mut spec) = parent.request.clone() else { panic!("a playlist") };
-    spec.expansion = Some(Expansion {
-        entry_count: Some(12),
-        children,
-        truncated: false,
-        skipped_archived: 0,
-        skipped_known: 0,
-    });
+    spec.expansion = Some(Expansion::new(Some(12), children, None, 0));
     TaskRequest::Playlist(spec)
 }
 
@@ -468,6 +462,14 @@ on_every_store! {
         assert_eq!(counts.get(&TaskStatus::Pending), Some(&2));
         let done = store.children(parent.task_id, &[TaskStatus::Completed]).await.expect("completed");
         assert_eq!(done.len(), 1);
+
+        // Skipped as archived vs cancelled: only the first counts as skipped.
+        assert_eq!(store.skipped_children(parent.task_id).await.expect("skipped"), 0);
+        let c = attempt_of(claim(&store, &kids[2], "w1").await);
+        assert!(store.skip(kids[2].task_id, c, "skipped: generic v4 is in the download archive").await.expect("skip"));
+        assert!(matches!(store.cancel(kids[3].task_id).await.expect("cancel"), Cancel::Cancelled(_)));
+        assert_eq!(store.child_counts(parent.task_id).await.expect("counts").get(&TaskStatus::Cancelled), Some(&2));
+        assert_eq!(store.skipped_children(parent.task_id).await.expect("skipped"), 1);
     });
 
     an_expansion_after_a_cancel_or_takeover_writes_no_children => |store| Box::pin(async move {
@@ -539,6 +541,11 @@ on_every_store! {
         assert!(store.archive("generic", "clip02", None, None).await.expect("archive"));
         assert!(store.is_archived("YouTube", "abc").await.expect("lookup"));
         assert!(!store.is_archived("youtube", "abd").await.expect("lookup"));
+        assert_eq!(
+            store.archived_by_url("https://y/abc").await.expect("by url"),
+            Some(("youtube".into(), "abc".into()))
+        );
+        assert_eq!(store.archived_by_url("https://y/abd").await.expect("by url"), None);
         let first = store.archive_page(None, 1).await.expect("page");
         assert_eq!((first[0].extractor.as_str(), first[0].media_id.as_str()), ("youtube", "abc"));
         assert_eq!(first[0].task_id.as_deref(), Some("t1"));
@@ -562,6 +569,12 @@ on_every_store! {
         assert_eq!(row.status, TaskStatus::Cancelled);
         assert_eq!(row.error.as_deref(), Some("skipped: generic v1 is in the download archive"));
         assert!(row.completed_at.is_some());
+        // The reason always starts with SKIPPED, which tells a skipped task from a cancelled one.
+        let other = pending(&store).await;
+        let n2 = attempt_of(claim(&store, &other, "w1").await);
+        assert!(store.skip(other.task_id, n2, "generic v2 is in the download archive").await.expect("skip"));
+        let row2 = store.get(other.task_id).await.expect("get").expect("row");
+        assert_eq!(row2.error.as_deref(), Some("skipped: generic v2 is in the download archive"));
         assert!(matches!(store.retry(task.task_id).await.expect("retry"), Retry::Requeued(_)));
     });
 }

@@ -427,6 +427,95 @@ async fn browser_add_flow_downloads_the_picked_format() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_collection_download_of_chosen_items_shows_its_entries() {
+    let app = TestApp::spawn().await;
+    let fx = crate::collections::FeedServer::serve().await;
+    let b = Browser::start().await;
+    b.goto(&format!("{}/", app.address)).await;
+
+    // Analyze of a feed lists its entries and asks which items, instead of formats.
+    b.type_into("#url", &fx.url("feed.xml")).await;
+    b.click("#analyze").await;
+    b.wait_js(
+        "the playlist's entries",
+        TASK_LIMIT,
+        "!document.querySelector('#playlist-options').hidden && \
+         document.querySelectorAll('#playlist-entries li').length === 12",
+    )
+    .await;
+    let shown = b
+        .js("return [document.querySelector('#media-meta').textContent, \
+                     document.querySelector('#formats-wrap').hidden, \
+                     document.querySelector('#playlist-entries li:nth-child(7)').textContent]")
+        .await;
+    assert_eq!(shown, json!(["Playlist of 12 entries", true, "Entry 7 0:01"]), "{shown}");
+    b.type_into("#playlist-items", "2-4").await;
+    b.viewport(1280, 800).await;
+    screenshot(&b, "collection-form.png").await;
+    let serious = axe_serious(&b, &axe_source(), "playlist form").await;
+    assert!(serious.is_empty(), "serious or critical accessibility violations:\n{}", serious.join("\n"));
+    b.click("#download").await;
+
+    // The collection's row: its entries' counts as they complete.
+    let id = until("the collection's row", UI_LIMIT, || async {
+        let id = b
+            .js("return [...document.querySelectorAll('#tasks li.task')]\
+                   .find((li) => li.querySelector('.kind').textContent === 'playlist')?.dataset.taskId || null")
+            .await;
+        id.as_str().map(str::to_owned).ok_or_else(|| "no playlist row".to_owned())
+    })
+    .await;
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let start = Instant::now();
+    let last = loop {
+        let v = b
+            .js_with(
+                "const r = document.querySelector(`#tasks [data-task-id=\"${arguments[0]}\"]`);\
+                 return r ? [r.dataset.status, r.querySelector('.children').textContent] : null;",
+                vec![json!(id)],
+            )
+            .await;
+        let state =
+            (v[0].as_str().unwrap_or_default().to_owned(), v[1].as_str().unwrap_or_default().to_owned());
+        if seen.last() != Some(&state) {
+            seen.push(state.clone());
+        }
+        if matches!(state.0.as_str(), "completed" | "failed" | "cancelled") {
+            break state;
+        }
+        assert!(start.elapsed() < TASK_LIMIT, "row {id} not final; seen {seen:?}: {}", app.task(&id).await);
+        tokio::time::sleep(POLL).await;
+    };
+    println!("collection row states seen: {seen:?}");
+    assert_eq!(last, ("completed".to_owned(), "Entries: 3 of 3 done · 3 completed".to_owned()), "{seen:?}");
+    let parent = app.task(&id).await;
+    assert_eq!(
+        (parent["playlist_items"].as_str(), parent["children"].clone()),
+        (Some("2-4"), json!({ "completed": 3 }))
+    );
+    b.js_with(
+        "document.querySelector(`#tasks [data-task-id=\"${arguments[0]}\"]`).scrollIntoView({ block: 'center' })",
+        vec![json!(id)],
+    )
+    .await;
+    screenshot(&b, "collection-queue.png").await;
+
+    // The task page says the same.
+    b.goto(&format!("{}/#/task/{id}", app.address)).await;
+    b.wait_js(
+        "the collection's task page",
+        UI_LIMIT,
+        "document.querySelector('#task-fields dd[data-field=children]')?.textContent === \
+         'Entries: 3 of 3 done · 3 completed'",
+    )
+    .await;
+    let items =
+        b.js("return document.querySelector('#task-fields dd[data-field=playlist_items]').textContent").await;
+    assert_eq!(items, "2-4");
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_upload_and_trim_plays_two_seconds() {
     let app = TestApp::spawn().await;
     let b = Browser::start().await;
@@ -614,6 +703,43 @@ fn axe_source() -> String {
     })
 }
 
+/// Runs axe-core on the page as it is and returns its serious and critical
+/// violations, described (all of them are printed).
+async fn axe_serious(b: &Browser, axe: &str, view: &str) -> Vec<String> {
+    // Injected on each visit: a navigation starts a new document.
+    if b.js("return typeof window.axe").await != "object" {
+        b.js(&format!("{axe}\n;return null")).await;
+    }
+    let script = "const done = arguments[arguments.length - 1];\
+        axe.run(document, { resultTypes: ['violations'] })\
+          .then((r) => done(JSON.stringify(r.violations)))\
+          .catch((e) => done(JSON.stringify({ error: String(e) })));";
+    let out = b.client.execute_async(script, vec![]).await.expect("axe.run");
+    let violations: Value = serde_json::from_str(out.as_str().expect("json text")).expect("axe json");
+    let Some(list) = violations.as_array() else { panic!("axe failed on {view}: {violations}") };
+    let all: Vec<String> =
+        list.iter().map(|v| format!("{} ({})", v["id"], v["impact"].as_str().unwrap_or("?"))).collect();
+    println!("axe on {view}: {} violation(s) {all:?}", list.len());
+    list.iter()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .map(|v| {
+            let nodes: Vec<String> = v["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| format!("    {} — {}", n["target"], n["failureSummary"].as_str().unwrap_or("")))
+                .collect();
+            format!(
+                "[{view}] {} ({}): {}\n{}",
+                v["id"].as_str().unwrap_or("?"),
+                v["impact"].as_str().unwrap_or("?"),
+                v["help"].as_str().unwrap_or(""),
+                nodes.join("\n")
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_views_have_no_serious_accessibility_violations() {
     let axe = axe_source();
@@ -624,41 +750,8 @@ async fn browser_views_have_no_serious_accessibility_violations() {
         let (b, axe, failures) = (&b, &axe, &failures);
         checked.borrow_mut().push(view);
         async move {
-            // Injected on each visit: a navigation starts a new document.
-            if b.js("return typeof window.axe").await != "object" {
-                b.js(&format!("{axe}\n;return null")).await;
-            }
-            let script = "const done = arguments[arguments.length - 1];\
-                axe.run(document, { resultTypes: ['violations'] })\
-                  .then((r) => done(JSON.stringify(r.violations)))\
-                  .catch((e) => done(JSON.stringify({ error: String(e) })));";
-            let out = b.client.execute_async(script, vec![]).await.expect("axe.run");
-            let violations: Value = serde_json::from_str(out.as_str().expect("json text")).expect("axe json");
-            let Some(list) = violations.as_array() else { panic!("axe failed on {view}: {violations}") };
-            let all: Vec<String> = list
-                .iter()
-                .map(|v| format!("{} ({})", v["id"], v["impact"].as_str().unwrap_or("?")))
-                .collect();
-            println!("axe on {view}: {} violation(s) {all:?}", list.len());
-            for v in list {
-                if matches!(v["impact"].as_str(), Some("serious" | "critical")) {
-                    let nodes: Vec<String> = v["nodes"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|n| {
-                            format!("    {} — {}", n["target"], n["failureSummary"].as_str().unwrap_or(""))
-                        })
-                        .collect();
-                    failures.borrow_mut().push(format!(
-                        "[{view}] {} ({}): {}\n{}",
-                        v["id"].as_str().unwrap_or("?"),
-                        v["impact"].as_str().unwrap_or("?"),
-                        v["help"].as_str().unwrap_or(""),
-                        nodes.join("\n")
-                    ));
-                }
-            }
+            let serious = axe_serious(b, axe, view).await;
+            failures.borrow_mut().extend(serious);
         }
     })
     .await;
@@ -675,6 +768,15 @@ fn screenshot_dir() -> PathBuf {
     );
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     dir
+}
+
+/// A screenshot of the page as it is, into `screenshot_dir()`.
+async fn screenshot(b: &Browser, name: &str) {
+    let png = b.client.screenshot().await.expect("screenshot");
+    assert!(png_size(&png).is_some(), "{name} is not a PNG");
+    let path = screenshot_dir().join(name);
+    std::fs::write(&path, &png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    println!("screenshot: {}", path.display());
 }
 
 /// Width and height from a PNG's IHDR chunk.

@@ -24,7 +24,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 const ENTRIES: usize = 12;
 
 /// Twelve distinct 1 s clips (a tone of its own each), made once per test binary.
-fn clips() -> &'static PathBuf {
+pub(crate) fn clips() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-collection-v1");
@@ -41,14 +41,35 @@ fn clips() -> &'static PathBuf {
     })
 }
 
-/// The feed server: `/feed.xml` (12 items → `/media/clipNN.mp4`, or as many as
-/// [`FeedServer::set_entries`] says: a feed that gains entries), `/slow-feed.xml`
-/// (12 items → `/slow/NN.mp4`, the 60 s clip sent at about 100 KB/s), and a log of
-/// every requested path. Also used by `subscriptions.rs`.
+/// Entries of `/big-feed.xml`.
+const BIG: usize = 10_000;
+
+/// An RSS feed of `targets` (entry `i` titled "Entry i", 1 s long).
+fn feed_xml(base: &str, title: &str, targets: impl Iterator<Item = (usize, String)>) -> String {
+    let items: String = targets
+        .map(|(i, target)| {
+            format!(
+                "<item><title>Entry {i}</title><enclosure url=\"{target}\" type=\"video/mp4\" \
+                 length=\"1\"/><itunes:duration>00:00:01</itunes:duration></item>\n"
+            )
+        })
+        .collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\" \
+         xmlns:itunes=\"http://www.itunes.com/dtds/podcast-1.0.dtd\"><channel><title>{title}</title>\
+         <description>fixture</description><link>{base}/</link>\n{items}</channel></rss>\n"
+    )
+}
+
+/// The feed server: `/feed.xml` (12 items → `/media/clipNN.mp4`), `/slow-feed.xml`
+/// (12 items → `/slow/NN.mp4`, the 60 s clip sent at about 100 KB/s),
+/// `/growing.xml` (the first `shown` clips, newest first, as a podcast lists
+/// them), `/big-feed.xml` (10 000 items → `/big/N.mp4`, each the first clip), and a
+/// log of every requested path.
 pub(crate) struct FeedServer {
     base: String,
     log: Arc<Mutex<Vec<String>>>,
-    entries: Arc<AtomicUsize>,
+    shown: Arc<AtomicUsize>,
 }
 
 impl FeedServer {
@@ -58,35 +79,26 @@ impl FeedServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let entries = Arc::new(AtomicUsize::new(ENTRIES));
-        let feed_base = base.clone();
-        let feed = move |title: &str, prefix: &str, count: usize| {
-            let base = &feed_base;
-            let items: String = (1..=count)
-                .map(|i| {
-                    let target = if prefix == "media" {
-                        format!("{base}/media/clip{i:02}.mp4")
-                    } else {
-                        format!("{base}/slow/{i:02}.mp4")
-                    };
-                    format!(
-                        "<item><title>Entry {i}</title><enclosure url=\"{target}\" type=\"video/mp4\" \
-                         length=\"1\"/><itunes:duration>00:00:01</itunes:duration></item>\n"
-                    )
-                })
-                .collect();
-            format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\" \
-                 xmlns:itunes=\"http://www.itunes.com/dtds/podcast-1.0.dtd\"><channel><title>{title}</title>\
-                 <description>fixture</description><link>{base}/</link>\n{items}</channel></rss>\n"
-            )
-        };
-        let slow = feed("Twelve slow clips", "slow", ENTRIES);
+        let shown = Arc::new(AtomicUsize::new(ENTRIES));
+        let fast = feed_xml(
+            &base,
+            "Twelve clips",
+            (1..=ENTRIES).map(|i| (i, format!("{base}/media/clip{i:02}.mp4"))),
+        );
+        let slow = feed_xml(
+            &base,
+            "Twelve slow clips",
+            (1..=ENTRIES).map(|i| (i, format!("{base}/slow/{i:02}.mp4"))),
+        );
+        let big =
+            feed_xml(&base, "Ten thousand clips", (1..=BIG).map(|i| (i, format!("{base}/big/{i}.mp4"))));
         let logged = log.clone();
-        let count = entries.clone();
+        let (grow_base, grow_shown) = (base.clone(), shown.clone());
         let server = HttpServer::new(move || {
             let logged = logged.clone();
-            let (count, slow, long, feed) = (count.clone(), slow.clone(), long.clone(), feed.clone());
+            let (fast, slow, big, long) = (fast.clone(), slow.clone(), big.clone(), long.clone());
+            let (grow_base, grow_shown) = (grow_base.clone(), grow_shown.clone());
+            let first_clip = dir.join("clip01.mp4");
             App::new()
                 .wrap_fn(move |req, srv| {
                     logged.lock().expect("log").push(req.path().to_owned());
@@ -95,7 +107,7 @@ impl FeedServer {
                 .route(
                     "/feed.xml",
                     web::get().to(move || {
-                        let body = feed("Twelve clips", "media", count.load(Ordering::SeqCst));
+                        let body = fast.clone();
                         async move { HttpResponse::Ok().content_type("application/rss+xml").body(body) }
                     }),
                 )
@@ -104,6 +116,29 @@ impl FeedServer {
                     web::get().to(move || {
                         let body = slow.clone();
                         async move { HttpResponse::Ok().content_type("application/rss+xml").body(body) }
+                    }),
+                )
+                .route(
+                    "/growing.xml",
+                    web::get().to(move || {
+                        let n = grow_shown.load(Ordering::SeqCst);
+                        let targets = (1..=n).rev().map(|i| (i, format!("{grow_base}/media/clip{i:02}.mp4")));
+                        let body = feed_xml(&grow_base, "A growing feed", targets);
+                        async move { HttpResponse::Ok().content_type("application/rss+xml").body(body) }
+                    }),
+                )
+                .route(
+                    "/big-feed.xml",
+                    web::get().to(move || {
+                        let body = big.clone();
+                        async move { HttpResponse::Ok().content_type("application/rss+xml").body(body) }
+                    }),
+                )
+                .route(
+                    "/big/{n}.mp4",
+                    web::get().to(move || {
+                        let bytes = std::fs::read(&first_clip).expect("clip01");
+                        async move { HttpResponse::Ok().content_type("video/mp4").body(bytes) }
                     }),
                 )
                 .route(
@@ -140,17 +175,18 @@ impl FeedServer {
         .expect("listen")
         .run();
         tokio::spawn(server);
-        FeedServer { base, log, entries }
+        FeedServer { base, log, shown }
+    }
+
+    /// `/growing.xml` lists the first `n` clips from now on (also used by
+    /// `subscriptions.rs`).
+    pub(crate) fn show(&self, n: usize) {
+        assert!(n <= ENTRIES);
+        self.shown.store(n, Ordering::SeqCst);
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
-    }
-
-    /// `/feed.xml` lists its first `n` entries from now on (1 to 12).
-    pub(crate) fn set_entries(&self, n: usize) {
-        assert!((1..=ENTRIES).contains(&n), "the feed has clips for 1 to {ENTRIES} entries");
-        self.entries.store(n, Ordering::SeqCst);
     }
 
     pub(crate) fn requests(&self) -> Vec<String> {
@@ -164,10 +200,15 @@ impl FeedServer {
 
 /// The children of a collection, through `GET /api/tasks?parent_task_id=` (every page).
 pub(crate) async fn children(app: &TestApp, parent: &str) -> Vec<Value> {
+    children_by(app, parent, 5).await
+}
+
+/// The same, `limit` a page.
+async fn children_by(app: &TestApp, parent: &str, limit: usize) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut path = format!("/api/tasks?parent_task_id={parent}&limit=5");
+        let mut path = format!("/api/tasks?parent_task_id={parent}&limit={limit}");
         if let Some(c) = &cursor {
             path.push_str(&format!("&cursor={c}"));
         }
@@ -381,7 +422,9 @@ async fn a_collection_download_of_items_2_4_and_7_makes_four_children_and_one_zi
     assert_eq!(single["status"], "cancelled", "{single}");
     assert_eq!(single["error"], "skipped: generic clip02 is in the download archive");
     assert_eq!(single["downloaded_files"], json!([]));
-    // In a collection: entries 1-3, of which 2 and 3 are archived.
+    // In a collection: entries 1-3, of which 2 and 3 are archived. The feed lists
+    // no ids: entry 2 is found by the URL its download recorded and gets no child;
+    // entry 3 was imported (no URL), so its child takes the key and skips itself.
     let id = app
         .submit_download(
             json!({ "url": fx.url("feed.xml"), "skip_archived": true, "playlist": { "items": "1-3" } }),
@@ -389,13 +432,40 @@ async fn a_collection_download_of_items_2_4_and_7_makes_four_children_and_one_zi
         .await;
     let parent = app.wait_final(&id, LIMIT).await;
     assert_eq!(parent["status"], "completed", "{parent}");
-    assert_eq!(parent["children"], json!({ "completed": 1, "cancelled": 2 }), "{parent}");
+    assert_eq!(parent["children"], json!({ "completed": 1, "cancelled": 1 }), "{parent}");
+    assert_eq!(parent["expansion"]["skipped_archived"], 1, "{parent}");
+    assert_eq!(parent["expansion"]["note"], "1 entry skipped: already in the download archive");
     let mut kids = children(&app, &id).await;
     kids.sort_by_key(|k| k["playlist_index"].as_u64());
+    assert_eq!(kids.iter().map(|k| k["playlist_index"].as_u64()).collect::<Vec<_>>(), [Some(1), Some(3)]);
     assert_eq!(kids[0]["status"], "completed");
-    assert!(kids[1]["error"].as_str().is_some_and(|e| e.starts_with("skipped: generic clip02")), "{kids:?}");
+    assert!(kids[1]["error"].as_str().is_some_and(|e| e.starts_with("skipped: generic clip03")), "{kids:?}");
     let export = app.get("/api/archive/export").await.text().await.expect("text");
     assert!(export.lines().any(|l| l == "generic clip01"), "the new download is archived: {export}");
+
+    // Entries archived by an import (no URL, so the listing cannot match them): each
+    // child skips itself, and the collection completes, nothing being left to do.
+    let imported: Value = app
+        .post_json("/api/archive/import", &json!({ "archive": "generic clip05\ngeneric clip06\n" }))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(imported["imported"], 2);
+    let id = app
+        .submit_download(
+            json!({ "url": fx.url("feed.xml"), "skip_archived": true, "playlist": { "items": "5-6" } }),
+        )
+        .await;
+    let parent = app.wait_final(&id, LIMIT).await;
+    assert_eq!(parent["status"], "completed", "{parent}");
+    assert_eq!(parent["children"], json!({ "cancelled": 2 }), "{parent}");
+    assert_eq!(parent["expansion"]["skipped_archived"], 0);
+    let kids = children(&app, &id).await;
+    assert!(
+        kids.iter().all(|k| k["error"].as_str().is_some_and(|e| e.starts_with("skipped: generic clip0"))),
+        "{kids:?}"
+    );
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
@@ -482,7 +552,10 @@ async fn a_collection_longer_than_max_playlist_items_is_cut_and_says_so() {
     assert_eq!(parent["playlist_items"], "all");
     assert_eq!(
         parent["expansion"],
-        json!({ "entry_count": 12, "children": 3, "truncated": true, "skipped_archived": 0 })
+        json!({
+            "entry_count": 12, "children": 3, "truncated": true, "skipped_archived": 0,
+            "note": "cut at 3 of 12 entries (limits.max_playlist_items)"
+        })
     );
     let mut kids = children(&app, &id).await;
     kids.sort_by_key(|k| k["playlist_index"].as_u64());
@@ -498,4 +571,215 @@ async fn a_collection_longer_than_max_playlist_items_is_cut_and_says_so() {
         })
         .collect();
     assert!(created[2] <= created[1] && created[1] <= created[0], "{created:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_skip_archived_download_makes_only_the_new_entries_and_ytdlp_reads_the_export_back() {
+    let app = TestApp::spawn().await;
+    let fx = FeedServer::serve().await;
+    let feed = fx.url("growing.xml");
+    let clip = |i: usize| format!("/media/clip{i:02}.mp4");
+
+    // A feed of 10 entries: 10 children, all downloaded.
+    fx.show(10);
+    let first = app.submit_download(json!({ "url": feed, "skip_archived": true, "playlist": {} })).await;
+    let parent = app.wait_final(&first, LIMIT).await;
+    assert_eq!(parent["status"], "completed", "{parent}");
+    assert_eq!(parent["children"], json!({ "completed": 10 }), "{parent}");
+    assert_eq!(
+        parent["expansion"],
+        json!({ "entry_count": 10, "children": 10, "truncated": false, "skipped_archived": 0 })
+    );
+    assert_eq!(children(&app, &first).await.len(), 10);
+
+    // The feed gains two entries, listed first (newest first, as podcasts list).
+    fx.show(12);
+    let requests_before = fx.requests().len();
+    let second = app.submit_download(json!({ "url": feed, "skip_archived": true, "playlist": {} })).await;
+    let parent = app.wait_final(&second, LIMIT).await;
+    assert_eq!(parent["status"], "completed", "{parent}");
+    assert_eq!(parent["children"], json!({ "completed": 2 }), "{parent}");
+    assert_eq!(
+        parent["expansion"],
+        json!({
+            "entry_count": 12, "children": 2, "truncated": false, "skipped_archived": 10,
+            "note": "10 entries skipped: already in the download archive"
+        })
+    );
+    let mut kids = children(&app, &second).await;
+    println!(
+        "second download: expansion {}, children {}: {:?}",
+        parent["expansion"],
+        kids.len(),
+        kids.iter()
+            .map(|k| (k["playlist_index"].clone(), k["url"].clone(), k["status"].clone()))
+            .collect::<Vec<_>>()
+    );
+    kids.sort_by_key(|k| k["playlist_index"].as_u64());
+    let made: Vec<(Option<u64>, &str, &str)> = kids
+        .iter()
+        .map(|k| {
+            (k["playlist_index"].as_u64(), k["url"].as_str().expect("url"), k["status"].as_str().expect("s"))
+        })
+        .collect();
+    assert_eq!(
+        made,
+        [
+            (Some(1), fx.url("media/clip12.mp4").as_str(), "completed"),
+            (Some(2), &fx.url("media/clip11.mp4"), "completed")
+        ]
+    );
+    // What the second download asked the server for: the feed, then the two new
+    // entries only (each child's key lookup and download); no archived entry.
+    let asked: Vec<String> = fx.requests()[requests_before..].to_vec();
+    println!("fixture requests of the second download: {asked:?}");
+    let media: Vec<&String> = asked.iter().filter(|p| p.ends_with(".mp4")).collect();
+    assert!(media.iter().any(|p| **p == clip(11)) && media.iter().any(|p| **p == clip(12)), "{asked:?}");
+    assert!(
+        media.iter().all(|p| **p == clip(11) || **p == clip(12)),
+        "an archived entry was fetched: {asked:?}"
+    );
+
+    // A third time, nothing is new: no child, and the collection completes (as
+    // yt-dlp does on a fully archived playlist), its note saying why.
+    let requests_before = fx.requests().len();
+    let third = app.submit_download(json!({ "url": feed, "skip_archived": true, "playlist": {} })).await;
+    let parent = app.wait_final(&third, LIMIT).await;
+    assert_eq!(parent["status"], "completed", "{parent}");
+    assert_eq!(
+        parent["expansion"],
+        json!({
+            "entry_count": 12, "children": 0, "truncated": false, "skipped_archived": 12,
+            "note": "12 entries skipped: already in the download archive"
+        })
+    );
+    assert_eq!(children(&app, &third).await.len(), 0);
+    assert_eq!(fx.requests()[requests_before..], ["/growing.xml"]);
+
+    // The archive export, read back by the real yt-dlp through the same feed.
+    let export = app.get("/api/archive/export").await.text().await.expect("export");
+    let mut lines: Vec<&str> = export.lines().collect();
+    lines.sort();
+    let want: Vec<String> = (1..=12).map(|i| format!("generic clip{i:02}")).collect();
+    assert_eq!(lines, want, "{export}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ytdlp = |archive: &str, out: &str| {
+        let (archive, out) = (dir.path().join(archive), dir.path().join(out));
+        let before = fx.requests().len();
+        let run = std::process::Command::new(&app.settings.tools.ytdlp)
+            .args(["--ignore-config", "--no-cache-dir", "--no-progress", "--download-archive"])
+            .arg(&archive)
+            .arg("-P")
+            .arg(&out)
+            .args(["-o", "%(id)s.%(ext)s", "--", &feed])
+            .output()
+            .expect("yt-dlp runs");
+        let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+        assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+        let files: Vec<String> = std::fs::read_dir(&out)
+            .map(|d| d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        let media: Vec<String> =
+            fx.requests()[before..].iter().filter(|p| p.ends_with(".mp4")).cloned().collect();
+        (stdout, files, media)
+    };
+    std::fs::write(dir.path().join("export.txt"), &export).expect("write export");
+    let (stdout, files, media) = ytdlp("export.txt", "all");
+    let recorded: Vec<&str> =
+        stdout.lines().filter(|l| l.contains("has already been recorded in the archive")).collect();
+    println!("yt-dlp --download-archive <export>: {recorded:#?}\nmedia requests: {media:?}");
+    assert_eq!(recorded.len(), 12, "{stdout}");
+    for i in 1..=12 {
+        assert!(
+            recorded.iter().any(|l| l.contains(&format!("clip{i:02}: Entry {i} has already"))),
+            "{stdout}"
+        );
+    }
+    assert_eq!(files, Vec::<String>::new(), "yt-dlp downloaded an archived entry");
+    // yt-dlp's generic extractor names a feed entry only by asking for its URL (one
+    // request each, headers read, no file); a download would ask a second time.
+    let mut asked = media.clone();
+    asked.sort();
+    assert_eq!(asked, (1..=12).map(clip).collect::<Vec<_>>(), "one identifying request per entry");
+
+    // The check above can fail: without clip05's line, yt-dlp downloads clip05.
+    let without: String =
+        export.lines().filter(|l| *l != "generic clip05").map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.path().join("without.txt"), without).expect("write");
+    let (stdout, files, media) = ytdlp("without.txt", "one");
+    assert_eq!(stdout.lines().filter(|l| l.contains("has already been recorded")).count(), 11, "{stdout}");
+    assert_eq!(files, ["clip05.mp4"]);
+    assert_eq!(media.iter().filter(|p| **p == clip(5)).count(), 2, "identify, then download: {media:?}");
+    assert_eq!(
+        std::fs::read(dir.path().join("one/clip05.mp4")).expect("file"),
+        std::fs::read(clips().join("clip05.mp4")).expect("clip")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_of_10000_entries_with_a_limit_of_500_makes_500_children_and_says_it_was_cut() {
+    let app = TestApp::spawn_with(crate::helpers::AppOptions {
+        tweak: |s| s.limits.max_playlist_items = 500,
+        ..Default::default()
+    })
+    .await;
+    let fx = FeedServer::serve().await;
+
+    let id = app.submit_download(json!({ "url": fx.url("big-feed.xml"), "playlist": {} })).await;
+    let start = Instant::now();
+    let parent = loop {
+        let parent = app.task(&id).await;
+        if !parent["expansion"].is_null()
+            || matches!(parent["status"].as_str(), Some("completed" | "failed" | "cancelled"))
+        {
+            break parent;
+        }
+        assert!(start.elapsed() < LIMIT, "not expanded: {parent}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("expanded in {:.1} s: {}", start.elapsed().as_secs_f64(), parent["expansion"]);
+    assert_eq!(
+        parent["expansion"],
+        json!({
+            "entry_count": 10_000, "children": 500, "truncated": true, "skipped_archived": 0,
+            "note": "cut at 500 of 10000 entries (limits.max_playlist_items)"
+        }),
+        "{parent}"
+    );
+    assert_eq!(parent["playlist_items"], "all");
+    let kids = children_by(&app, &id, 100).await;
+    let mut indexes: Vec<u64> = kids.iter().map(|k| k["playlist_index"].as_u64().expect("index")).collect();
+    indexes.sort_unstable();
+    assert_eq!(indexes, (1..=500).collect::<Vec<_>>());
+    let mut urls: Vec<&str> = kids.iter().map(|k| k["url"].as_str().expect("url")).collect();
+    urls.sort_unstable();
+    urls.dedup();
+    assert_eq!(urls.len(), 500);
+    assert!(kids.iter().all(|k| k["parent_task_id"] == id.as_str()));
+    // The parent counts its 500 children (renewed each second while it follows them).
+    let counted = |p: &Value| -> u64 {
+        p["children"].as_object().map_or(0, |c| c.values().filter_map(Value::as_u64).sum())
+    };
+    let start = Instant::now();
+    while counted(&app.task(&id).await) != 500 {
+        assert!(start.elapsed() < Duration::from_secs(30), "{}", app.task(&id).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Nothing past the cut was ever asked for.
+    assert!(
+        fx.media_requests().iter().all(|p| p
+            .strip_prefix("/big/")
+            .and_then(|n| n.strip_suffix(".mp4"))
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| (1..=500).contains(&n))),
+        "{:?}",
+        fx.media_requests()
+    );
+
+    // The children need not all run: cancel the collection (and so every child).
+    let res = app.client.delete(format!("{}/api/tasks/{id}", app.address)).send().await.expect("delete");
+    assert_eq!(res.status(), 200);
+    let kids = children_by(&app, &id, 100).await;
+    assert_eq!(kids.len(), 500);
+    assert!(kids.iter().all(|k| matches!(k["status"].as_str(), Some("cancelled" | "completed"))), "{kids:?}");
 }

@@ -74,6 +74,19 @@ impl TaskStore {
         Ok(rows.first().is_some_and(|(n,)| *n > 0))
     }
 
+    /// The item a completed download of `url` archived, if any. A collection entry
+    /// whose flat listing names no id (a feed's enclosure: yt-dlp's generic
+    /// extractor names it only by fetching it) is found in the archive this way.
+    pub async fn archived_by_url(&self, url: &str) -> Result<Option<(String, String)>, StoreError> {
+        let rows: Vec<(String, String)> =
+            Sql::new("SELECT extractor, media_id FROM download_archive WHERE url = ")
+                .arg(url)
+                .text(" ORDER BY archived_at LIMIT 1")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().next())
+    }
+
     /// A page of the archive, oldest first, after `(archived_at, extractor, media_id)`.
     pub async fn archive_page(
         &self,

@@ -61,6 +61,20 @@ impl TaskStore {
         Ok(rows.into_iter().filter_map(|(s, n)| Some((s.parse().ok()?, u64::try_from(n).ok()?))).collect())
     }
 
+    /// A collection's children that were skipped as archived (`cancelled` by
+    /// [`TaskStore::skip`], not by a client).
+    pub async fn skipped_children(&self, parent: Uuid) -> Result<u64, StoreError> {
+        let rows: Vec<(i64,)> = Sql::new("SELECT COUNT(*) FROM tasks WHERE parent_task_id = ")
+            .arg(parent.to_string())
+            .text(" AND status IN ")
+            .statuses(&[TaskStatus::Cancelled])
+            .text(" AND error LIKE ")
+            .arg(format!("{}%", super::SKIPPED))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.first().map_or(0, |(n,)| u64::try_from(*n).unwrap_or(0)))
+    }
+
     /// A collection's children in one of `statuses` (all if empty), oldest first.
     pub async fn children(&self, parent: Uuid, statuses: &[TaskStatus]) -> Result<Vec<Task>, StoreError> {
         let mut sql =

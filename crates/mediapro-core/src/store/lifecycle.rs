@@ -54,6 +54,10 @@ pub enum Retry {
     NotFound,
 }
 
+/// How the `error` of a task skipped as archived begins ([`TaskStore::skip`]): a
+/// skipped task is `cancelled`, and this tells it from one a client cancelled.
+pub const SKIPPED: &str = "skipped: ";
+
 impl TaskStore {
     /// Records a new task (group-committed with concurrent inserts).
     pub async fn insert(&self, task: &Task) -> Result<(), StoreError> {
@@ -263,9 +267,12 @@ impl TaskStore {
     }
 
     /// The running attempt found its item in the download archive (`skip_archived`):
-    /// → `cancelled` with the reason, so a retry downloads it after all.
+    /// → `cancelled` with the reason, which starts with [`SKIPPED`] (added if the
+    /// caller's does not), so a retry downloads it after all.
     pub async fn skip(&self, task_id: Uuid, attempt: i64, reason: &str) -> Result<bool, StoreError> {
         let t = micros(now());
+        let reason =
+            if reason.starts_with(SKIPPED) { reason.to_owned() } else { format!("{SKIPPED}{reason}") };
         let skipped = Transition::to(TaskStatus::Cancelled, t)
             .set("completed_at", t)
             .set("error", reason)

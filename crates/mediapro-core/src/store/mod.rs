@@ -30,7 +30,7 @@ use crate::{
 };
 
 pub use archive::{ArchiveEntry, parse_archive_line};
-pub use lifecycle::{Cancel, Claim, Lease, Retry};
+pub use lifecycle::{Cancel, Claim, Lease, Retry, SKIPPED};
 pub use list::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, TaskFilter, TaskPage};
 pub use maintenance::StaleTask;
 pub use outbox::{AfterAttempt, AttemptResult, Delivery, DeliveryAttempt, DueDelivery};

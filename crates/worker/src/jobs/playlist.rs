@@ -3,8 +3,10 @@
 //! `limits.max_playlist_items` and in time, cancellable), record one child
 //! download per entry with the parent's compare-and-set, then follow the children
 //! until every one is final. The parent completes if any child completed, else
-//! fails. A re-run (lease takeover, client retry) finds the expansion recorded
-//! and only follows. A subscription's check (`spec.subscription_id`, see
+//! fails; when every entry is in the download archive (`skip_archived`) it
+//! completes: at once with no child, or once every child skipped itself. A re-run
+//! (lease takeover, client retry) finds the expansion recorded and only follows.
+//! A subscription's check (`spec.subscription_id`, see
 //! `crates/worker/src/subscriptions.rs`) creates no child for an entry an earlier
 //! check queued, and completes at once, listing recorded, when nothing is new.
 
@@ -16,7 +18,7 @@ use mediapro_core::{
     store::Lease,
     task::{Phase, ProgressDetail, Task, TaskRequest, TaskStatus},
     validate::SourceUrl,
-    ytdlp::{ListArgs, PlaylistItems, parse_listing},
+    ytdlp::{CollectionEntry, ListArgs, PlaylistItems, parse_listing},
 };
 
 use super::{
@@ -29,14 +31,15 @@ const TICK: Duration = Duration::from_secs(1);
 
 pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Outcome {
     let children = match &spec.expansion {
-        Some(expansion) => expansion.children,
+        Some(done) => done.children,
         None => match expand(ctx, attempt, spec).await {
             Ok(children) => children,
             Err(outcome) => return outcome,
         },
     };
+    // Every selected entry was in the download archive, or a subscription's
+    // check found nothing new: nothing left to do.
     if children == 0 {
-        // A subscription's check that found nothing new: its listing is recorded.
         return Outcome::Completed { files: Vec::new(), output: None };
     }
     follow(ctx, attempt).await
@@ -96,11 +99,7 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
     if spec.entry.skip_archived {
         let mut kept = Vec::with_capacity(entries.len());
         for e in entries {
-            let archived = match (&e.extractor, &e.id) {
-                (Some(extractor), Some(id)) => ctx.store().is_archived(extractor, id).await.unwrap_or(false),
-                _ => false,
-            };
-            if archived {
+            if in_archive(ctx, e).await {
                 skipped_archived += 1;
             } else {
                 kept.push(e);
@@ -139,10 +138,10 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
             Some(child)
         })
         .collect();
-    if children.is_empty() && spec.subscription_id.is_none() && skipped_archived > 0 {
-        return Err(Outcome::Skipped("skipped: every selected entry is in the download archive".into()));
-    }
-    if children.is_empty() && spec.subscription_id.is_none() {
+    // No child because every entry is archived (or, for a subscription's check,
+    // queued before) is recorded like any expansion (its note says so) and
+    // completes; no entry at all is a failure, but for a subscription's check.
+    if children.is_empty() && skipped_archived == 0 && spec.subscription_id.is_none() {
         return Err(Outcome::Failed(format!(
             "the playlist lists no downloadable entry{}",
             spec.items.as_ref().map(|i| format!(" among {i}")).unwrap_or_default()
@@ -150,13 +149,15 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
     }
     let truncated = spec.items.is_none() && collection.entry_count.is_some_and(|n| n > u64::from(max));
     let expanded = TaskRequest::Playlist(Box::new(PlaylistSpec {
-        expansion: Some(Expansion {
-            entry_count: collection.entry_count,
-            children: children.len() as u64,
-            truncated,
-            skipped_archived,
-            skipped_known,
-        }),
+        expansion: Some(
+            Expansion::new(
+                collection.entry_count,
+                children.len() as u64,
+                truncated.then_some(max),
+                skipped_archived,
+            )
+            .with_known(skipped_known),
+        ),
         ..spec.clone()
     }));
     match ctx.dispatcher.expand(attempt.task_id, attempt.number, &expanded, &children).await {
@@ -165,6 +166,26 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
         Ok(false) => Err(Outcome::Lost),
         Err(e) => Err(Outcome::Transient(format!("could not record the entries: {e}"))),
     }
+}
+
+/// Whether the download archive has an entry's item: by the key its listing
+/// names, else by the URL a completed download of it recorded (a feed's
+/// enclosures are listed without an id; yt-dlp's generic extractor names each
+/// only by fetching it). An archive that cannot be read skips nothing.
+async fn in_archive(ctx: &JobContext, entry: &CollectionEntry) -> bool {
+    let store = ctx.store();
+    let by_key = match (&entry.extractor, &entry.id) {
+        (Some(extractor), Some(id)) => store.is_archived(extractor, id).await,
+        _ => Ok(false),
+    };
+    let found = match (by_key, entry.url.as_deref().and_then(|u| SourceUrl::parse(u).ok())) {
+        (Ok(false), Some(url)) => store.archived_by_url(url.as_str()).await.map(|key| key.is_some()),
+        (other, _) => other,
+    };
+    found.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "download archive not readable; the entry is downloaded");
+        false
+    })
 }
 
 /// Renews the lease with the children's counts every second until each is final.
@@ -196,7 +217,11 @@ async fn follow(ctx: &JobContext, attempt: &Attempt) -> Outcome {
         }
         if all > 0 && finished == all {
             let completed = count(&[TaskStatus::Completed]);
-            return if completed > 0 {
+            // Every child skipped itself as archived (e.g. items imported into the
+            // archive, which the listing could not match): nothing was left to do.
+            let all_skipped =
+                completed == 0 && store.skipped_children(attempt.task_id).await.ok() == Some(all);
+            return if completed > 0 || all_skipped {
                 Outcome::Completed { files: Vec::new(), output: None }
             } else {
                 Outcome::Failed(format!(
