@@ -41,13 +41,16 @@ CREATE TABLE subscription_checks (
 CREATE INDEX subscription_checks_by_subscription ON subscription_checks (subscription_id, started_at, check_id);
 
 -- The entries a subscription's checks created a child for, by entry URL, with
--- the latest such child: a later check skips an entry whose child has not
--- failed (still pending, running, done or skipped), so one new entry gets one
--- child even while an earlier check's children are downloading.
+-- the latest such child and how many checks queued it: a later check skips an
+-- entry whose child has not failed (still pending, running, done or skipped),
+-- so one new entry gets one child even while an earlier check's children are
+-- downloading, and an entry whose download keeps failing is given up after a
+-- few checks (subscription::MAX_ENTRY_CHECKS).
 CREATE TABLE subscription_entries (
     subscription_id TEXT NOT NULL,
     entry_url       TEXT NOT NULL,
     task_id         TEXT NOT NULL,
     seen_at         BIGINT NOT NULL,
+    queued_times    BIGINT NOT NULL DEFAULT 1,
     PRIMARY KEY (subscription_id, entry_url)
 );

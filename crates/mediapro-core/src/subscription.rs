@@ -26,6 +26,11 @@ use crate::{
 /// The longest period between checks: 30 days.
 pub const MAX_EVERY_MINUTES: i64 = 43_200;
 
+/// An entry whose download failed is queued again by the next check, up to this
+/// many checks in all; then it is left alone (a broken entry does not make a
+/// failed download every period).
+pub const MAX_ENTRY_CHECKS: i64 = 3;
+
 /// When the next check is due after one that starts at `now` (unix microseconds).
 pub fn next_check_after(now: i64, every_minutes: i64) -> i64 {
     now.saturating_add(every_minutes.saturating_mul(60_000_000))

@@ -700,16 +700,32 @@ on_every_store! {
         let urls = |v: &[&str]| v.iter().map(|u| (*u).to_owned()).collect::<std::collections::HashSet<_>>();
         let all = ["https://media.example/v/2", "https://media.example/v/3", "https://media.example/v/4", "https://media.example/v/7"];
         assert_eq!(store.known_entries(s.subscription_id).await.expect("known"), urls(&all));
-        // One child fails: the next check may queue its entry again.
+        // One child fails: the next check may queue its entry again, up to
+        // MAX_ENTRY_CHECKS checks in all.
         let k = attempt_of(claim(&store, &kids[0], "w2").await);
         assert!(store.fail(kids[0].task_id, k, "HTTP Error 500").await.expect("fail"));
         assert_eq!(store.known_entries(s.subscription_id).await.expect("known"), urls(&all[1..]));
+        for check in 2..=mediapro_core::subscription::MAX_ENTRY_CHECKS {
+            let mut again = Task::new_pending(s.request.clone());
+            again.task_id = Uuid::new_v4();
+            store.insert(&again).await.expect("insert");
+            let n = attempt_of(claim(&store, &again, "w1").await);
+            let mut retry = children_of(&again);
+            retry.truncate(1);
+            assert!(store.expand(again.task_id, n, &expanded(&again, 1), &retry).await.expect("expand"));
+            assert!(store.known_entries(s.subscription_id).await.expect("known").contains(all[0]), "queued again");
+            let k = attempt_of(claim(&store, &retry[0], "w2").await);
+            assert!(store.fail(retry[0].task_id, k, "HTTP Error 500").await.expect("fail"));
+            let known = store.known_entries(s.subscription_id).await.expect("known");
+            let given_up = check == mediapro_core::subscription::MAX_ENTRY_CHECKS;
+            assert_eq!(known.contains(all[0]), given_up, "after check {check}");
+        }
         // A plain collection (no subscription) remembers nothing.
         let other = playlist_task();
         store.insert(&other).await.expect("insert");
         let m = attempt_of(claim(&store, &other, "w1").await);
         assert!(store.expand(other.task_id, m, &expanded(&other, 4), &children_of(&other)).await.expect("expand"));
-        assert_eq!(store.known_entries(s.subscription_id).await.expect("known").len(), 3);
+        assert_eq!(store.known_entries(s.subscription_id).await.expect("known").len(), 4);
     });
 
     subscriptions_page_oldest_first => |store| Box::pin(async move {

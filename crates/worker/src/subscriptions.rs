@@ -32,12 +32,7 @@ const LOST_AFTER: Duration = Duration::from_secs(60);
 
 pub async fn schedule_loop(ctx: &JobContext) {
     let every = Duration::from_secs(ctx.settings.subscriptions.scheduler_interval_seconds);
-    let holder = format!(
-        "{}-{}-{}",
-        nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "host".into()),
-        std::process::id(),
-        ulid::Ulid::generate()
-    );
+    let holder = crate::identity::holder_name("subscriptions");
     let lease = RoleLease::new(ctx.dispatcher.queue(), "subscriptions", holder, every * 3);
     let mut held = false;
     loop {

@@ -16,7 +16,10 @@ use uuid::Uuid;
 
 use super::{StoreError, TaskStore, micros, transition::Sql};
 use crate::{
-    subscription::{Check, CheckOutcome, CheckStatus, Subscription, SubscriptionStatus, next_check_after},
+    subscription::{
+        Check, CheckOutcome, CheckStatus, MAX_ENTRY_CHECKS, Subscription, SubscriptionStatus,
+        next_check_after,
+    },
     task::{Task, TaskRequest, TaskStatus, now},
 };
 
@@ -129,7 +132,7 @@ pub(super) async fn remember_entries(
             .arg(t)
             .text(
                 ") ON CONFLICT (subscription_id, entry_url) DO UPDATE SET task_id = excluded.task_id, \
-                 seen_at = excluded.seen_at",
+                 seen_at = excluded.seen_at, queued_times = subscription_entries.queued_times + 1",
             )
             .execute(&mut *conn)
             .await?;
@@ -468,14 +471,17 @@ impl TaskStore {
 
     /// The entry URLs a check of the subscription queued whose download has not
     /// failed (pending, running, completed, cancelled or skipped, or removed by
-    /// retention): a new check creates no child for them.
+    /// retention), or failed after [`MAX_ENTRY_CHECKS`] checks queued it: a new
+    /// check creates no child for them.
     pub async fn known_entries(&self, id: Uuid) -> Result<HashSet<String>, StoreError> {
         let rows: Vec<(String,)> = Sql::new(
             "SELECT e.entry_url FROM subscription_entries e LEFT JOIN tasks t ON t.task_id = e.task_id \
              WHERE e.subscription_id = ",
         )
         .arg(id.to_string())
-        .text(" AND (t.status IS NULL OR t.status NOT IN ")
+        .text(" AND (t.status IS NULL OR e.queued_times >= ")
+        .arg(MAX_ENTRY_CHECKS)
+        .text(" OR t.status NOT IN ")
         .statuses(&[TaskStatus::Failed])
         .text(")")
         .fetch_all(&self.writer)
