@@ -74,6 +74,7 @@ error_codes! {
     NotMedia = 400, BadRequest, "not_media", "the file does not probe as media under the whitelists";
     InvalidFilter = 400, BadRequest, "invalid_filter", "a list filter (`status`, `kind`, `limit`, times) is invalid";
     InvalidPlaylistItems = 400, BadRequest, "invalid_playlist_items", "`playlist.items` is not a selection like `1-10,15`, or names more entries than `limits.max_playlist_items`";
+    InvalidSchedule = 400, BadRequest, "invalid_schedule", "`every_minutes` of a subscription is missing or not a whole number from 1 to 43200";
     InvalidCursor = 400, BadRequest, "invalid_cursor", "`cursor` is not one this API returned";
     InvalidRequest = 400, BadRequest, "invalid_request", "a JSON field has the wrong type, is unknown, or is missing";
     InvalidJson = 400, BadRequest, "invalid_json", "the body is not valid JSON";
@@ -102,6 +103,7 @@ error_codes! {
     NotRetryable = 409, Conflict, "not_retryable", "retry of a task that is not failed or cancelled";
     IdempotencyKeyInProgress = 409, Conflict, "idempotency_key_in_progress", "the first request with this `Idempotency-Key` is still being handled (see `Retry-After`)";
     NoCheckUrl = 409, Conflict, "no_check_url", "a check of a site profile that has no `check_url`";
+    SubscriptionPaused = 409, Conflict, "subscription_paused", "\"check now\" of a paused subscription (resume it first)";
     ResultTooLarge = 409, Conflict, "result_too_large", "`download-result` of a collection whose ZIP would pass 4 GiB or 65 534 files (fetch the children one by one)";
     IdempotencyKeyReused = 422, Conflict, "idempotency_key_reused", "this `Idempotency-Key` was used in the last 24 h with a different body or route";
     // Limits.

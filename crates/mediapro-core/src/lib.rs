@@ -16,6 +16,7 @@ pub mod settings;
 pub mod site_profile;
 pub mod storage;
 pub mod store;
+pub mod subscription;
 pub mod task;
 pub mod telemetry;
 pub mod validate;

@@ -111,6 +111,11 @@ pub struct PlaylistSpec {
     /// What the expansion found, written with the children it created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expansion: Option<Expansion>,
+    /// A subscription's check (`crates/mediapro-core/src/subscription.rs`): entries
+    /// an earlier check of it queued get no child, and the expansion records the
+    /// entries it queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<uuid::Uuid>,
 }
 
 /// The result of a collection's expansion, kept with the parent task.
@@ -125,6 +130,10 @@ pub struct Expansion {
     /// Entries left out because the download archive has them (`skip_archived`).
     #[serde(default)]
     pub skipped_archived: u64,
+    /// A subscription's check: entries left out because an earlier check queued
+    /// them (their download did not fail).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_known: u64,
     /// The above in words, for a person reading the task (the cut, the entries
     /// skipped); absent when there is nothing to say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,9 +158,29 @@ impl Expansion {
             children,
             truncated: cut_at.is_some(),
             skipped_archived,
+            skipped_known: 0,
             note: (!said.is_empty()).then(|| said.join("; ")),
         }
     }
+
+    /// A subscription's check: `n` entries left out because an earlier check
+    /// queued them (said in the note too).
+    pub fn with_known(mut self, n: u64) -> Self {
+        if n > 0 {
+            let s = if n == 1 { "y" } else { "ies" };
+            let said = format!("{n} entr{s} skipped: queued by an earlier check of the subscription");
+            self.note = Some(match self.note.take() {
+                Some(note) => format!("{note}; {said}"),
+                None => said,
+            });
+        }
+        self.skipped_known = n;
+        self
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Processing to run on the downloaded file once it is complete.
@@ -251,6 +280,7 @@ impl DownloadBody {
             reverse: playlist.reverse,
             entry,
             expansion: None,
+            subscription_id: None,
         })))
     }
 }
@@ -491,5 +521,14 @@ mod tests {
         );
         let old: Expansion = serde_json::from_value(json).expect("reads");
         assert_eq!(old, plain);
+        // A subscription's check says what earlier checks queued, too.
+        let known = Expansion::new(Some(12), 1, None, 2).with_known(9);
+        assert_eq!(known.skipped_known, 9);
+        assert_eq!(
+            known.note.as_deref(),
+            Some(
+                "2 entries skipped: already in the download archive; 9 entries skipped: queued by an earlier check of the subscription"
+            )
+        );
     }
 }

@@ -27,6 +27,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub tools: ToolSettings,
     pub webhooks: WebhookSettings,
+    pub subscriptions: SubscriptionSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -524,6 +525,24 @@ impl WebhookSettings {
     }
 }
 
+/// Subscriptions (`crates/mediapro-core/src/subscription.rs`): one scheduler
+/// across every worker (a lease in Redis) starts their checks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubscriptionSettings {
+    /// A subscription whose checks fail this many times in a row is paused with the reason.
+    pub max_failures: u32,
+    /// How often the scheduler looks for due checks and finished ones; its lease
+    /// lasts three times this.
+    pub scheduler_interval_seconds: u64,
+}
+
+impl Default for SubscriptionSettings {
+    fn default() -> Self {
+        Self { max_failures: 5, scheduler_interval_seconds: 15 }
+    }
+}
+
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &[
     "server.cors_origins",
@@ -716,6 +735,12 @@ impl Settings {
         if let Some(kind) = TaskKind::iter().find(|&kind| self.worker.concurrency(kind) == 0) {
             return bad(&format!("worker.{kind}_concurrency"), "concurrency must be at least 1".into());
         }
+        if self.subscriptions.max_failures == 0 {
+            return bad("subscriptions.max_failures", "must be at least 1".into());
+        }
+        if !(1..=3600).contains(&self.subscriptions.scheduler_interval_seconds) {
+            return bad("subscriptions.scheduler_interval_seconds", "must be from 1 to 3600".into());
+        }
         self.security.check()?;
         self.webhooks.check()
     }
@@ -846,6 +871,28 @@ mod tests {
         let keys: Vec<&str> = s.security.api_keys.iter().map(ApiKeyEntry::expose).collect();
         assert_eq!(keys, vec!["key-one-0123456789", "key-two-0123456789"]);
         assert_eq!(s.limits.task_timeout_seconds, 60);
+    }
+
+    #[test]
+    fn subscription_keys_load_from_the_environment_and_are_checked() {
+        let d = Settings::load_from(None, env(&[])).expect("defaults");
+        assert_eq!((d.subscriptions.max_failures, d.subscriptions.scheduler_interval_seconds), (5, 15));
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("MEDIAPRO__SUBSCRIPTIONS__MAX_FAILURES", "2"),
+                ("MEDIAPRO__SUBSCRIPTIONS__SCHEDULER_INTERVAL_SECONDS", "1"),
+            ]),
+        )
+        .expect("env loads");
+        assert_eq!((s.subscriptions.max_failures, s.subscriptions.scheduler_interval_seconds), (2, 1));
+        for (key, value) in [
+            ("MEDIAPRO__SUBSCRIPTIONS__MAX_FAILURES", "0"),
+            ("MEDIAPRO__SUBSCRIPTIONS__SCHEDULER_INTERVAL_SECONDS", "0"),
+        ] {
+            let err = Settings::load_from(None, env(&[(key, value)])).expect_err(key).to_string();
+            assert!(err.contains("subscriptions."), "{err}");
+        }
     }
 
     #[test]

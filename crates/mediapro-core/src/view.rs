@@ -55,6 +55,9 @@ pub struct TaskView {
     /// `GET /api/tasks?parent_task_id=<task_id>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub children: Option<std::collections::BTreeMap<TaskStatus, u64>>,
+    /// A subscription's check (`GET /api/subscriptions/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<Uuid>,
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -106,6 +109,7 @@ impl From<&Task> for TaskView {
             playlist_items: None,
             expansion: None,
             children: t.detail.children.clone(),
+            subscription_id: None,
         };
         match &t.request {
             TaskRequest::Download(spec) => {
@@ -132,6 +136,7 @@ impl From<&Task> for TaskView {
                 view.playlist_items =
                     Some(spec.items.as_ref().map_or_else(|| "all".to_owned(), ToString::to_string));
                 view.expansion.clone_from(&spec.expansion);
+                view.subscription_id = spec.subscription_id;
             }
         }
         view

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use mediapro_core::{
     requests::{DownloadSpec, Expansion},
-    store::{Cancel, Claim, Lease, Retry, TaskFilter, TaskStore},
-    task::{Phase, ProgressDetail, Task, TaskRequest, TaskStatus},
+    store::{Cancel, Claim, Lease, Retry, TaskFilter, TaskStore, micros},
+    subscription::{CheckOutcome, CheckStatus, Subscription, SubscriptionStatus},
+    task::{Phase, ProgressDetail, Task, TaskRequest, TaskStatus, now},
 };
 use uuid::Uuid;
 
@@ -662,5 +663,172 @@ on_every_store! {
         assert!(store.delete_site_profile("ex").await.expect("delete"));
         assert!(!store.delete_site_profile("ex").await.expect("delete"));
         assert_eq!(store.site_cookies("ex").await.expect("read"), None);
+    });
+}
+
+/// A subscription every `every` minutes on the playlist of [`playlist_task`],
+/// next due at `next_check_at`.
+fn subscription(every: i64, next_check_at: i64) -> Subscription {
+    let TaskRequest::Playlist(mut spec) = playlist_task().request else { panic!("a playlist") };
+    let id = Uuid::new_v4();
+    spec.subscription_id = Some(id);
+    let mut s = Subscription::new(id, every, *spec);
+    s.next_check_at = next_check_at;
+    s
+}
+
+const MINUTE: i64 = 60_000_000;
+
+async fn reread(store: &TaskStore, s: &Subscription) -> Subscription {
+    store.subscription(s.subscription_id).await.expect("get").expect("exists")
+}
+
+on_every_store! {
+    a_schedule_missed_for_five_periods_runs_one_check_and_the_next_is_a_period_later => |store| Box::pin(async move {
+        let t = micros(now());
+        // As if every worker had been down for five periods.
+        let s = subscription(1, t - 5 * MINUTE);
+        store.insert_subscription(&s).await.expect("insert");
+        let not_due = subscription(1, t + MINUTE);
+        store.insert_subscription(&not_due).await.expect("insert");
+
+        let due = store.due_subscriptions(t, 100).await.expect("due");
+        assert_eq!(due.iter().map(|d| d.subscription_id).collect::<Vec<_>>(), [s.subscription_id]);
+        // Two schedulers racing on what they read: exactly one starts the check.
+        let (a, b) = tokio::join!(
+            store.start_check(&due[0], Uuid::new_v4(), t),
+            store.start_check(&due[0], Uuid::new_v4(), t)
+        );
+        let started: Vec<_> = [a.expect("start"), b.expect("start")].into_iter().flatten().collect();
+        assert_eq!(started.len(), 1, "one check for five missed periods");
+        let check = &started[0];
+        let row = reread(&store, &s).await;
+        assert_eq!(row.current_task_id, Some(check.task_id));
+        assert_eq!(row.next_check_at, t + MINUTE, "now + every, not last + every");
+        assert_eq!(row.last_check_at, Some(t));
+        // In flight: not due again, at any time.
+        assert!(store.due_subscriptions(t + 10 * MINUTE, 100).await.expect("due").iter().all(|d| d.subscription_id != s.subscription_id));
+
+        let listed = CheckOutcome::Listed { found: 4, queued: 3, skipped: 1 };
+        assert!(store.finish_check(&row, &listed, 5).await.expect("finish"));
+        assert!(!store.finish_check(&row, &listed, 5).await.expect("again"), "recorded once");
+        let row = reread(&store, &s).await;
+        assert_eq!(row.current_task_id, None);
+        // The next is due one period after the check started, and not before.
+        for (at, expected) in [(t, 0), (t + MINUTE - 1, 0), (t + MINUTE, 1)] {
+            let ids: Vec<_> = store.due_subscriptions(at, 100).await.expect("due").into_iter()
+                .filter(|d| d.subscription_id == s.subscription_id).collect();
+            assert_eq!(ids.len(), expected, "due at +{} µs", at - t);
+        }
+        let checks = store.checks_page(s.subscription_id, None, 10).await.expect("checks");
+        assert_eq!(checks.len(), 1);
+        assert_eq!(checks[0].status, CheckStatus::Completed);
+        assert_eq!((checks[0].found, checks[0].queued, checks[0].skipped), (Some(4), Some(3), Some(1)));
+        assert!(checks[0].finished_at.is_some());
+    });
+
+    failed_checks_in_a_row_pause_with_the_reason_and_resume_clears_it => |store| Box::pin(async move {
+        let t = micros(now());
+        let s = subscription(60, t);
+        store.insert_subscription(&s).await.expect("insert");
+        let failed = CheckOutcome::Failed("HTTP Error 404: Not Found".into());
+        for n in 1..=3 {
+            let row = reread(&store, &s).await;
+            assert_eq!(row.status, SubscriptionStatus::Active, "after {} failures", n - 1);
+            assert!(store.reschedule_subscription(s.subscription_id, t).await.expect("check now"));
+            let check = store.start_check(&row, Uuid::new_v4(), t).await.expect("start").expect("started");
+            let row = reread(&store, &s).await;
+            assert_eq!(row.current_task_id, Some(check.task_id));
+            assert!(store.finish_check(&row, &failed, 3).await.expect("finish"));
+            assert_eq!(reread(&store, &s).await.consecutive_failures, n);
+        }
+        let row = reread(&store, &s).await;
+        assert_eq!(row.status, SubscriptionStatus::Paused);
+        let reason = row.paused_reason.clone().expect("reason");
+        assert!(reason.contains("3 failed checks in a row") && reason.contains("404"), "{reason}");
+        assert!(store.due_subscriptions(t + 1000 * MINUTE, 10).await.expect("due").is_empty(), "paused: never due");
+        assert!(!store.reschedule_subscription(s.subscription_id, t).await.expect("check now"), "paused");
+        let checks = store.checks_page(s.subscription_id, None, 2).await.expect("checks");
+        assert_eq!(checks.len(), 2);
+        assert!(checks.iter().all(|c| c.status == CheckStatus::Failed && c.error.as_deref() == Some("HTTP Error 404: Not Found")));
+        let older = store.checks_page(s.subscription_id, Some((checks[1].started_at, checks[1].check_id)), 10).await.expect("page");
+        assert_eq!(older.len(), 1, "paged: 2 + 1");
+
+        assert!(store.resume_subscription(s.subscription_id).await.expect("resume"));
+        let row = reread(&store, &s).await;
+        assert_eq!((row.status, row.paused_reason.as_deref(), row.consecutive_failures), (SubscriptionStatus::Active, None, 0));
+        assert!(row.next_check_at <= micros(now()), "checked at once");
+        // A listed check resets the count.
+        let row = reread(&store, &s).await;
+        store.start_check(&row, Uuid::new_v4(), micros(now())).await.expect("start").expect("started");
+        let row = reread(&store, &s).await;
+        assert!(store.finish_check(&row, &failed, 3).await.expect("finish"));
+        assert!(store.pause_subscription(s.subscription_id, "paused by a client").await.expect("pause"));
+        assert!(store.pause_subscription(s.subscription_id, "again").await.expect("pause"));
+        assert_eq!(reread(&store, &s).await.paused_reason.as_deref(), Some("paused by a client"), "first reason kept");
+
+        assert!(store.delete_subscription(s.subscription_id).await.expect("delete"));
+        assert!(!store.delete_subscription(s.subscription_id).await.expect("delete"));
+        assert!(store.subscription(s.subscription_id).await.expect("get").is_none());
+        assert!(store.checks_page(s.subscription_id, None, 10).await.expect("checks").is_empty());
+        assert!(!store.pause_subscription(s.subscription_id, "x").await.expect("pause"));
+        assert!(!store.resume_subscription(s.subscription_id).await.expect("resume"));
+    });
+
+    a_checks_entries_are_known_to_later_checks_unless_their_download_failed => |store| Box::pin(async move {
+        let s = subscription(1, micros(now()));
+        store.insert_subscription(&s).await.expect("insert");
+        let mut parent = Task::new_pending(s.request.clone());
+        parent.task_id = Uuid::new_v4();
+        store.insert(&parent).await.expect("insert");
+        let n = attempt_of(claim(&store, &parent, "w1").await);
+        let kids = children_of(&parent);
+        assert!(store.expand(parent.task_id, n, &expanded(&parent, 4), &kids).await.expect("expand"));
+        let urls = |v: &[&str]| v.iter().map(|u| (*u).to_owned()).collect::<std::collections::HashSet<_>>();
+        let all = ["https://media.example/v/2", "https://media.example/v/3", "https://media.example/v/4", "https://media.example/v/7"];
+        assert_eq!(store.known_entries(s.subscription_id).await.expect("known"), urls(&all));
+        // One child fails: the next check may queue its entry again, up to
+        // MAX_ENTRY_CHECKS checks in all.
+        let k = attempt_of(claim(&store, &kids[0], "w2").await);
+        assert!(store.fail(kids[0].task_id, k, "HTTP Error 500").await.expect("fail"));
+        assert_eq!(store.known_entries(s.subscription_id).await.expect("known"), urls(&all[1..]));
+        for check in 2..=mediapro_core::subscription::MAX_ENTRY_CHECKS {
+            let mut again = Task::new_pending(s.request.clone());
+            again.task_id = Uuid::new_v4();
+            store.insert(&again).await.expect("insert");
+            let n = attempt_of(claim(&store, &again, "w1").await);
+            let mut retry = children_of(&again);
+            retry.truncate(1);
+            assert!(store.expand(again.task_id, n, &expanded(&again, 1), &retry).await.expect("expand"));
+            assert!(store.known_entries(s.subscription_id).await.expect("known").contains(all[0]), "queued again");
+            let k = attempt_of(claim(&store, &retry[0], "w2").await);
+            assert!(store.fail(retry[0].task_id, k, "HTTP Error 500").await.expect("fail"));
+            let known = store.known_entries(s.subscription_id).await.expect("known");
+            let given_up = check == mediapro_core::subscription::MAX_ENTRY_CHECKS;
+            assert_eq!(known.contains(all[0]), given_up, "after check {check}");
+        }
+        // A plain collection (no subscription) remembers nothing.
+        let other = playlist_task();
+        store.insert(&other).await.expect("insert");
+        let m = attempt_of(claim(&store, &other, "w1").await);
+        assert!(store.expand(other.task_id, m, &expanded(&other, 4), &children_of(&other)).await.expect("expand"));
+        assert_eq!(store.known_entries(s.subscription_id).await.expect("known").len(), 4);
+    });
+
+    subscriptions_page_oldest_first => |store| Box::pin(async move {
+        let t = micros(now());
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let mut s = subscription(5, t);
+            s.created_at = t + i;
+            store.insert_subscription(&s).await.expect("insert");
+            ids.push(s.subscription_id);
+        }
+        let first = store.subscriptions_page(None, 2).await.expect("page");
+        assert_eq!(first.iter().map(|s| s.subscription_id).collect::<Vec<_>>(), ids[..2]);
+        let last = &first[1];
+        let rest = store.subscriptions_page(Some((last.created_at, last.subscription_id)), 10).await.expect("page");
+        assert_eq!(rest.iter().map(|s| s.subscription_id).collect::<Vec<_>>(), ids[2..]);
+        assert_eq!(rest[0].request, reread(&store, &rest[0]).await.request);
     });
 }

@@ -13,12 +13,14 @@
 mod dispatch;
 pub mod events;
 pub mod idempotency;
+mod lease;
 pub mod metrics;
 mod rate;
 pub mod site_gate;
 pub mod wake;
 
 pub use dispatch::{DispatchError, Dispatcher, Requeued};
+pub use lease::RoleLease;
 pub use rate::{RateDecision, RateLimiter};
 pub use site_gate::{Admission, GateSettings, SiteGate, SiteLimits, SiteSlot, SiteState, Verdict};
 

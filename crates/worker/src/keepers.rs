@@ -10,6 +10,8 @@
 //!   (`worker.site_check_interval_seconds`) and records the result on the profile.
 //! - The webhook deliverer (`crates/worker/src/webhooks.rs`) sends the outbox's
 //!   due messages.
+//! - The subscription scheduler (`crates/worker/src/subscriptions.rs`) starts due
+//!   checks and records finished ones; one process acts at a time (a Redis lease).
 
 use std::time::Duration;
 
@@ -27,7 +29,8 @@ pub async fn run(ctx: JobContext) {
         reconcile_loop(&ctx),
         retention_loop(&ctx),
         site_check_loop(&ctx),
-        crate::webhooks::deliver_loop(&ctx)
+        crate::webhooks::deliver_loop(&ctx),
+        crate::subscriptions::schedule_loop(&ctx)
     );
 }
 

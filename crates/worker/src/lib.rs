@@ -14,6 +14,7 @@ mod jobs;
 pub mod keepers;
 mod metrics;
 mod poll;
+pub mod subscriptions;
 pub mod webhooks;
 
 use std::{sync::Arc, time::Duration};

@@ -18,6 +18,7 @@ pub(crate) mod metrics;
 pub(crate) mod process;
 pub(crate) mod result;
 pub(crate) mod site_profiles;
+pub(crate) mod subscriptions;
 pub(crate) mod tasks;
 pub(crate) mod uploads;
 pub(crate) mod whoami;
@@ -302,6 +303,62 @@ pub static ROUTES: &[Route] = {
             access: Write,
             operations: &[op(Post, &[&[SiteProfileNotFound, NoCheckUrl, AnalyzeBusy, StoreUnavailable]])],
         },
+        // Read: GETs need a read key; POST and DELETE, not GETs, need a full key.
+        Route {
+            path: "/api/subscriptions",
+            access: Read,
+            operations: &[
+                op(Get, &[&[InvalidFilter, InvalidCursor, InvalidQuery, StoreUnavailable]]),
+                op(
+                    Post,
+                    &[
+                        URL_ERRORS,
+                        JSON_BODY_ERRORS,
+                        &[
+                            InvalidSchedule,
+                            InvalidPlaylistItems,
+                            InvalidFormatId,
+                            InvalidSubtitleLang,
+                            TooManySubtitleLangs,
+                            InvalidOperation,
+                            InvalidOutputFormat,
+                            StoreUnavailable,
+                        ],
+                    ],
+                ),
+            ],
+        },
+        Route {
+            path: "/api/subscriptions/{subscription_id}",
+            access: Read,
+            operations: &[
+                op(Get, &[&[NotFound, StoreUnavailable]]),
+                op(Delete, &[&[NotFound, StoreUnavailable]]),
+            ],
+        },
+        Route {
+            path: "/api/subscriptions/{subscription_id}/checks",
+            access: Read,
+            operations: &[op(
+                Get,
+                &[&[NotFound, InvalidFilter, InvalidCursor, InvalidQuery, StoreUnavailable]],
+            )],
+        },
+        Route {
+            path: "/api/subscriptions/{subscription_id}/pause",
+            access: Write,
+            operations: &[op(Post, &[&[NotFound, StoreUnavailable]])],
+        },
+        Route {
+            path: "/api/subscriptions/{subscription_id}/resume",
+            access: Write,
+            operations: &[op(Post, &[&[NotFound, StoreUnavailable]])],
+        },
+        Route {
+            path: "/api/subscriptions/{subscription_id}/check",
+            access: Write,
+            operations: &[op(Post, &[&[NotFound, SubscriptionPaused, StoreUnavailable]])],
+        },
         Route { path: "/api/whoami", access: Read, operations: &[op(Get, &[])] },
         Route { path: "/api/openapi.json", access: Open, operations: &[op(Get, &[])] },
         Route { path: "/api/docs", access: Open, operations: &[op(Get, &[])] },
@@ -349,6 +406,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/api/site-profiles/{name}/cookies").route(web::put().to(site_profiles::put_cookies)),
         )
         .service(resource("/api/site-profiles/{name}/check").route(web::post().to(site_profiles::check)))
+        .service(
+            resource("/api/subscriptions")
+                .route(web::get().to(subscriptions::list))
+                .route(web::post().to(subscriptions::create)),
+        )
+        .service(
+            resource("/api/subscriptions/{subscription_id}")
+                .route(web::get().to(subscriptions::get))
+                .route(web::delete().to(subscriptions::delete)),
+        )
+        .service(
+            resource("/api/subscriptions/{subscription_id}/checks")
+                .route(web::get().to(subscriptions::checks)),
+        )
+        .service(
+            resource("/api/subscriptions/{subscription_id}/pause")
+                .route(web::post().to(subscriptions::pause)),
+        )
+        .service(
+            resource("/api/subscriptions/{subscription_id}/resume")
+                .route(web::post().to(subscriptions::resume)),
+        )
+        .service(
+            resource("/api/subscriptions/{subscription_id}/check")
+                .route(web::post().to(subscriptions::check)),
+        )
         .service(resource("/api/whoami").route(web::get().to(whoami::whoami)))
         .service(resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(resource("/healthz").route(web::get().to(health::healthz)))

@@ -178,8 +178,9 @@ impl FeedServer {
         FeedServer { base, log, shown }
     }
 
-    /// `/growing.xml` lists the first `n` clips from now on.
-    fn show(&self, n: usize) {
+    /// `/growing.xml` lists the first `n` clips from now on (also used by
+    /// `subscriptions.rs`).
+    pub(crate) fn show(&self, n: usize) {
         assert!(n <= ENTRIES);
         self.shown.store(n, Ordering::SeqCst);
     }
@@ -188,7 +189,7 @@ impl FeedServer {
         format!("{}/{path}", self.base)
     }
 
-    fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.log.lock().expect("log").clone()
     }
 
@@ -198,7 +199,7 @@ impl FeedServer {
 }
 
 /// The children of a collection, through `GET /api/tasks?parent_task_id=` (every page).
-async fn children(app: &TestApp, parent: &str) -> Vec<Value> {
+pub(crate) async fn children(app: &TestApp, parent: &str) -> Vec<Value> {
     children_by(app, parent, 5).await
 }
 

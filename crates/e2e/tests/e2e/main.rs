@@ -25,6 +25,7 @@ mod metrics;
 mod processing;
 mod site_gate;
 pub mod site_profiles;
+mod subscriptions;
 mod validation;
 mod wake;
 mod warm_host;

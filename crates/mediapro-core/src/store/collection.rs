@@ -20,6 +20,8 @@ impl TaskStore {
     /// the parent's request gets the expansion's result (`request`) and the
     /// `children` (pending, queued by the caller) are inserted; nothing is written
     /// unless that attempt still runs the parent (cancelled or taken over: `false`).
+    /// A subscription's check also remembers the entries it queued
+    /// (`store/subscription.rs`).
     pub async fn expand(
         &self,
         parent: Uuid,
@@ -43,6 +45,8 @@ impl TaskStore {
         for child in children {
             insert_row(&mut tx, child).await?;
         }
+        // A subscription's check: its entries are remembered with their children.
+        super::subscription::remember_entries(&mut tx, request, children).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -15,6 +15,7 @@ mod outbox;
 mod row;
 mod site_profile;
 mod stats;
+mod subscription;
 mod transition;
 
 use std::{sync::Arc, time::Duration};

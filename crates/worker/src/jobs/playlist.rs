@@ -6,6 +6,9 @@
 //! fails; when every entry is in the download archive (`skip_archived`) it
 //! completes: at once with no child, or once every child skipped itself. A re-run
 //! (lease takeover, client retry) finds the expansion recorded and only follows.
+//! A subscription's check (`spec.subscription_id`, see
+//! `crates/worker/src/subscriptions.rs`) creates no child for an entry an earlier
+//! check queued, and completes at once, listing recorded, when nothing is new.
 
 use std::time::Duration;
 
@@ -35,7 +38,8 @@ pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Ou
             Err(outcome) => return outcome,
         },
     };
-    // Every selected entry was in the download archive: nothing left to do.
+    // Every selected entry was in the download archive, or a subscription's
+    // check found nothing new: nothing left to do.
     if children == 0 {
         return Outcome::Completed { files: Vec::new(), output: None };
     }
@@ -43,7 +47,9 @@ pub async fn run(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Ou
 }
 
 /// Lists the entries and records the children (how many). `Err`: the attempt
-/// ends there.
+/// ends there. A subscription's check (`spec.subscription_id`) also leaves out
+/// the entries an earlier check of it queued, and records its listing even when
+/// nothing is new.
 async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Result<u64, Outcome> {
     let settings = &ctx.settings;
     let max = settings.limits.max_playlist_items;
@@ -112,6 +118,20 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
         }
         entries = kept;
     }
+    // A subscription's check: one child per entry, ever (unless its download failed).
+    let mut skipped_known = 0;
+    if let Some(subscription) = spec.subscription_id {
+        let known = ctx
+            .store()
+            .known_entries(subscription)
+            .await
+            .map_err(|e| Outcome::Transient(format!("could not read the subscription's entries: {e}")))?;
+        entries.retain(|e| {
+            let seen = e.url.as_ref().is_some_and(|u| known.contains(u));
+            skipped_known += u64::from(seen);
+            !seen
+        });
+    }
     // Created (and so listed and queued) last entry first.
     if spec.reverse {
         entries.reverse();
@@ -129,9 +149,10 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
             Some(child)
         })
         .collect();
-    // No child because every entry is archived is recorded like any expansion
-    // (its note says so) and completes; no entry at all is a failure.
-    if children.is_empty() && skipped_archived == 0 {
+    // No child because every entry is archived (or, for a subscription's check,
+    // queued before) is recorded like any expansion (its note says so) and
+    // completes; no entry at all is a failure, but for a subscription's check.
+    if children.is_empty() && skipped_archived == 0 && spec.subscription_id.is_none() {
         return Err(Outcome::Failed(format!(
             "the playlist lists no downloadable entry{}",
             spec.items.as_ref().map(|i| format!(" among {i}")).unwrap_or_default()
@@ -139,12 +160,15 @@ async fn expand(ctx: &JobContext, attempt: &Attempt, spec: &PlaylistSpec) -> Res
     }
     let truncated = spec.items.is_none() && collection.entry_count.is_some_and(|n| n > u64::from(max));
     let expanded = TaskRequest::Playlist(Box::new(PlaylistSpec {
-        expansion: Some(Expansion::new(
-            collection.entry_count,
-            children.len() as u64,
-            truncated.then_some(max),
-            skipped_archived,
-        )),
+        expansion: Some(
+            Expansion::new(
+                collection.entry_count,
+                children.len() as u64,
+                truncated.then_some(max),
+                skipped_archived,
+            )
+            .with_known(skipped_known),
+        ),
         ..spec.clone()
     }));
     match ctx.dispatcher.expand(attempt.task_id, attempt.number, &expanded, &children).await {
