@@ -27,22 +27,12 @@ import threading
 import time
 import urllib.parse
 
-from harness import launch, make_clip, request, wait_final
+from harness import QuietHandler, check, launch, make_clip, request, wait_final
 
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 ENTRIES = int(os.environ.get("ENTRIES", "10000"))
 MAX = int(os.environ.get("MAX", "500"))
 IDLE_SECONDS = float(os.environ.get("IDLE_SECONDS", "3"))
-
-
-def check(ok, what):
-    if not ok:
-        raise SystemExit(f"bench run failed: {what}")
-
-
-class Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 class Poller:
@@ -84,7 +74,7 @@ def main():
         root = os.path.join(svc.tmp, "served")
         os.makedirs(root)
         make_clip(os.path.join(root, "clip.mp4"), "160x90", 1)
-        handler = lambda *a, **kw: Quiet(*a, directory=root, **kw)  # noqa: E731
+        handler = lambda *a, **kw: QuietHandler(*a, directory=root, **kw)  # noqa: E731
         httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         httpd.daemon_threads = True
         threading.Thread(target=httpd.serve_forever, daemon=True).start()

@@ -3,6 +3,7 @@ tests/launcher.py (release binaries, free port, temporary SQLite store and stora
 root, random Redis namespace, tests/isolated.toml; everything removed on exit);
 this module only adds the bench defaults and a few measuring helpers."""
 
+import http.server
 import os
 import subprocess
 import sys
@@ -13,7 +14,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from launcher import Instance, request  # noqa: E402  (needs the path above)
 
-__all__ = ["Instance", "request", "launch", "wait_final", "rss_kib", "make_clip"]
+__all__ = ["Instance", "request", "launch", "wait_final", "rss_kib", "make_clip", "check", "timed",
+           "QuietHandler"]
 
 # The benches' Redis (database 0 unless MEDIAPRO__REDIS__URL says otherwise); the
 # keys go under a random bench-<hex> namespace, deleted at the end.
@@ -60,3 +62,24 @@ def make_clip(path, size, seconds):
          "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", path],
         check=True,
     )
+
+
+def check(ok, what):
+    """Ends the bench run with `what` unless `ok`: a figure from a run that went
+    wrong is not a figure."""
+    if not ok:
+        raise SystemExit(f"bench run failed: {what}")
+
+
+def timed(fn):
+    """Seconds `fn()` took (monotonic clock)."""
+    t = time.monotonic()
+    fn()
+    return time.monotonic() - t
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """A fixture file server that logs nothing (its log would swamp the figures)."""
+
+    def log_message(self, *args):
+        pass

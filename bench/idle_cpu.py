@@ -32,9 +32,9 @@ import threading
 import time
 from datetime import datetime
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
-from harness import launch, make_clip, request, wait_final
+from harness import QuietHandler, launch, make_clip, request, wait_final
 
 IDLE_SECONDS = float(os.environ.get("IDLE_SECONDS", "60"))
 ROUNDS = int(os.environ.get("ROUNDS", "20"))
@@ -91,11 +91,6 @@ def percentile(values, pct):
 
 def ts(value):
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 def serve(directory):

@@ -35,16 +35,11 @@ from datetime import datetime
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "crates", "mediapro-core", "ythost"))
 
-from harness import launch, request  # noqa: E402
+from harness import check, launch, request  # noqa: E402
 from testkit import FixtureServer, analyze_argv, child_env, download_argv, make_clip, run_cli, ytdlp_cli  # noqa: E402
 
 RUNS = int(os.environ.get("RUNS", "10"))
 CONCURRENT = 20
-
-
-def check(ok, what):
-    if not ok:
-        raise SystemExit(f"bench run failed: {what}")
 
 
 def timed(fn):

@@ -26,22 +26,12 @@ import threading
 import time
 import zipfile
 
-from harness import launch, make_clip, request, rss_kib, wait_final
+from harness import QuietHandler, check, launch, make_clip, request, rss_kib, wait_final
 
 SMALL = int(os.environ.get("SMALL", "10"))
 LARGE = int(os.environ.get("LARGE", "48"))
 ENTRY_MB = int(os.environ.get("ENTRY_MB", "24"))
 SLOW_MBPS = int(os.environ.get("SLOW_MBPS", "25"))
-
-
-def check(ok, what):
-    if not ok:
-        raise SystemExit(f"bench run failed: {what}")
-
-
-class Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 class QuietServer(http.server.ThreadingHTTPServer):
@@ -50,7 +40,7 @@ class QuietServer(http.server.ThreadingHTTPServer):
 
 
 def serve(root):
-    handler = lambda *a, **kw: Quiet(*a, directory=root, **kw)  # noqa: E731
+    handler = lambda *a, **kw: QuietHandler(*a, directory=root, **kw)  # noqa: E731
     httpd = QuietServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
