@@ -403,6 +403,25 @@ mod tests {
         }
     }
 
+    /// OpenAPI requires each `operationId` to be unique: clients generated from the
+    /// document name their methods after it, and tools (Schemathesis' link
+    /// inference) find operations by it.
+    #[test]
+    fn every_operation_id_is_unique() {
+        let doc = doc_json();
+        let mut seen = std::collections::BTreeMap::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                let id =
+                    op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+                if let Some(other) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                    panic!("operationId {id:?} of {method} {path} is also {other}");
+                }
+            }
+        }
+        assert!(seen.len() > 30, "{seen:?}");
+    }
+
     #[test]
     fn the_document_is_openapi_3_1_with_auth_and_every_error_code() {
         let doc = doc_json();

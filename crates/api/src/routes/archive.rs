@@ -49,6 +49,7 @@ fn parse_cursor(raw: &str) -> Result<(i64, String, String), ValidationError> {
 /// Every media item a completed download fetched (and every imported line),
 /// by yt-dlp's extractor key (lower case) and media id; kept beyond retention.
 #[utoipa::path(
+    operation_id = "list_archive",
     get,
     path = "/api/archive",
     tag = "archive",
@@ -173,6 +174,7 @@ pub async fn import(
 
 /// Forget an archived item
 #[utoipa::path(
+    operation_id = "delete_archive_entry",
     delete,
     path = "/api/archive/{extractor}/{media_id}",
     tag = "archive",

@@ -17,6 +17,7 @@ pub struct Deliveries {
 
 /// 200 `{"deliveries": [...]}` (oldest first); 404 for an unknown task.
 #[utoipa::path(
+    operation_id = "list_deliveries",
     get,
     path = "/api/tasks/{task_id}/deliveries",
     tag = "tasks",

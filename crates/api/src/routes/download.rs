@@ -18,6 +18,7 @@ use crate::{error::ApiError, state::AppState};
 /// retries its failed and cancelled ones, and `GET /api/download-result/{id}`
 /// serves the completed ones as one ZIP.
 #[utoipa::path(
+    operation_id = "create_download",
     post,
     path = "/api/download",
     tag = "media",

@@ -13,6 +13,7 @@ use crate::{error::ApiError, state::AppState};
 /// The input is probed (under the same whitelists as processing) and the operations
 /// checked against it before anything is stored or queued.
 #[utoipa::path(
+    operation_id = "create_process",
     post,
     path = "/api/process",
     tag = "media",

@@ -28,6 +28,7 @@ pub struct SiteProfileList {
 ///
 /// By name; cookies only as a summary (size, count, domains, earliest expiry).
 #[utoipa::path(
+    operation_id = "list_site_profiles",
     get,
     path = "/api/site-profiles",
     tag = "site profiles",
@@ -58,6 +59,7 @@ pub struct SiteProfileView {
 ///
 /// With its site's current back-off and jobs (the site gate).
 #[utoipa::path(
+    operation_id = "get_site_profile",
     get,
     path = "/api/site-profiles/{name}",
     tag = "site profiles",
@@ -87,6 +89,7 @@ pub async fn get(state: web::Data<AppState>, name: web::Path<String>) -> Result<
 /// The body sets every field (an omitted one is unset); uploaded cookies are
 /// kept, and so is the health unless `check_url` changed.
 #[utoipa::path(
+    operation_id = "put_site_profile",
     put,
     path = "/api/site-profiles/{name}",
     tag = "site profiles",
@@ -116,6 +119,7 @@ pub async fn put(
 
 /// Delete a site profile (and its cookies)
 #[utoipa::path(
+    operation_id = "delete_site_profile",
     delete,
     path = "/api/site-profiles/{name}",
     tag = "site profiles",
@@ -179,6 +183,7 @@ pub async fn put_cookies(
 /// `check_error`); the answer is the profile. Uses an analyze slot. Workers also
 /// check every `worker.site_check_interval_seconds`.
 #[utoipa::path(
+    operation_id = "check_site_profile",
     post,
     path = "/api/site-profiles/{name}/check",
     tag = "site profiles",

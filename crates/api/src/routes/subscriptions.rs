@@ -101,6 +101,7 @@ async fn detailed(state: &AppState, id: Uuid) -> Result<SubscriptionView, ApiErr
 /// (unless that download failed). `subscriptions.max_failures` failed checks in a
 /// row pause it with the reason.
 #[utoipa::path(
+    operation_id = "create_subscription",
     post,
     path = "/api/subscriptions",
     tag = "subscriptions",
@@ -123,6 +124,7 @@ pub async fn create(
 
 /// List subscriptions, oldest first
 #[utoipa::path(
+    operation_id = "list_subscriptions",
     get,
     path = "/api/subscriptions",
     tag = "subscriptions",
@@ -147,6 +149,7 @@ pub async fn list(
 
 /// A subscription, with its latest checks
 #[utoipa::path(
+    operation_id = "get_subscription",
     get,
     path = "/api/subscriptions/{subscription_id}",
     tag = "subscriptions",
@@ -162,6 +165,7 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<Ht
 /// Its checks' records go with it; the downloads they queued are tasks of their
 /// own and stay.
 #[utoipa::path(
+    operation_id = "delete_subscription",
     delete,
     path = "/api/subscriptions/{subscription_id}",
     tag = "subscriptions",
@@ -245,6 +249,7 @@ pub async fn resume(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result
 /// `subscriptions.scheduler_interval_seconds` (after the check in flight, if
 /// one is listing), and the next after it `every_minutes` later. 409 when paused.
 #[utoipa::path(
+    operation_id = "check_subscription",
     post,
     path = "/api/subscriptions/{subscription_id}/check",
     tag = "subscriptions",

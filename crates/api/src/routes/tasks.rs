@@ -17,6 +17,7 @@ use crate::{error::ApiError, state::AppState};
 
 /// A task
 #[utoipa::path(
+    operation_id = "get_task",
     get,
     path = "/api/tasks/{task_id}",
     tag = "tasks",
@@ -127,6 +128,7 @@ impl ListQuery {
 ///
 /// Filters combine; pages follow `next_cursor`.
 #[utoipa::path(
+    operation_id = "list_tasks",
     get,
     path = "/api/tasks",
     tag = "tasks",
