@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from launcher import Instance, request  # noqa: E402  (needs the path above)
 
-__all__ = ["Instance", "request", "launch", "wait_final", "rss_kib", "make_clip", "check", "timed",
+__all__ = ["Instance", "request", "launch", "wait_final", "rss_kib", "make_clip", "check", "timed", "pid_rss_kib",
            "QuietHandler"]
 
 # The benches' Redis (database 0 unless MEDIAPRO__REDIS__URL says otherwise); the
@@ -47,10 +47,18 @@ def wait_final(inst, task_id, poll=0.02):
 
 def rss_kib(proc):
     """Resident memory of a process (children excluded), in KiB."""
-    with open(f"/proc/{proc.pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+    return pid_rss_kib(proc.pid)
+
+
+def pid_rss_kib(pid):
+    """VmRSS of a pid in KiB (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 

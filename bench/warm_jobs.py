@@ -35,7 +35,7 @@ from datetime import datetime
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "crates", "mediapro-core", "ythost"))
 
-from harness import check, launch, request  # noqa: E402
+from harness import check, launch, pid_rss_kib, request  # noqa: E402
 from testkit import FixtureServer, analyze_argv, child_env, download_argv, make_clip, run_cli, ytdlp_cli  # noqa: E402
 
 RUNS = int(os.environ.get("RUNS", "10"))
@@ -68,19 +68,8 @@ def descendants(pid):
     return found
 
 
-def rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def tree_rss_mib(proc):
-    return sum(rss_kib(p) for p in descendants(proc.pid)) / 1024
+    return sum(pid_rss_kib(p) for p in descendants(proc.pid)) / 1024
 
 
 def host_sockets(proc):

@@ -26,7 +26,7 @@ import threading
 import time
 import zipfile
 
-from harness import QuietHandler, check, launch, make_clip, request, rss_kib, wait_final
+from harness import QuietHandler, check, launch, make_clip, pid_rss_kib, request, rss_kib, wait_final
 
 SMALL = int(os.environ.get("SMALL", "10"))
 LARGE = int(os.environ.get("LARGE", "48"))
@@ -66,7 +66,7 @@ def sampled(pid_of, fn):
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], pid_rss(pid_of()))
+            peak[0] = max(peak[0], pid_rss_kib(pid_of()))
             time.sleep(0.01)
 
     t = threading.Thread(target=sample)
@@ -77,18 +77,6 @@ def sampled(pid_of, fn):
         done.set()
         t.join()
     return result, peak[0]
-
-
-def pid_rss(pid):
-    """VmRSS of a pid in KiB (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def timed_proc(argv, stdout=subprocess.DEVNULL):
